@@ -1,0 +1,563 @@
+//! Validated identifiers: each newtype parses with [`FromStr`], prints with [`Display`] and
+//! (de)serializes as its plain string, so an invalid value is refused where it is read, with the
+//! rule it broke.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An identifier that did not follow its rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {value:?}: {reason}")]
+pub struct IdError {
+    /// What was being parsed ("project id", "member", ...).
+    pub kind: &'static str,
+    /// The text that was refused.
+    pub value: String,
+    /// The rule it broke, phrased as the fix.
+    pub reason: String,
+}
+
+impl IdError {
+    fn new(kind: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Defines a string newtype whose values are checked by `$check`.
+macro_rules! string_id {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $check:path) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                $check(s).map_err(|reason| IdError::new($kind, s, reason))?;
+                Ok(Self(s.to_string()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+fn check_project_id(s: &str) -> Result<(), String> {
+    let ok_chars = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !(6..=30).contains(&s.len()) {
+        return Err("use 6 to 30 characters: lowercase letters, digits and hyphens".into());
+    }
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("start with a lowercase letter".into());
+    }
+    if !ok_chars {
+        return Err("use only lowercase letters, digits and hyphens".into());
+    }
+    if s.ends_with('-') {
+        return Err("do not end with a hyphen".into());
+    }
+    Ok(())
+}
+
+fn check_region(s: &str) -> Result<(), String> {
+    // us-central1, europe-west4, northamerica-northeast2
+    let (words, digits) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_digit()).len());
+    let parts: Vec<&str> = words.split('-').collect();
+    let ok = !digits.is_empty()
+        && parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()));
+    if ok {
+        Ok(())
+    } else {
+        Err("write a region like us-central1 (words joined by hyphens, then a number)".into())
+    }
+}
+
+fn check_zone(s: &str) -> Result<(), String> {
+    let err = || "write a zone like us-central1-a (a region, a hyphen, one letter)".to_string();
+    let (region, letter) = s.rsplit_once('-').ok_or_else(err)?;
+    if letter.len() != 1 || !letter.chars().all(|c| c.is_ascii_lowercase()) {
+        return Err(err());
+    }
+    check_region(region).map_err(|_| err())
+}
+
+fn check_deployment(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 25 {
+        return Err(format!(
+            "use 1 to 25 characters (this has {}): the name becomes part of resource names that Google limits",
+            s.len()
+        ));
+    }
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("start with a lowercase letter".into());
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || s.ends_with('-')
+    {
+        return Err("use only lowercase letters, digits and inner hyphens".into());
+    }
+    Ok(())
+}
+
+fn check_member(s: &str) -> Result<(), String> {
+    let (kind, email) = s.split_once(':').ok_or_else(|| {
+        "write user:EMAIL or serviceAccount:EMAIL (the prefix is missing)".to_string()
+    })?;
+    if !matches!(kind, "user" | "serviceAccount" | "group") {
+        return Err(format!(
+            "the prefix {kind:?} is not known: use user:, serviceAccount: or group:"
+        ));
+    }
+    let valid_email = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+    }) && !email.chars().any(char::is_whitespace);
+    if !valid_email {
+        return Err(format!("{email:?} is not an email address"));
+    }
+    Ok(())
+}
+
+string_id!(
+    /// A Google Cloud project id such as `kf-dev` (6-30 characters, lowercase letters, digits,
+    /// hyphens; starts with a letter).
+    ProjectId,
+    "project id",
+    check_project_id
+);
+
+string_id!(
+    /// A Compute Engine region such as `us-central1`.
+    Region,
+    "region",
+    check_region
+);
+
+string_id!(
+    /// A Compute Engine zone such as `us-central1-a`.
+    Zone,
+    "zone",
+    check_zone
+);
+
+string_id!(
+    /// The deployment name (the guide's `KFAPP`): at most 25 characters, because it becomes part
+    /// of resource names that Google limits.
+    DeploymentName,
+    "deployment name",
+    check_deployment
+);
+
+string_id!(
+    /// A member identity: `user:EMAIL`, `serviceAccount:EMAIL` or `group:EMAIL`.
+    ///
+    /// Access levels accept only users and service accounts; the crates that use members say
+    /// which kinds they accept.
+    Member,
+    "member",
+    check_member
+);
+
+impl Zone {
+    /// The region the zone is in (`us-central1-a` -> `us-central1`).
+    pub fn region(&self) -> Region {
+        let (region, _) = self.0.rsplit_once('-').unwrap_or((&self.0, "")); // ok: validated
+        Region(region.to_string())
+    }
+}
+
+impl Member {
+    /// The kind before the colon: `user`, `serviceAccount` or `group`.
+    pub fn kind(&self) -> &str {
+        self.0.split_once(':').map_or("", |(kind, _)| kind)
+    }
+
+    /// The email address after the colon.
+    pub fn email(&self) -> &str {
+        self.0.split_once(':').map_or("", |(_, email)| email)
+    }
+}
+
+/// Defines a numeric id that also accepts a `prefix/NUMBER` resource name.
+macro_rules! number_id {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $prefix:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "NumberOrString", into = "String")]
+        pub struct $name(u64);
+
+        impl $name {
+            /// Wraps a number.
+            pub fn new(number: u64) -> Self {
+                Self(number)
+            }
+
+            /// The number.
+            pub fn get(self) -> u64 {
+                self.0
+            }
+
+            /// The resource name, such as `
+            #[doc = $prefix]
+            /// /123`.
+            pub fn resource_name(self) -> String {
+                format!("{}/{}", $prefix, self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                let digits = s.strip_prefix(concat!($prefix, "/")).unwrap_or(s);
+                if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(IdError::new(
+                        $kind,
+                        s,
+                        concat!("write the number (or ", $prefix, "/NUMBER), digits only"),
+                    ));
+                }
+                digits
+                    .parse()
+                    .map(Self)
+                    .map_err(|_| IdError::new($kind, s, "the number is too large"))
+            }
+        }
+
+        impl TryFrom<NumberOrString> for $name {
+            type Error = IdError;
+            fn try_from(v: NumberOrString) -> Result<Self, IdError> {
+                match v {
+                    NumberOrString::Number(n) => Ok(Self(n)),
+                    NumberOrString::String(s) => s.parse(),
+                }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0.to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+/// A number written either as a YAML/JSON number or as a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrString {
+    Number(u64),
+    String(String),
+}
+
+number_id!(
+    /// A project number such as `123456789012`; also parses `projects/123456789012`.
+    ProjectNumber,
+    "project number",
+    "projects"
+);
+
+number_id!(
+    /// A numeric organization id such as `123456789`; also parses `organizations/123456789`.
+    OrganizationId,
+    "organization id",
+    "organizations"
+);
+
+/// How a config names an organization: by its id, or by its display name (usually the domain).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum OrganizationRef {
+    /// `organizations/123456789` or `123456789`.
+    Id(OrganizationId),
+    /// A display name such as `example.com`.
+    DisplayName(String),
+}
+
+impl From<String> for OrganizationRef {
+    fn from(s: String) -> Self {
+        match s.parse::<OrganizationId>() {
+            Ok(id) => Self::Id(id),
+            Err(_) => Self::DisplayName(s),
+        }
+    }
+}
+
+impl From<OrganizationRef> for String {
+    fn from(v: OrganizationRef) -> String {
+        v.to_string()
+    }
+}
+
+impl FromStr for OrganizationRef {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        if s.trim().is_empty() {
+            return Err(IdError::new(
+                "organization",
+                s,
+                "write the organization's display name (its domain) or organizations/ID",
+            ));
+        }
+        Ok(Self::from(s.to_string()))
+    }
+}
+
+impl fmt::Display for OrganizationRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => f.write_str(&id.resource_name()),
+            Self::DisplayName(name) => f.write_str(name),
+        }
+    }
+}
+
+impl fmt::Debug for OrganizationRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrganizationRef({self})")
+    }
+}
+
+/// An IP range in CIDR notation with its host bits zero (`10.0.0.0/8`, not `10.0.0.1/8`), as
+/// Google requires for subnetworks and access levels.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr(ipnet::IpNet);
+
+impl Cidr {
+    /// The range.
+    pub fn net(self) -> ipnet::IpNet {
+        self.0
+    }
+
+    /// Whether two ranges share any address.
+    pub fn overlaps(self, other: Cidr) -> bool {
+        self.0.contains(&other.0.network()) || other.0.contains(&self.0.network())
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(self) -> u8 {
+        self.0.prefix_len()
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let net: ipnet::IpNet = s.parse().map_err(|_| {
+            IdError::new(
+                "CIDR range",
+                s,
+                "write an address and a prefix length, like 10.0.0.0/8",
+            )
+        })?;
+        if net.trunc() != net {
+            return Err(IdError::new(
+                "CIDR range",
+                s,
+                format!("host bits must be zero: write {}", net.trunc()),
+            ));
+        }
+        Ok(Self(net))
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(v: Cidr) -> String {
+        v.0.to_string()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cidr({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn project_ids() {
+        assert!("kf-dev".parse::<ProjectId>().is_ok());
+        let err = "KF".parse::<ProjectId>().unwrap_err();
+        assert!(err.to_string().contains("6 to 30"), "{err}");
+        assert!("kf-dev-".parse::<ProjectId>().is_err());
+        assert!("1kfdev".parse::<ProjectId>().is_err());
+        assert!("kf_dev1".parse::<ProjectId>().is_err());
+    }
+
+    #[test]
+    fn numbers_accept_resource_names_and_yaml_numbers() {
+        let n: ProjectNumber = "projects/123456789012".parse().unwrap();
+        assert_eq!(n.get(), 123_456_789_012);
+        assert_eq!(n.resource_name(), "projects/123456789012");
+        let from_yaml: ProjectNumber = serde_yaml::from_str("123456789012").unwrap();
+        assert_eq!(from_yaml, n);
+        let from_str: ProjectNumber = serde_yaml::from_str("'123456789012'").unwrap();
+        assert_eq!(from_str, n);
+        let err = serde_yaml::from_str::<ProjectNumber>("12ab").unwrap_err();
+        assert!(err.to_string().contains("digits only"), "{err}");
+        assert!("organizations/12".parse::<ProjectNumber>().is_err());
+    }
+
+    #[test]
+    fn organizations() {
+        assert_eq!(
+            "organizations/123456789"
+                .parse::<OrganizationRef>()
+                .unwrap(),
+            OrganizationRef::Id(OrganizationId::new(123_456_789))
+        );
+        assert_eq!(
+            "example.com".parse::<OrganizationRef>().unwrap(),
+            OrganizationRef::DisplayName("example.com".into())
+        );
+    }
+
+    #[test]
+    fn zones_and_regions() {
+        let zone: Zone = "us-central1-a".parse().unwrap();
+        assert_eq!(zone.region().as_str(), "us-central1");
+        assert!("northamerica-northeast2".parse::<Region>().is_ok());
+        assert!("uscentral".parse::<Region>().is_err());
+        assert!("us-central1".parse::<Zone>().is_err());
+    }
+
+    #[test]
+    fn members() {
+        let m: Member = "serviceAccount:build@kf-dev.iam.gserviceaccount.com"
+            .parse()
+            .unwrap();
+        assert_eq!(m.kind(), "serviceAccount");
+        assert_eq!(m.email(), "build@kf-dev.iam.gserviceaccount.com");
+        let err = "alice@example.com".parse::<Member>().unwrap_err();
+        assert!(err.reason.contains("user:EMAIL"), "{err}");
+        assert!("user:alice".parse::<Member>().is_err());
+        assert!("robot:alice@example.com".parse::<Member>().is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        assert!("10.0.0.0/8".parse::<Cidr>().is_ok());
+        let err = "10.0.0.1/8".parse::<Cidr>().unwrap_err();
+        assert!(err.reason.contains("10.0.0.0/8"), "{err}");
+        let a: Cidr = "10.10.0.0/20".parse().unwrap();
+        let b: Cidr = "10.0.0.0/8".parse().unwrap();
+        let c: Cidr = "172.16.0.32/28".parse().unwrap();
+        assert!(a.overlaps(b) && b.overlaps(a));
+        assert!(!a.overlaps(c));
+    }
+
+    #[test]
+    fn deployment_names() {
+        assert!("kf-private".parse::<DeploymentName>().is_ok());
+        let err = "a-deployment-name-that-is-far-too-long"
+            .parse::<DeploymentName>()
+            .unwrap_err();
+        assert!(err.reason.contains("1 to 25"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn valid_project_ids_round_trip(s in "[a-z][a-z0-9-]{4,28}[a-z0-9]") {
+            let id: ProjectId = s.parse().unwrap();
+            prop_assert_eq!(id.to_string(), s.clone());
+            let json = serde_json::to_string(&id).unwrap();
+            prop_assert_eq!(serde_json::from_str::<ProjectId>(&json).unwrap(), id);
+        }
+
+        #[test]
+        fn project_id_parser_never_panics(s in "\\PC{0,40}") {
+            let _ = s.parse::<ProjectId>();
+            let _ = s.parse::<Member>();
+            let _ = s.parse::<Cidr>();
+            let _ = s.parse::<Zone>();
+        }
+
+        #[test]
+        fn cidr_display_parses_back(a in any::<u32>(), len in 0u8..=32) {
+            let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(a), len).unwrap().trunc();
+            let cidr: Cidr = net.to_string().parse().unwrap();
+            prop_assert_eq!(cidr.to_string().parse::<Cidr>().unwrap(), cidr);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Reports: what `apply` did, resource by resource.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::plan::ResourceRef;
+
+/// What happened to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It was created.
+    Created,
+    /// It was updated.
+    Updated,
+    /// It already matched; no call was made.
+    Unchanged,
+    /// It was not attempted.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// It failed.
+    Failed {
+        /// The error, with what to do next.
+        error: String,
+    },
+}
+
+/// One line of a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Extra detail (an operation name, a count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// One entry per resource, in the order applied.
+    pub entries: Vec<Entry>,
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an outcome.
+    pub fn record(&mut self, resource: ResourceRef, outcome: Outcome) {
+        self.entries.push(Entry {
+            resource,
+            outcome,
+            detail: None,
+        });
+    }
+
+    /// Records an outcome with detail.
+    pub fn record_with(
+        &mut self,
+        resource: ResourceRef,
+        outcome: Outcome,
+        detail: impl Into<String>,
+    ) {
+        self.entries.push(Entry {
+            resource,
+            outcome,
+            detail: Some(detail.into()),
+        });
+    }
+
+    /// Appends another report's entries.
+    pub fn extend(&mut self, other: Report) {
+        self.entries.extend(other.entries);
+    }
+
+    /// Whether any entry failed.
+    pub fn has_failures(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e.outcome, Outcome::Failed { .. }))
+    }
+
+    /// Whether nothing was created or updated.
+    pub fn changed_nothing(&self) -> bool {
+        !self
+            .entries
+            .iter()
+            .any(|e| matches!(e.outcome, Outcome::Created | Outcome::Updated))
+    }
+
+    /// The report for people.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            let (word, extra) = match &e.outcome {
+                Outcome::Created => ("created  ", String::new()),
+                Outcome::Updated => ("updated  ", String::new()),
+                Outcome::Unchanged => ("unchanged", String::new()),
+                Outcome::Skipped { reason } => ("skipped  ", format!(": {reason}")),
+                Outcome::Failed { error } => ("FAILED   ", format!(": {error}")),
+            };
+            let detail = e
+                .detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {word} {}{detail}{extra}", e.resource);
+        }
+        let count = |f: fn(&Outcome) -> bool| self.entries.iter().filter(|e| f(&e.outcome)).count();
+        let _ = writeln!(
+            out,
+            "Apply: {} created, {} updated, {} unchanged, {} failed.",
+            count(|o| matches!(o, Outcome::Created)),
+            count(|o| matches!(o, Outcome::Updated)),
+            count(|o| matches!(o, Outcome::Unchanged)),
+            count(|o| matches!(o, Outcome::Failed { .. })),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_counts() {
+        let mut r = Report::new();
+        r.record(
+            ResourceRef::new("access level", "kubeflow"),
+            Outcome::Created,
+        );
+        r.record_with(
+            ResourceRef::new("services", "kf-dev"),
+            Outcome::Unchanged,
+            "4 enabled",
+        );
+        assert!(!r.changed_nothing());
+        assert!(!r.has_failures());
+        insta::assert_snapshot!(r.render_text(), @r"
+          created   access level kubeflow
+          unchanged services kf-dev (4 enabled)
+        Apply: 1 created, 0 updated, 1 unchanged, 0 failed.
+        ");
+    }
+}

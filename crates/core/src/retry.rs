@@ -1,0 +1,131 @@
+//! Backoff and the step-level retry loop: a reconcile step that meets a conflict or a transient
+//! error starts over from a fresh read, so a retry never writes stale data.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Exponential backoff with full jitter between `initial` and `maximum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// The largest delay.
+    pub maximum: Duration,
+}
+
+impl Backoff {
+    /// A backoff from `initial` doubling up to `maximum`.
+    pub const fn new(initial: Duration, maximum: Duration) -> Self {
+        Self { initial, maximum }
+    }
+
+    /// The delay before attempt `attempt` (1 is the first retry): a random point in
+    /// `[d/2, d]` where `d = min(initial * 2^(attempt-1), maximum)`, so that concurrent writers
+    /// who collided do not collide again in lockstep.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let capped = exp.min(self.maximum.max(self.initial));
+        let half = capped / 2;
+        let jitter_nanos = rand::thread_rng().gen_range(0..=half.as_nanos().max(1) as u64);
+        half + Duration::from_nanos(jitter_nanos)
+    }
+}
+
+/// What to do with an error from one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Try the whole step again after a backoff.
+    Retry,
+    /// Try again after at least this long (a server's `Retry-After`).
+    RetryAfter(Duration),
+    /// Give up: the error is final.
+    Stop,
+}
+
+/// Runs `attempt` until it succeeds, `decide` says stop, or `attempts` are used up; the last
+/// error is returned. `attempt` receives the attempt number (0 for the first).
+pub async fn retry<T, E, F, Fut>(
+    attempts: u32,
+    backoff: Backoff,
+    mut decide: impl FnMut(&E) -> RetryDecision,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut n = 0;
+    loop {
+        match attempt(n).await {
+            Ok(value) => return Ok(value),
+            Err(err) => {
+                n += 1;
+                let wait = match decide(&err) {
+                    RetryDecision::Stop => return Err(err),
+                    _ if n >= attempts.max(1) => return Err(err),
+                    RetryDecision::Retry => backoff.delay(n),
+                    RetryDecision::RetryAfter(at_least) => backoff.delay(n).max(at_least),
+                };
+                tracing::debug!(attempt = n, ?wait, "retrying step");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn delays_grow_and_cap() {
+        let b = Backoff::new(Duration::from_millis(10), Duration::from_millis(80));
+        for attempt in 1..30 {
+            let d = b.delay(attempt);
+            assert!(d <= Duration::from_millis(80), "{d:?}");
+            assert!(d >= Duration::from_millis(5), "{d:?}");
+        }
+        assert!(b.delay(10) >= Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn retries_until_success_and_stops_on_final_errors() {
+        let b = Backoff::new(Duration::from_millis(1), Duration::from_millis(2));
+        let calls = AtomicU32::new(0);
+        let out: Result<u32, &str> = retry(
+            5,
+            b,
+            |_| RetryDecision::Retry,
+            |n| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move { if n < 2 { Err("busy") } else { Ok(n) } }
+            },
+        )
+        .await;
+        assert_eq!(out, Ok(2));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let out: Result<u32, &str> =
+            retry(5, b, |_| RetryDecision::Stop, |_| async { Err("final") }).await;
+        assert_eq!(out, Err("final"));
+
+        let calls = AtomicU32::new(0);
+        let out: Result<u32, &str> = retry(
+            3,
+            b,
+            |_| RetryDecision::Retry,
+            |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err("busy") }
+            },
+        )
+        .await;
+        assert_eq!(out, Err("busy"));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,147 @@
+//! Validation errors that name the field and the fix, collected so that one run reports every
+//! problem at once, before any call is made.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The field's path in the config (`vpcsc.access_level.name`).
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Every problem found in a spec or config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+pub struct ValidationErrors {
+    /// The problems, in the order found.
+    pub errors: Vec<FieldError>,
+}
+
+impl ValidationErrors {
+    /// No problems yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a problem with `path`.
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Records the problems of a nested spec under a prefix.
+    pub fn extend_under(&mut self, prefix: &str, other: ValidationErrors) {
+        for e in other.errors {
+            let path = if prefix.is_empty() {
+                e.path
+            } else if e.path.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{}", e.path)
+            };
+            self.errors.push(FieldError {
+                path,
+                message: e.message,
+            });
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// `Ok(())` when there are none.
+    pub fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "the configuration has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(
+                f,
+                "  - {}: {}",
+                if e.path.is_empty() {
+                    "(top level)"
+                } else {
+                    &e.path
+                },
+                e.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses YAML into `T`, reporting a bad field with its path (`vpcsc.perimeter.mode: unknown
+/// variant ...`) rather than a bare line number.
+pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ValidationErrors> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = err.into_inner().to_string();
+        let message = if inner.contains("unknown field") {
+            format!("{inner}: remove it or fix its spelling")
+        } else {
+            inner
+        };
+        let mut errors = ValidationErrors::new();
+        errors.push(path, message);
+        errors
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        name: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Inner,
+    }
+
+    #[test]
+    fn unknown_fields_name_their_path() {
+        let err = from_yaml::<Outer>("inner:\n  name: a\n  nmae: b\n").unwrap_err();
+        assert_eq!(err.errors[0].path, "inner.nmae");
+        assert!(
+            err.errors[0].message.contains("unknown field `nmae`"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("remove it"), "{err}");
+    }
+
+    #[test]
+    fn nests_paths() {
+        let mut inner = ValidationErrors::new();
+        inner.push("name", "bad");
+        let mut outer = ValidationErrors::new();
+        outer.extend_under("vpcsc.access_level", inner);
+        assert_eq!(outer.errors[0].path, "vpcsc.access_level.name");
+        assert!(outer.into_result().is_err());
+    }
+}
