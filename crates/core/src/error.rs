@@ -195,6 +195,13 @@ impl CloudError {
         self.retry_after
     }
 
+    /// The same error, classified as `kind` (for example an ALREADY_EXISTS on create that a
+    /// caller resolves like a conflict, by re-reading).
+    pub fn treated_as(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
     /// 404 / NOT_FOUND.
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound

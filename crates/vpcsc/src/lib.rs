@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+mod desired;
+pub mod error;
+mod gcloud;
+mod handle;
+pub mod spec;
+mod verify;
+
+#[cfg(test)]
+mod wire_tests;
+
+pub use desired::PerimeterEdit;
+pub use error::VpcscError;
+pub use handle::{Observed, PerimeterOutcome, Vpcsc, VpcscPlan};
+pub use spec::{AccessLevelSpec, Mode, PerimeterSpec, PolicyChoice, Spec, VpcscSpec};

@@ -1,0 +1,531 @@
+//! The desired state: the `vpcsc` section of the config file, validated before any call.
+
+use kfsec_core::{Cidr, Member, OrganizationRef, ProjectId, ValidationErrors};
+use serde::{Deserialize, Serialize};
+
+/// Services the whole kfsec workflow needs, enabled by default.
+pub const DEFAULT_SERVICES: &[&str] = &[
+    "accesscontextmanager.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "dns.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "iap.googleapis.com",
+];
+
+/// Services that hold data and belong inside every Kubeflow perimeter: `verify` reports any of
+/// them left unrestricted.
+pub const SENSITIVE_SERVICES: &[&str] = &[
+    "storage.googleapis.com",
+    "bigquery.googleapis.com",
+    "containerregistry.googleapis.com",
+    "artifactregistry.googleapis.com",
+];
+
+/// Everything kfsec-vpcsc reconciles: the project and organization it works in, and the
+/// `vpcsc` section of the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The project placed inside the perimeter.
+    pub project: ProjectId,
+    /// The organization that owns the access policy (display name or `organizations/ID`).
+    pub organization: OrganizationRef,
+    /// The `vpcsc` section.
+    pub vpcsc: VpcscSpec,
+}
+
+/// The `vpcsc` section of the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpcscSpec {
+    /// Which access policy: `auto` (the organization's, created as "default" when there is none)
+    /// or `accessPolicies/ID` (an organization or scoped policy that exists).
+    #[serde(default)]
+    pub policy: PolicyChoice,
+    /// Services to enable in the project (default: [`DEFAULT_SERVICES`]).
+    #[serde(default = "default_services")]
+    pub services: Vec<String>,
+    /// The service perimeter.
+    pub perimeter: PerimeterSpec,
+    /// The access level (the config file's single level).
+    #[serde(default)]
+    pub access_level: Option<AccessLevelSpec>,
+    /// More access levels.
+    #[serde(default)]
+    pub access_levels: Vec<AccessLevelSpec>,
+}
+
+fn default_services() -> Vec<String> {
+    DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect()
+}
+
+/// How the access policy is chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum PolicyChoice {
+    /// The organization's policy; created with the title "default" when there is none.
+    #[default]
+    Auto,
+    /// This policy, which must exist (`accessPolicies/ID`).
+    Named(String),
+}
+
+impl TryFrom<String> for PolicyChoice {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        let id = s.strip_prefix("accessPolicies/").unwrap_or(&s);
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "write `auto` or accessPolicies/NUMBER (got {s:?}); `gcloud access-context-manager policies list --organization=ID` lists them"
+            ));
+        }
+        Ok(Self::Named(format!("accessPolicies/{id}")))
+    }
+}
+
+impl From<PolicyChoice> for String {
+    fn from(p: PolicyChoice) -> String {
+        match p {
+            PolicyChoice::Auto => "auto".into(),
+            PolicyChoice::Named(name) => name,
+        }
+    }
+}
+
+/// Enforced or dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The perimeter's `status`: enforced.
+    #[default]
+    Enforced,
+    /// The perimeter's `spec` with `useExplicitDryRunSpec`: violations are logged, not blocked.
+    DryRun,
+}
+
+/// The service perimeter around the project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerimeterSpec {
+    /// Short name: a letter, then letters, digits and `_` (no hyphens), at most 50.
+    pub name: String,
+    /// Title shown in the console (default: the name).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// More resources (`projects/NUMBER`) to place inside, besides the config's project.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Services whose data stays inside.
+    #[serde(default)]
+    pub restricted_services: Vec<String>,
+    /// Enforced (default) or dry run.
+    #[serde(default)]
+    pub mode: Mode,
+    /// When true, list fields become exactly the spec (entries others added are removed).
+    /// Default false: lists are merged and nothing another writer added is lost.
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Entries to remove explicitly (the only way kfsec narrows a shared perimeter).
+    #[serde(default)]
+    pub remove: RemoveSpec,
+    /// Which services the perimeter's VPC networks may reach.
+    #[serde(default)]
+    pub vpc_accessible_services: Option<VpcAccessibleServices>,
+    /// Ingress rules (added when missing; others kept).
+    #[serde(default)]
+    pub ingress_policies: Vec<IngressPolicy>,
+    /// Egress rules (added when missing; others kept).
+    #[serde(default)]
+    pub egress_policies: Vec<EgressPolicy>,
+}
+
+/// Entries the spec removes from a shared perimeter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveSpec {
+    /// Resources to remove.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Restricted services to remove.
+    #[serde(default)]
+    pub restricted_services: Vec<String>,
+    /// Access levels (short names) to remove.
+    #[serde(default)]
+    pub access_levels: Vec<String>,
+}
+
+/// VPC accessible services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpcAccessibleServices {
+    /// Whether to restrict.
+    pub enable_restriction: bool,
+    /// The services allowed (`RESTRICTED-SERVICES` allows the restricted ones).
+    #[serde(default)]
+    pub allowed_services: Vec<String>,
+}
+
+/// Who an ingress or egress rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IdentityType {
+    /// Any identity.
+    AnyIdentity,
+    /// Any user.
+    AnyUserAccount,
+    /// Any service account.
+    AnyServiceAccount,
+}
+
+/// An API and the methods a rule allows (`*` for all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiOperation {
+    /// `storage.googleapis.com`, or `*`.
+    pub service_name: String,
+    /// Method names (`google.storage.objects.get`) or `*`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// The source side of an ingress rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressFrom {
+    /// Access levels (short names or full names, `*` for any) that requests may come through.
+    #[serde(default)]
+    pub access_levels: Vec<String>,
+    /// Resources (`projects/NUMBER`) that requests may come from.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Identities allowed.
+    #[serde(default)]
+    pub identities: Vec<Member>,
+    /// A class of identities instead of a list.
+    #[serde(default)]
+    pub identity_type: Option<IdentityType>,
+}
+
+/// The target side of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleTo {
+    /// Resources (`projects/NUMBER`, or `*`).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Operations allowed.
+    #[serde(default)]
+    pub operations: Vec<ApiOperation>,
+}
+
+/// An ingress rule: who outside may reach what inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressPolicy {
+    /// Sources.
+    pub from: IngressFrom,
+    /// Targets.
+    pub to: RuleTo,
+}
+
+/// The source side of an egress rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressFrom {
+    /// Identities allowed.
+    #[serde(default)]
+    pub identities: Vec<Member>,
+    /// A class of identities instead of a list.
+    #[serde(default)]
+    pub identity_type: Option<IdentityType>,
+}
+
+/// An egress rule: who inside may reach what outside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressPolicy {
+    /// Sources.
+    pub from: EgressFrom,
+    /// Targets.
+    pub to: RuleTo,
+}
+
+/// How a basic level combines its conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Combining {
+    /// Every condition must hold (Google's default).
+    #[default]
+    And,
+    /// Any condition suffices.
+    Or,
+}
+
+/// A basic access level with one condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLevelSpec {
+    /// Short name: a letter, then letters, digits and `_` (no hyphens), at most 50.
+    pub name: String,
+    /// Title (default: the name).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Users and service accounts (`group:` is not accepted by access levels).
+    #[serde(default)]
+    pub members: Vec<Member>,
+    /// Source IP ranges.
+    #[serde(default)]
+    pub ip_subnetworks: Vec<Cidr>,
+    /// ISO 3166 alpha-2 region codes (`US`, `DE`).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Other levels (short names) that must also be satisfied.
+    #[serde(default)]
+    pub required_levels: Vec<String>,
+    /// Negate the condition.
+    #[serde(default)]
+    pub negate: bool,
+    /// AND (default) or OR.
+    #[serde(default)]
+    pub combining: Combining,
+    /// When true, the lists become exactly the spec; default false merges with live entries.
+    #[serde(default)]
+    pub exclusive: bool,
+}
+
+impl AccessLevelSpec {
+    /// The title, defaulting to the name.
+    pub fn title(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.name)
+    }
+}
+
+impl PerimeterSpec {
+    /// The title, defaulting to the name.
+    pub fn title(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.name)
+    }
+}
+
+impl VpcscSpec {
+    /// Every access level: `access_level` first, then `access_levels`.
+    pub fn levels(&self) -> impl Iterator<Item = &AccessLevelSpec> {
+        self.access_level.iter().chain(self.access_levels.iter())
+    }
+}
+
+/// Checks a short name of a level or perimeter; the error says what to write instead.
+pub fn check_short_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 50 {
+        return Err(format!("use 1 to 50 characters (this has {})", name.len()));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err("start with a letter".into());
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+        let hint = if bad == '-' {
+            format!(
+                "hyphens are not allowed in VPC Service Controls names (the guide warns about this): write {}",
+                name.replace('-', "_")
+            )
+        } else {
+            format!("{bad:?} is not allowed: use letters, digits and _ only")
+        };
+        return Err(hint);
+    }
+    Ok(())
+}
+
+fn check_service(service: &str) -> Result<(), String> {
+    let ok = service.ends_with(".googleapis.com")
+        && service.len() > ".googleapis.com".len()
+        && service
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{service:?} is not a service name: write it like storage.googleapis.com"
+        ))
+    }
+}
+
+fn check_project_resource(resource: &str) -> Result<(), String> {
+    match resource.strip_prefix("projects/") {
+        Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => Ok(()),
+        _ => Err(format!(
+            "{resource:?} is not a project resource: write projects/NUMBER (the project number, not its id; `gcloud projects describe ID --format='value(projectNumber)'` prints it)"
+        )),
+    }
+}
+
+impl Spec {
+    /// Checks everything that can be checked without a call, and reports every problem with its
+    /// field path and the fix.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let v = &self.vpcsc;
+        for (i, s) in v.services.iter().enumerate() {
+            if let Err(e) = check_service(s) {
+                errors.push(format!("vpcsc.services[{i}]"), e);
+            }
+        }
+        if v.services.len() > 200 {
+            errors.push("vpcsc.services", "at most 200 services");
+        }
+        let p = &v.perimeter;
+        if let Err(e) = check_short_name(&p.name) {
+            errors.push("vpcsc.perimeter.name", e);
+        }
+        for (field, list) in [
+            ("restricted_services", &p.restricted_services),
+            ("remove.restricted_services", &p.remove.restricted_services),
+        ] {
+            for (i, s) in list.iter().enumerate() {
+                if let Err(e) = check_service(s) {
+                    errors.push(format!("vpcsc.perimeter.{field}[{i}]"), e);
+                }
+            }
+        }
+        for (field, list) in [
+            ("resources", &p.resources),
+            ("remove.resources", &p.remove.resources),
+        ] {
+            for (i, r) in list.iter().enumerate() {
+                if let Err(e) = check_project_resource(r) {
+                    errors.push(format!("vpcsc.perimeter.{field}[{i}]"), e);
+                }
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, level) in v.access_level.iter().map(|l| ("vpcsc.access_level".to_string(), l)).chain(
+            v.access_levels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (format!("vpcsc.access_levels[{i}]"), l)),
+        ) {
+            if let Err(e) = check_short_name(&level.name) {
+                errors.push(format!("{path}.name"), e);
+            }
+            if !seen.insert(level.name.clone()) {
+                errors.push(format!("{path}.name"), format!("the level {} is named twice: give each level its own name", level.name));
+            }
+            for (i, m) in level.members.iter().enumerate() {
+                if m.kind() == "group" {
+                    errors.push(
+                        format!("{path}.members[{i}]"),
+                        format!("access levels do not accept groups ({m}): list the users (user:EMAIL) or service accounts (serviceAccount:EMAIL)"),
+                    );
+                }
+            }
+            for (i, r) in level.regions.iter().enumerate() {
+                if r.len() != 2 || !r.chars().all(|c| c.is_ascii_uppercase()) {
+                    errors.push(format!("{path}.regions[{i}]"), format!("{r:?} is not an ISO 3166 alpha-2 code: write it like US or DE"));
+                }
+            }
+            for (i, r) in level.required_levels.iter().enumerate() {
+                if let Err(e) = check_short_name(r) {
+                    errors.push(format!("{path}.required_levels[{i}]"), e);
+                }
+            }
+            let conditions = level.members.len() + level.ip_subnetworks.len() + level.regions.len() + level.required_levels.len();
+            if conditions == 0 {
+                errors.push(path.clone(), "a basic level needs at least one of members, ip_subnetworks, regions or required_levels");
+            }
+            for (field, n) in [("members", level.members.len()), ("ip_subnetworks", level.ip_subnetworks.len()), ("regions", level.regions.len())] {
+                if n > 200 {
+                    errors.push(format!("{path}.{field}"), format!("at most 200 entries (Google's limit), this has {n}"));
+                }
+            }
+        }
+        errors.into_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Result<Spec, ValidationErrors> {
+        let spec: Spec = kfsec_core::validation::from_yaml(yaml)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    const GOOD: &str = r#"
+project: kf-dev
+organization: example.com
+vpcsc:
+  policy: auto
+  perimeter:
+    name: KubeflowZone
+    title: Kubeflow Zone
+    restricted_services: [storage.googleapis.com]
+  access_level:
+    name: kubeflow
+    members: [user:alice@example.com]
+"#;
+
+    #[test]
+    fn accepts_the_example() {
+        let s = spec(GOOD).unwrap();
+        assert_eq!(s.vpcsc.policy, PolicyChoice::Auto);
+        assert_eq!(s.vpcsc.services.len(), DEFAULT_SERVICES.len());
+        assert_eq!(s.vpcsc.perimeter.mode, Mode::Enforced);
+    }
+
+    #[test]
+    fn hyphens_are_refused_with_the_fix() {
+        let err = spec(&GOOD.replace("name: kubeflow", "name: kube-flow")).unwrap_err();
+        assert_eq!(err.errors[0].path, "vpcsc.access_level.name");
+        assert!(err.errors[0].message.contains("write kube_flow"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let yaml = GOOD
+            .replace("name: KubeflowZone", "name: Kubeflow-Zone")
+            .replace("[storage.googleapis.com]", "[storage]")
+            .replace("[user:alice@example.com]", "[group:admins@example.com]");
+        let err = spec(&yaml).unwrap_err();
+        let paths: Vec<_> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["vpcsc.perimeter.name", "vpcsc.perimeter.restricted_services[0]", "vpcsc.access_level.members[0]"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_members_name_the_field() {
+        let err = spec(&GOOD.replace("policy: auto", "policy: auto\n  polcy: x")).unwrap_err();
+        assert!(err.errors[0].path.starts_with("vpcsc"), "{err}");
+        assert!(err.to_string().contains("unknown field `polcy`"), "{err}");
+        let err = spec(&GOOD.replace("user:alice@example.com", "alice@example.com")).unwrap_err();
+        assert_eq!(err.errors[0].path, "vpcsc.access_level.members[0]");
+        assert!(err.to_string().contains("user:EMAIL"), "{err}");
+    }
+
+    #[test]
+    fn policy_choice() {
+        assert_eq!(PolicyChoice::try_from("123".to_string()).unwrap(), PolicyChoice::Named("accessPolicies/123".into()));
+        assert!(PolicyChoice::try_from("default".to_string()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn short_names_follow_googles_rule(name in "\\PC{0,60}") {
+            let ok = check_short_name(&name).is_ok();
+            let expected = !name.is_empty() && name.len() <= 50
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            proptest::prop_assert_eq!(ok, expected);
+        }
+    }
+}

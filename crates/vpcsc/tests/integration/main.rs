@@ -1,0 +1,1 @@
+//! Integration tests of kfsec-vpcsc against the emulator and gcloud.
