@@ -95,6 +95,15 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ValidationErrors>
         let path = err.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let inner = err.into_inner().to_string();
+        // serde_yaml repeats the path (relative to where it failed) before its message.
+        let inner = match inner.split_once(": ") {
+            Some((prefix, rest))
+                if !path.is_empty() && (path.starts_with(prefix) || path.ends_with(prefix)) =>
+            {
+                rest.to_string()
+            }
+            _ => inner,
+        };
         let message = if inner.contains("unknown field") {
             format!("{inner}: remove it or fix its spelling")
         } else {

@@ -27,7 +27,12 @@ pub(crate) fn perimeter_name(policy: &str, name: &str) -> String {
 
 /// `live` with `add` appended (keeping live order, no duplicates) and `remove` taken out; with
 /// `exclusive`, exactly `add`.
-pub(crate) fn merge_list(live: &[String], add: &[String], remove: &[String], exclusive: bool) -> Vec<String> {
+pub(crate) fn merge_list(
+    live: &[String],
+    add: &[String],
+    remove: &[String],
+    exclusive: bool,
+) -> Vec<String> {
     let mut out: Vec<String> = if exclusive { Vec::new() } else { live.to_vec() };
     for a in add {
         if !out.contains(a) {
@@ -38,7 +43,11 @@ pub(crate) fn merge_list(live: &[String], add: &[String], remove: &[String], exc
     out
 }
 
-fn merge_json_list<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(live: &[T], add: &[T], exclusive: bool) -> Vec<T> {
+fn merge_json_list<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+    live: &[T],
+    add: &[T],
+    exclusive: bool,
+) -> Vec<T> {
     let as_json = |t: &T| serde_json::to_value(t).unwrap_or(Value::Null);
     let mut out: Vec<T> = if exclusive { Vec::new() } else { live.to_vec() };
     for a in add {
@@ -50,18 +59,37 @@ fn merge_json_list<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(li
 }
 
 /// The level as the spec wants it, merged with the live one.
-pub(crate) fn desired_level(policy: &str, spec: &AccessLevelSpec, live: Option<&AccessLevel>) -> AccessLevel {
+pub(crate) fn desired_level(
+    policy: &str,
+    spec: &AccessLevelSpec,
+    live: Option<&AccessLevel>,
+) -> AccessLevel {
     let live_basic = live.and_then(|l| l.basic());
-    let mut conditions: Vec<Condition> = live_basic.map(|b| b.conditions.clone()).unwrap_or_default();
+    let mut conditions: Vec<Condition> =
+        live_basic.map(|b| b.conditions.clone()).unwrap_or_default();
     let first = conditions.first().cloned().unwrap_or_default();
     let members: Vec<String> = spec.members.iter().map(|m| m.to_string()).collect();
     let ips: Vec<String> = spec.ip_subnetworks.iter().map(|c| c.to_string()).collect();
-    let required: Vec<String> = spec.required_levels.iter().map(|l| level_name(policy, l)).collect();
+    let required: Vec<String> = spec
+        .required_levels
+        .iter()
+        .map(|l| level_name(policy, l))
+        .collect();
     let condition = Condition::new()
         .set_members(merge_list(&first.members, &members, &[], spec.exclusive))
         .set_ip_subnetworks(merge_list(&first.ip_subnetworks, &ips, &[], spec.exclusive))
-        .set_regions(merge_list(&first.regions, &spec.regions, &[], spec.exclusive))
-        .set_required_access_levels(merge_list(&first.required_access_levels, &required, &[], spec.exclusive))
+        .set_regions(merge_list(
+            &first.regions,
+            &spec.regions,
+            &[],
+            spec.exclusive,
+        ))
+        .set_required_access_levels(merge_list(
+            &first.required_access_levels,
+            &required,
+            &[],
+            spec.exclusive,
+        ))
         .set_negate(spec.negate);
     let condition = match first.device_policy {
         Some(dp) if !spec.exclusive => condition.set_device_policy(dp),
@@ -79,21 +107,36 @@ pub(crate) fn desired_level(policy: &str, spec: &AccessLevelSpec, live: Option<&
     let base = live.cloned().unwrap_or_default();
     base.set_name(level_name(policy, &spec.name))
         .set_title(spec.title())
-        .set_basic(BasicLevel::new().set_conditions(conditions).set_combining_function(combining))
+        .set_basic(
+            BasicLevel::new()
+                .set_conditions(conditions)
+                .set_combining_function(combining),
+        )
 }
 
 /// The fields that differ between a live level and the desired one, and the update mask (as
 /// gcloud names the paths).
-pub(crate) fn level_diff(live: &AccessLevel, desired: &AccessLevel) -> (Vec<FieldDiff>, Vec<&'static str>) {
+pub(crate) fn level_diff(
+    live: &AccessLevel,
+    desired: &AccessLevel,
+) -> (Vec<FieldDiff>, Vec<&'static str>) {
     let mut diffs = Vec::new();
     let mut mask = Vec::new();
     if live.title != desired.title {
         diffs.push(FieldDiff::new("title", &live.title, &desired.title));
         mask.push("title");
     }
-    let conditions = |l: &AccessLevel| l.basic().map(|b| to_json(&b.conditions)).unwrap_or(json!([]));
+    let conditions = |l: &AccessLevel| {
+        l.basic()
+            .map(|b| to_json(&b.conditions))
+            .unwrap_or(json!([]))
+    };
     if conditions(live) != conditions(desired) {
-        diffs.push(FieldDiff::new("basic.conditions", conditions(live), conditions(desired)));
+        diffs.push(FieldDiff::new(
+            "basic.conditions",
+            conditions(live),
+            conditions(desired),
+        ));
         mask.push("basic.conditions");
     }
     let combining = |l: &AccessLevel| {
@@ -102,10 +145,18 @@ pub(crate) fn level_diff(live: &AccessLevel, desired: &AccessLevel) -> (Vec<Fiel
             .unwrap_or_else(|| "AND".into())
     };
     if combining(live) != combining(desired) {
-        diffs.push(FieldDiff::new("basic.combiningFunction", combining(live), combining(desired)));
+        diffs.push(FieldDiff::new(
+            "basic.combiningFunction",
+            combining(live),
+            combining(desired),
+        ));
         mask.push("basic.combiningFunction");
     }
-    if live.level.as_ref().is_some_and(|l| !matches!(l, access_level::Level::Basic(_))) {
+    if live
+        .level
+        .as_ref()
+        .is_some_and(|l| !matches!(l, access_level::Level::Basic(_)))
+    {
         diffs.push(FieldDiff::new("level", "custom", "basic"));
     }
     (diffs, mask)
@@ -160,11 +211,21 @@ impl PerimeterEdit {
     }
 
     /// The edit a spec asks for, given the policy and the project's number.
-    pub fn from_spec(policy: &str, spec: &PerimeterSpec, project_resource: &str, levels: &[String]) -> Self {
+    pub fn from_spec(
+        policy: &str,
+        spec: &PerimeterSpec,
+        project_resource: &str,
+        levels: &[String],
+    ) -> Self {
         let mut resources = vec![project_resource.to_string()];
         resources.extend(spec.resources.iter().cloned());
         resources.dedup();
-        let full_levels = |names: &[String]| names.iter().map(|l| level_name(policy, l)).collect::<Vec<_>>();
+        let full_levels = |names: &[String]| {
+            names
+                .iter()
+                .map(|l| level_name(policy, l))
+                .collect::<Vec<_>>()
+        };
         Self {
             title: spec.title().to_string(),
             mode: spec.mode,
@@ -180,7 +241,11 @@ impl PerimeterEdit {
                     .set_enable_restriction(v.enable_restriction)
                     .set_allowed_services(v.allowed_services.clone())
             }),
-            ingress_policies: spec.ingress_policies.iter().map(|p| ingress_to_model(policy, p)).collect(),
+            ingress_policies: spec
+                .ingress_policies
+                .iter()
+                .map(|p| ingress_to_model(policy, p))
+                .collect(),
             egress_policies: spec.egress_policies.iter().map(egress_to_model).collect(),
         }
     }
@@ -198,12 +263,18 @@ impl PerimeterEdit {
         add(&mut self.restricted_services, &other.restricted_services);
         add(&mut self.access_levels, &other.access_levels);
         add(&mut self.remove_resources, &other.remove_resources);
-        add(&mut self.remove_restricted_services, &other.remove_restricted_services);
+        add(
+            &mut self.remove_restricted_services,
+            &other.remove_restricted_services,
+        );
         add(&mut self.remove_access_levels, &other.remove_access_levels);
-        self.ingress_policies = merge_json_list(&self.ingress_policies, &other.ingress_policies, false);
-        self.egress_policies = merge_json_list(&self.egress_policies, &other.egress_policies, false);
+        self.ingress_policies =
+            merge_json_list(&self.ingress_policies, &other.ingress_policies, false);
+        self.egress_policies =
+            merge_json_list(&self.egress_policies, &other.egress_policies, false);
         if other.vpc_accessible_services.is_some() {
-            self.vpc_accessible_services.clone_from(&other.vpc_accessible_services);
+            self.vpc_accessible_services
+                .clone_from(&other.vpc_accessible_services);
         }
         if other.mode == Mode::Enforced {
             self.mode = Mode::Enforced;
@@ -212,19 +283,35 @@ impl PerimeterEdit {
 
     fn merge_config(&self, base: &ServicePerimeterConfig) -> ServicePerimeterConfig {
         let mut out = base.clone();
-        out.resources = merge_list(&base.resources, &self.resources, &self.remove_resources, self.exclusive);
+        out.resources = merge_list(
+            &base.resources,
+            &self.resources,
+            &self.remove_resources,
+            self.exclusive,
+        );
         out.restricted_services = merge_list(
             &base.restricted_services,
             &self.restricted_services,
             &self.remove_restricted_services,
             self.exclusive,
         );
-        out.access_levels = merge_list(&base.access_levels, &self.access_levels, &self.remove_access_levels, self.exclusive);
+        out.access_levels = merge_list(
+            &base.access_levels,
+            &self.access_levels,
+            &self.remove_access_levels,
+            self.exclusive,
+        );
         if self.vpc_accessible_services.is_some() {
-            out.vpc_accessible_services.clone_from(&self.vpc_accessible_services);
+            out.vpc_accessible_services
+                .clone_from(&self.vpc_accessible_services);
         }
-        out.ingress_policies = merge_json_list(&base.ingress_policies, &self.ingress_policies, self.exclusive);
-        out.egress_policies = merge_json_list(&base.egress_policies, &self.egress_policies, self.exclusive);
+        out.ingress_policies = merge_json_list(
+            &base.ingress_policies,
+            &self.ingress_policies,
+            self.exclusive,
+        );
+        out.egress_policies =
+            merge_json_list(&base.egress_policies, &self.egress_policies, self.exclusive);
         out
     }
 
@@ -247,7 +334,11 @@ impl PerimeterEdit {
         } else {
             status.clone()
         };
-        let title = if base.title.is_empty() { self.title.clone() } else { base.title.clone() };
+        let title = if base.title.is_empty() {
+            self.title.clone()
+        } else {
+            base.title.clone()
+        };
         match self.mode {
             Mode::Enforced => base
                 .set_title(title)
@@ -255,8 +346,15 @@ impl PerimeterEdit {
                 .set_or_clear_spec(None::<ServicePerimeterConfig>)
                 .set_use_explicit_dry_run_spec(false),
             Mode::DryRun => {
-                let with_status = if live.is_none() { base.set_or_clear_status(None::<ServicePerimeterConfig>) } else { base };
-                with_status.set_title(title).set_spec(self.merge_config(&staged)).set_use_explicit_dry_run_spec(true)
+                let with_status = if live.is_none() {
+                    base.set_or_clear_status(None::<ServicePerimeterConfig>)
+                } else {
+                    base
+                };
+                with_status
+                    .set_title(title)
+                    .set_spec(self.merge_config(&staged))
+                    .set_use_explicit_dry_run_spec(true)
             }
         }
     }
@@ -267,12 +365,18 @@ fn to_json<T: serde::Serialize>(t: &T) -> Value {
 }
 
 /// The fields that differ between two perimeters, field by field (`status.resources`).
-pub(crate) fn perimeter_diff(live: &ServicePerimeter, desired: &ServicePerimeter) -> Vec<FieldDiff> {
+pub(crate) fn perimeter_diff(
+    live: &ServicePerimeter,
+    desired: &ServicePerimeter,
+) -> Vec<FieldDiff> {
     let mut diffs = Vec::new();
     if live.title != desired.title {
         diffs.push(FieldDiff::new("title", &live.title, &desired.title));
     }
-    for (prefix, before, after) in [("status", &live.status, &desired.status), ("spec", &live.spec, &desired.spec)] {
+    for (prefix, before, after) in [
+        ("status", &live.status, &desired.status),
+        ("spec", &live.spec, &desired.spec),
+    ] {
         let before = to_json(&before.clone().unwrap_or_default());
         let after = to_json(&after.clone().unwrap_or_default());
         let keys: std::collections::BTreeSet<&String> = before
@@ -369,9 +473,18 @@ mod tests {
     #[test]
     fn merge_keeps_what_others_added() {
         let live = strings(&["projects/9", "projects/1"]);
-        assert_eq!(merge_list(&live, &strings(&["projects/1", "projects/2"]), &[], false), strings(&["projects/9", "projects/1", "projects/2"]));
-        assert_eq!(merge_list(&live, &strings(&["projects/1"]), &[], true), strings(&["projects/1"]));
-        assert_eq!(merge_list(&live, &[], &strings(&["projects/9"]), false), strings(&["projects/1"]));
+        assert_eq!(
+            merge_list(&live, &strings(&["projects/1", "projects/2"]), &[], false),
+            strings(&["projects/9", "projects/1", "projects/2"])
+        );
+        assert_eq!(
+            merge_list(&live, &strings(&["projects/1"]), &[], true),
+            strings(&["projects/1"])
+        );
+        assert_eq!(
+            merge_list(&live, &[], &strings(&["projects/9"]), false),
+            strings(&["projects/1"])
+        );
     }
 
     fn edit(mode: Mode) -> PerimeterEdit {
@@ -386,16 +499,27 @@ mod tests {
         let live = ServicePerimeter::new()
             .set_name("accessPolicies/1/servicePerimeters/Z")
             .set_title("theirs")
-            .set_status(ServicePerimeterConfig::new().set_resources(["projects/7"]).set_restricted_services(["bigquery.googleapis.com"]));
-        let out = edit(Mode::Enforced).apply_to("accessPolicies/1/servicePerimeters/Z", Some(&live));
+            .set_status(
+                ServicePerimeterConfig::new()
+                    .set_resources(["projects/7"])
+                    .set_restricted_services(["bigquery.googleapis.com"]),
+            );
+        let out =
+            edit(Mode::Enforced).apply_to("accessPolicies/1/servicePerimeters/Z", Some(&live));
         let status = out.status.clone().unwrap();
         assert_eq!(status.resources, strings(&["projects/7", "projects/1"]));
-        assert_eq!(status.restricted_services, strings(&["bigquery.googleapis.com", "storage.googleapis.com"]));
+        assert_eq!(
+            status.restricted_services,
+            strings(&["bigquery.googleapis.com", "storage.googleapis.com"])
+        );
         assert_eq!(out.title, "theirs", "an existing title is kept");
         let diffs = perimeter_diff(&live, &out);
         let paths: Vec<_> = diffs.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["status.resources", "status.restrictedServices"]);
-        assert!(perimeter_diff(&out, &edit(Mode::Enforced).apply_to("x", Some(&out))).is_empty(), "a second merge changes nothing");
+        assert!(
+            perimeter_diff(&out, &edit(Mode::Enforced).apply_to("x", Some(&out))).is_empty(),
+            "a second merge changes nothing"
+        );
     }
 
     #[test]
@@ -406,11 +530,17 @@ mod tests {
         let dry = edit(Mode::DryRun).apply_to("p", Some(&live));
         assert!(dry.use_explicit_dry_run_spec);
         assert_eq!(dry.status, live.status, "dry run leaves status alone");
-        assert_eq!(dry.spec.clone().unwrap().resources, strings(&["projects/7", "projects/1"]));
+        assert_eq!(
+            dry.spec.clone().unwrap().resources,
+            strings(&["projects/7", "projects/1"])
+        );
         let enforced = edit(Mode::Enforced).apply_to("p", Some(&dry));
         assert!(!enforced.use_explicit_dry_run_spec);
         assert!(enforced.spec.is_none());
-        assert_eq!(enforced.status.unwrap().resources, strings(&["projects/7", "projects/1"]));
+        assert_eq!(
+            enforced.status.unwrap().resources,
+            strings(&["projects/7", "projects/1"])
+        );
     }
 
     #[test]
@@ -423,12 +553,20 @@ mod tests {
 
     #[test]
     fn levels_merge_members() {
-        let spec: AccessLevelSpec = serde_yaml::from_str("name: kubeflow\nmembers: [user:alice@example.com]").unwrap();
-        let live = AccessLevel::new().set_name("accessPolicies/1/accessLevels/kubeflow").set_title("kubeflow").set_basic(
-            BasicLevel::new().set_conditions([Condition::new().set_members(["user:bob@example.com"])]),
-        );
+        let spec: AccessLevelSpec =
+            serde_yaml::from_str("name: kubeflow\nmembers: [user:alice@example.com]").unwrap();
+        let live = AccessLevel::new()
+            .set_name("accessPolicies/1/accessLevels/kubeflow")
+            .set_title("kubeflow")
+            .set_basic(
+                BasicLevel::new()
+                    .set_conditions([Condition::new().set_members(["user:bob@example.com"])]),
+            );
         let out = desired_level("accessPolicies/1", &spec, Some(&live));
-        assert_eq!(out.basic().unwrap().conditions[0].members, strings(&["user:bob@example.com", "user:alice@example.com"]));
+        assert_eq!(
+            out.basic().unwrap().conditions[0].members,
+            strings(&["user:bob@example.com", "user:alice@example.com"])
+        );
         let (diffs, mask) = level_diff(&live, &out);
         assert_eq!(mask, ["basic.conditions"]);
         assert_eq!(diffs.len(), 1);
@@ -439,13 +577,25 @@ mod tests {
     #[test]
     fn egress_rules_convert_to_the_model() {
         let rule = EgressPolicy {
-            from: EgressFrom { identities: vec![], identity_type: Some(crate::spec::IdentityType::AnyIdentity) },
-            to: RuleTo { resources: strings(&["projects/5"]), operations: vec![ApiOperation { service_name: "storage.googleapis.com".into(), methods: strings(&["*"]) }] },
+            from: EgressFrom {
+                identities: vec![],
+                identity_type: Some(crate::spec::IdentityType::AnyIdentity),
+            },
+            to: RuleTo {
+                resources: strings(&["projects/5"]),
+                operations: vec![ApiOperation {
+                    service_name: "storage.googleapis.com".into(),
+                    methods: strings(&["*"]),
+                }],
+            },
         };
         let model = egress_to_model(&rule);
         let json = serde_json::to_value(&model).unwrap();
         assert_eq!(json["egressTo"]["resources"][0], "projects/5");
-        assert_eq!(json["egressTo"]["operations"][0]["serviceName"], "storage.googleapis.com");
+        assert_eq!(
+            json["egressTo"]["operations"][0]["serviceName"],
+            "storage.googleapis.com"
+        );
         assert!(model.egress_from.is_some());
     }
 }

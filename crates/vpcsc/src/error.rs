@@ -21,7 +21,9 @@ pub enum VpcscError {
     )]
     OrganizationNotFound(String),
     /// More than one organization matches the display name.
-    #[error("{count} organizations are named {name:?}: write organizations/ID in `organization` instead")]
+    #[error(
+        "{count} organizations are named {name:?}: write organizations/ID in `organization` instead"
+    )]
     OrganizationAmbiguous {
         /// The name.
         name: String,
@@ -46,7 +48,9 @@ pub enum VpcscError {
     )]
     PolicyNotFound(String),
     /// An answer from Google lacked something it always has.
-    #[error("unexpected answer from Google while trying to {0}: run again with RUST_LOG=debug and report it")]
+    #[error(
+        "unexpected answer from Google while trying to {0}: run again with RUST_LOG=debug and report it"
+    )]
     Unexpected(String),
     /// Another task's write that this one was coalesced into failed.
     #[error("the coalesced perimeter write failed: {0}")]
@@ -68,5 +72,7 @@ impl VpcscError {
 /// Policy" for a level created moments ago (changes take time to propagate). Google gives no other
 /// signal than this message, so this is the one place that reads one.
 fn level_not_yet_available(e: &CloudError) -> bool {
-    e.kind() == kfsec_core::ErrorKind::InvalidArgument && e.message().contains("is not available in this Access Policy")
+    e.kind() == kfsec_core::ErrorKind::InvalidArgument
+        && e.message()
+            .contains("is not available in this Access Policy")
 }

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use google_cloud_api_serviceusage_v1::client::ServiceUsage;
 use google_cloud_identity_accesscontextmanager_v1::client::AccessContextManager;
-use google_cloud_identity_accesscontextmanager_v1::model::{AccessLevel, AccessPolicy, ServicePerimeter};
+use google_cloud_identity_accesscontextmanager_v1::model::{
+    AccessLevel, AccessPolicy, ServicePerimeter,
+};
 use google_cloud_resourcemanager_v3::client::{Organizations, Projects};
 use google_cloud_wkt::FieldMask;
 use kfsec_core::operation::wait;
@@ -99,9 +101,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Vpcsc {
     /// Builds the SDK clients from a connection.
     pub async fn new(conn: &Connection) -> Result<Self, VpcscError> {
-        let build_err = |api: &str, e: Box<dyn std::error::Error + Send + Sync>| kfsec_core::ConnectionError::Build {
-            api: api.to_string(),
-            source: e,
+        let build_err = |api: &str, e: Box<dyn std::error::Error + Send + Sync>| {
+            kfsec_core::ConnectionError::Build {
+                api: api.to_string(),
+                source: e,
+            }
         };
         let acm = conn
             .configure("accesscontextmanager", AccessContextManager::builder())?
@@ -123,7 +127,13 @@ impl Vpcsc {
             .build()
             .await
             .map_err(|e| build_err("cloudresourcemanager", e.into()))?;
-        Ok(Self::from_clients(acm, usage, projects, organizations, conn.policies().clone()))
+        Ok(Self::from_clients(
+            acm,
+            usage,
+            projects,
+            organizations,
+            conn.policies().clone(),
+        ))
     }
 
     /// A handle over clients built elsewhere (for example `from_stub` mocks in tests).
@@ -188,15 +198,24 @@ impl Vpcsc {
     where
         P: google_cloud_lro::Poller<R, M>,
     {
-        wait(poller, step, &self.progress, self.policies.poll_backoff, self.policies.operation_deadline)
-            .await
-            .context(step)
-            .map_err(VpcscError::from)
+        wait(
+            poller,
+            step,
+            &self.progress,
+            self.policies.poll_backoff,
+            self.policies.operation_deadline,
+        )
+        .await
+        .context(step)
+        .map_err(VpcscError::from)
     }
 
     // ---- observe -------------------------------------------------------------------------
 
-    async fn resolve_organization(&self, org: &OrganizationRef) -> Result<OrganizationId, VpcscError> {
+    async fn resolve_organization(
+        &self,
+        org: &OrganizationRef,
+    ) -> Result<OrganizationId, VpcscError> {
         match org {
             OrganizationRef::Id(id) => {
                 self.organizations
@@ -215,12 +234,15 @@ impl Vpcsc {
                     .send()
                     .await
                     .context(format!("search the organization named {name}"))?;
-                let matching: Vec<_> = found.organizations.iter().filter(|o| &o.display_name == name).collect();
+                let matching: Vec<_> = found
+                    .organizations
+                    .iter()
+                    .filter(|o| &o.display_name == name)
+                    .collect();
                 match matching.as_slice() {
-                    [one] => one
-                        .name
-                        .parse()
-                        .map_err(|_| VpcscError::Unexpected(format!("parse organization name {}", one.name))),
+                    [one] => one.name.parse().map_err(|_| {
+                        VpcscError::Unexpected(format!("parse organization name {}", one.name))
+                    }),
                     [] => Err(VpcscError::OrganizationNotFound(name.clone())),
                     many => Err(VpcscError::OrganizationAmbiguous {
                         name: name.clone(),
@@ -231,7 +253,11 @@ impl Vpcsc {
         }
     }
 
-    async fn project_resource(&self, spec: &Spec, org: OrganizationId) -> Result<String, VpcscError> {
+    async fn project_resource(
+        &self,
+        spec: &Spec,
+        org: OrganizationId,
+    ) -> Result<String, VpcscError> {
         let project = self
             .projects
             .get_project()
@@ -239,7 +265,10 @@ impl Vpcsc {
             .send()
             .await
             .context(format!("read project {}", spec.project))?;
-        if !project.parent.is_empty() && project.parent.starts_with("organizations/") && project.parent != org.resource_name() {
+        if !project.parent.is_empty()
+            && project.parent.starts_with("organizations/")
+            && project.parent != org.resource_name()
+        {
             return Err(VpcscError::ProjectOutsideOrganization {
                 project: spec.project.to_string(),
                 parent: project.parent,
@@ -247,18 +276,33 @@ impl Vpcsc {
             });
         }
         if !project.name.starts_with("projects/") {
-            return Err(VpcscError::Unexpected(format!("read project {}", spec.project)));
+            return Err(VpcscError::Unexpected(format!(
+                "read project {}",
+                spec.project
+            )));
         }
         Ok(project.name)
     }
 
-    async fn find_policy(&self, choice: &PolicyChoice, org: OrganizationId) -> Result<Option<AccessPolicy>, VpcscError> {
+    async fn find_policy(
+        &self,
+        choice: &PolicyChoice,
+        org: OrganizationId,
+    ) -> Result<Option<AccessPolicy>, VpcscError> {
         match choice {
             PolicyChoice::Named(name) => {
-                let result = self.acm.get_access_policy().set_name(name).send().await.context(format!("read {name}"));
+                let result = self
+                    .acm
+                    .get_access_policy()
+                    .set_name(name)
+                    .send()
+                    .await
+                    .context(format!("read {name}"));
                 match result {
                     Ok(p) => Ok(Some(p)),
-                    Err(e) if e.is_not_found() || e.is_permission_denied() => Err(VpcscError::PolicyNotFound(name.clone())),
+                    Err(e) if e.is_not_found() || e.is_permission_denied() => {
+                        Err(VpcscError::PolicyNotFound(name.clone()))
+                    }
                     Err(e) => Err(e.into()),
                 }
             }
@@ -272,8 +316,15 @@ impl Vpcsc {
                         .set_page_token(token.clone())
                         .send()
                         .await
-                        .context(format!("list the access policies of {}", org.resource_name()))?;
-                    if let Some(p) = page.access_policies.into_iter().find(|p| p.scopes.is_empty()) {
+                        .context(format!(
+                            "list the access policies of {}",
+                            org.resource_name()
+                        ))?;
+                    if let Some(p) = page
+                        .access_policies
+                        .into_iter()
+                        .find(|p| p.scopes.is_empty())
+                    {
                         return Ok(Some(p));
                     }
                     if page.next_page_token.is_empty() {
@@ -311,7 +362,14 @@ impl Vpcsc {
     }
 
     async fn get_level(&self, name: &str) -> Result<Option<AccessLevel>, VpcscError> {
-        match self.acm.get_access_level().set_name(name).send().await.context(format!("read {name}")) {
+        match self
+            .acm
+            .get_access_level()
+            .set_name(name)
+            .send()
+            .await
+            .context(format!("read {name}"))
+        {
             Ok(level) => Ok(Some(level)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
@@ -349,13 +407,23 @@ impl Vpcsc {
         let mut perimeter = None;
         if let Some(policy) = &policy {
             for level in spec.vpcsc.levels() {
-                let live = self.get_level(&crate::desired::level_name(&policy.name, &level.name)).await?;
+                let live = self
+                    .get_level(&crate::desired::level_name(&policy.name, &level.name))
+                    .await?;
                 levels.insert(level.name.clone(), live);
             }
             let wanted = perimeter_name(&policy.name, &spec.vpcsc.perimeter.name);
-            perimeter = self.list_perimeters(&policy.name).await?.into_iter().find(|p| p.name == wanted);
+            perimeter = self
+                .list_perimeters(&policy.name)
+                .await?
+                .into_iter()
+                .find(|p| p.name == wanted);
         } else {
-            levels = spec.vpcsc.levels().map(|l| (l.name.clone(), None)).collect();
+            levels = spec
+                .vpcsc
+                .levels()
+                .map(|l| (l.name.clone(), None))
+                .collect();
         }
         Ok(Observed {
             organization,
@@ -392,29 +460,56 @@ impl Vpcsc {
         let org = plan.observed.organization;
         let mut report = Report::new();
 
-        let enabled = self.step("enable services", || self.enable_services(spec)).await?;
+        let enabled = self
+            .step("enable services", || self.enable_services(spec))
+            .await?;
         report.record_with(
             ResourceRef::new("services", format!("projects/{}", spec.project)),
-            if enabled.is_empty() { Outcome::Unchanged } else { Outcome::Updated },
-            if enabled.is_empty() { "all enabled".to_string() } else { format!("enabled {}", enabled.join(", ")) },
+            if enabled.is_empty() {
+                Outcome::Unchanged
+            } else {
+                Outcome::Updated
+            },
+            if enabled.is_empty() {
+                "all enabled".to_string()
+            } else {
+                format!("enabled {}", enabled.join(", "))
+            },
         );
 
-        let (policy, created) = self.step("access policy", || self.ensure_policy(&spec.vpcsc.policy, org)).await?;
+        let (policy, created) = self
+            .step("access policy", || {
+                self.ensure_policy(&spec.vpcsc.policy, org)
+            })
+            .await?;
         report.record(
             ResourceRef::new("access policy", &policy),
-            if created { Outcome::Created } else { Outcome::Unchanged },
+            if created {
+                Outcome::Created
+            } else {
+                Outcome::Unchanged
+            },
         );
 
         let mut level_names = Vec::new();
         for level in spec.vpcsc.levels() {
             let name = crate::desired::level_name(&policy, &level.name);
-            let outcome = self.step(&format!("access level {}", level.name), || self.ensure_level(&policy, level)).await?;
+            let outcome = self
+                .step(&format!("access level {}", level.name), || {
+                    self.ensure_level(&policy, level)
+                })
+                .await?;
             report.record(ResourceRef::new("access level", &name), outcome);
             level_names.push(level.name.clone());
         }
 
         let name = perimeter_name(&policy, &spec.vpcsc.perimeter.name);
-        let edit = PerimeterEdit::from_spec(&policy, &spec.vpcsc.perimeter, &plan.observed.project_resource, &level_names);
+        let edit = PerimeterEdit::from_spec(
+            &policy,
+            &spec.vpcsc.perimeter,
+            &plan.observed.project_resource,
+            &level_names,
+        );
         let outcome = self.edit_perimeter(&policy, &name, edit).await?;
         report.record(
             ResourceRef::new("service perimeter", &name),
@@ -429,7 +524,13 @@ impl Vpcsc {
 
     pub(crate) async fn enable_services(&self, spec: &Spec) -> Result<Vec<String>, VpcscError> {
         let enabled = self.enabled_services(spec).await?;
-        let missing: Vec<String> = spec.vpcsc.services.iter().filter(|s| !enabled.contains(*s)).cloned().collect();
+        let missing: Vec<String> = spec
+            .vpcsc
+            .services
+            .iter()
+            .filter(|s| !enabled.contains(*s))
+            .cloned()
+            .collect();
         for chunk in missing.chunks(ENABLE_BATCH) {
             let poller = self
                 .usage
@@ -437,12 +538,17 @@ impl Vpcsc {
                 .set_parent(format!("projects/{}", spec.project))
                 .set_service_ids(chunk.to_vec())
                 .poller();
-            self.wait_op(poller, &format!("enable {}", chunk.join(", "))).await?;
+            self.wait_op(poller, &format!("enable {}", chunk.join(", ")))
+                .await?;
         }
         Ok(missing)
     }
 
-    pub(crate) async fn ensure_policy(&self, choice: &PolicyChoice, org: OrganizationId) -> Result<(String, bool), VpcscError> {
+    pub(crate) async fn ensure_policy(
+        &self,
+        choice: &PolicyChoice,
+        org: OrganizationId,
+    ) -> Result<(String, bool), VpcscError> {
         if let Some(p) = self.find_policy(choice, org).await? {
             return Ok((p.name, false));
         }
@@ -457,26 +563,42 @@ impl Vpcsc {
             Ok(p) if !p.name.is_empty() => Ok((p.name, true)),
             Ok(_) => Err(VpcscError::Unexpected("create the access policy".into())),
             // Someone (or our own earlier attempt whose answer was lost) created it meanwhile.
-            Err(VpcscError::Cloud(e)) if e.is_already_exists() => match self.find_policy(choice, org).await? {
-                Some(p) => Ok((p.name, false)),
-                None => Err(VpcscError::Cloud(e)),
-            },
+            Err(VpcscError::Cloud(e)) if e.is_already_exists() => {
+                match self.find_policy(choice, org).await? {
+                    Some(p) => Ok((p.name, false)),
+                    None => Err(VpcscError::Cloud(e)),
+                }
+            }
             Err(e) => Err(e),
         }
     }
 
-    pub(crate) async fn ensure_level(&self, policy: &str, spec: &crate::spec::AccessLevelSpec) -> Result<Outcome, VpcscError> {
+    pub(crate) async fn ensure_level(
+        &self,
+        policy: &str,
+        spec: &crate::spec::AccessLevelSpec,
+    ) -> Result<Outcome, VpcscError> {
         let name = crate::desired::level_name(policy, &spec.name);
         let live = self.get_level(&name).await?;
         let desired = desired_level(policy, spec, live.as_ref());
         match live {
             None => {
-                let poller = self.acm.create_access_level().set_parent(policy).set_access_level(desired).poller();
-                match self.wait_op(poller, &format!("create access level {}", spec.name)).await {
+                let poller = self
+                    .acm
+                    .create_access_level()
+                    .set_parent(policy)
+                    .set_access_level(desired)
+                    .poller();
+                match self
+                    .wait_op(poller, &format!("create access level {}", spec.name))
+                    .await
+                {
                     Ok(_) => Ok(Outcome::Created),
                     // Created by a concurrent writer, or by our attempt whose answer was lost:
                     // start over from a fresh read so its content is merged, not overwritten.
-                    Err(VpcscError::Cloud(e)) if e.is_already_exists() => Err(VpcscError::Cloud(already_exists_as_conflict(e))),
+                    Err(VpcscError::Cloud(e)) if e.is_already_exists() => {
+                        Err(VpcscError::Cloud(already_exists_as_conflict(e)))
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -492,7 +614,8 @@ impl Vpcsc {
                     .set_access_level(desired)
                     .set_update_mask(FieldMask::default().set_paths(mask))
                     .poller();
-                self.wait_op(poller, &format!("update access level {}", spec.name)).await?;
+                self.wait_op(poller, &format!("update access level {}", spec.name))
+                    .await?;
                 Ok(Outcome::Updated)
             }
         }
@@ -502,8 +625,16 @@ impl Vpcsc {
     /// `servicePerimeters:replaceAll`, so that a concurrent writer's change is never lost (the
     /// loser of a race re-reads and merges again). Concurrent calls on one handle for the same
     /// policy are serialized and coalesced into as few writes as possible.
-    pub async fn edit_perimeter(&self, policy: &str, perimeter: &str, edit: PerimeterEdit) -> Result<PerimeterOutcome, VpcscError> {
-        let queue = lock(&self.queues.0).entry(policy.to_string()).or_default().clone();
+    pub async fn edit_perimeter(
+        &self,
+        policy: &str,
+        perimeter: &str,
+        edit: PerimeterEdit,
+    ) -> Result<PerimeterOutcome, VpcscError> {
+        let queue = lock(&self.queues.0)
+            .entry(policy.to_string())
+            .or_default()
+            .clone();
         let (reply, mut answer) = oneshot::channel();
         lock(&queue.pending).push(Pending {
             perimeter: perimeter.to_string(),
@@ -525,12 +656,21 @@ impl Vpcsc {
                 }
             }
         }
-        let step = format!("service perimeters of {policy} ({} edit{})", batch.len(), if batch.len() == 1 { "" } else { "s" });
-        let result = self.step(&step, || self.write_perimeters(policy, &edits)).await;
+        let step = format!(
+            "service perimeters of {policy} ({} edit{})",
+            batch.len(),
+            if batch.len() == 1 { "" } else { "s" }
+        );
+        let result = self
+            .step(&step, || self.write_perimeters(policy, &edits))
+            .await;
         let mut mine = None;
         for p in batch {
             let outcome = match &result {
-                Ok(map) => Ok(map.get(&p.perimeter).cloned().unwrap_or(PerimeterOutcome::Unchanged)),
+                Ok(map) => Ok(map
+                    .get(&p.perimeter)
+                    .cloned()
+                    .unwrap_or(PerimeterOutcome::Unchanged)),
                 Err(e) => Err(e.to_string()),
             };
             // The receiver may be us; others wait on theirs.
@@ -546,11 +686,22 @@ impl Vpcsc {
         }
     }
 
-    async fn write_perimeters(&self, policy: &str, edits: &BTreeMap<String, PerimeterEdit>) -> Result<BTreeMap<String, PerimeterOutcome>, VpcscError> {
+    async fn write_perimeters(
+        &self,
+        policy: &str,
+        edits: &BTreeMap<String, PerimeterEdit>,
+    ) -> Result<BTreeMap<String, PerimeterOutcome>, VpcscError> {
         let mut outcomes = BTreeMap::new();
         loop {
             // The etag first: any write after this read makes our replaceAll fail, not win.
-            let etag = self.acm.get_access_policy().set_name(policy).send().await.context(format!("read {policy}"))?.etag;
+            let etag = self
+                .acm
+                .get_access_policy()
+                .set_name(policy)
+                .send()
+                .await
+                .context(format!("read {policy}"))?
+                .etag;
             let live = self.list_perimeters(policy).await?;
             let mut created_any = false;
             for (name, edit) in edits {
@@ -561,9 +712,14 @@ impl Vpcsc {
                         .set_parent(policy)
                         .set_service_perimeter(edit.apply_to(name, None))
                         .poller();
-                    match self.wait_op(poller, &format!("create service perimeter {name}")).await {
+                    match self
+                        .wait_op(poller, &format!("create service perimeter {name}"))
+                        .await
+                    {
                         Ok(_) => {}
-                        Err(VpcscError::Cloud(e)) if e.is_already_exists() => return Err(VpcscError::Cloud(already_exists_as_conflict(e))),
+                        Err(VpcscError::Cloud(e)) if e.is_already_exists() => {
+                            return Err(VpcscError::Cloud(already_exists_as_conflict(e)));
+                        }
                         Err(e) => return Err(e),
                     }
                     outcomes.insert(name.clone(), PerimeterOutcome::Created);
@@ -584,7 +740,9 @@ impl Vpcsc {
                     Some(edit) => {
                         let desired = edit.apply_to(&p.name, Some(p));
                         if perimeter_diff(p, &desired).is_empty() {
-                            outcomes.entry(p.name.clone()).or_insert(PerimeterOutcome::Unchanged);
+                            outcomes
+                                .entry(p.name.clone())
+                                .or_insert(PerimeterOutcome::Unchanged);
                             p.clone()
                         } else {
                             changed = true;
@@ -605,7 +763,11 @@ impl Vpcsc {
                 .set_service_perimeters(next)
                 .set_etag(etag)
                 .poller();
-            self.wait_op(poller, &format!("update the service perimeters of {policy}")).await?;
+            self.wait_op(
+                poller,
+                &format!("update the service perimeters of {policy}"),
+            )
+            .await?;
             return Ok(outcomes);
         }
     }
@@ -629,40 +791,64 @@ fn already_exists_as_conflict(e: kfsec_core::CloudError) -> kfsec_core::CloudErr
 pub(crate) fn plan_from(spec: &Spec, observed: &Observed) -> Plan {
     let mut plan = Plan::new();
     let project = format!("projects/{}", spec.project);
-    let missing: Vec<&String> = spec.vpcsc.services.iter().filter(|s| !observed.enabled_services.contains(*s)).collect();
+    let missing: Vec<&String> = spec
+        .vpcsc
+        .services
+        .iter()
+        .filter(|s| !observed.enabled_services.contains(*s))
+        .collect();
     let services = ResourceRef::new("services", &project);
     if missing.is_empty() {
         plan.push(Change::new(services, Action::Unchanged));
     } else {
         plan.push(
-            Change::new(services, Action::Create { fields: vec![("enable".into(), serde_json::json!(missing))] })
-                .with_gcloud(gcloud::enable_services(spec, &missing)),
+            Change::new(
+                services,
+                Action::Create {
+                    fields: vec![("enable".into(), serde_json::json!(missing))],
+                },
+            )
+            .with_gcloud(gcloud::enable_services(spec, &missing)),
         );
     }
 
     let policy = match &observed.policy {
         Some(p) => {
-            plan.push(Change::new(ResourceRef::new("access policy", &p.name), Action::Unchanged));
+            plan.push(Change::new(
+                ResourceRef::new("access policy", &p.name),
+                Action::Unchanged,
+            ));
             p.name.clone()
         }
         None => {
             plan.push(
                 Change::new(
-                    ResourceRef::new("access policy", format!("(new) of {}", observed.organization.resource_name())),
+                    ResourceRef::new(
+                        "access policy",
+                        format!("(new) of {}", observed.organization.resource_name()),
+                    ),
                     Action::Create {
                         fields: vec![
-                            ("parent".into(), serde_json::json!(observed.organization.resource_name())),
+                            (
+                                "parent".into(),
+                                serde_json::json!(observed.organization.resource_name()),
+                            ),
                             ("title".into(), serde_json::json!("default")),
                         ],
                     },
                 )
                 .with_gcloud(gcloud::create_policy(observed.organization))
-                .with_note("the organization has no access policy: one titled \"default\" is created"),
+                .with_note(
+                    "the organization has no access policy: one titled \"default\" is created",
+                ),
             );
             "accessPolicies/${POLICY}".to_string()
         }
     };
-    let policy_arg = policy.strip_prefix("accessPolicies/").unwrap_or(&policy).to_string();
+    let policy_arg = policy
+        .strip_prefix("accessPolicies/")
+        .unwrap_or(&policy)
+        .to_string();
 
     let mut level_names = Vec::new();
     for level in spec.vpcsc.levels() {
@@ -676,7 +862,10 @@ pub(crate) fn plan_from(spec: &Spec, observed: &Observed) -> Plan {
                 Action::Create {
                     fields: vec![
                         ("title".into(), serde_json::json!(desired.title)),
-                        ("basic".into(), serde_json::to_value(desired.basic()).unwrap_or_default()),
+                        (
+                            "basic".into(),
+                            serde_json::to_value(desired.basic()).unwrap_or_default(),
+                        ),
                     ],
                 },
             )
@@ -686,26 +875,43 @@ pub(crate) fn plan_from(spec: &Spec, observed: &Observed) -> Plan {
                 if diffs.is_empty() {
                     Change::new(resource, Action::Unchanged)
                 } else {
-                    Change::new(resource, Action::Update { diffs }).with_gcloud(gcloud::update_level(&policy_arg, level, &desired))
+                    Change::new(resource, Action::Update { diffs })
+                        .with_gcloud(gcloud::update_level(&policy_arg, level, &desired))
                 }
             }
         };
         plan.push(change);
     }
     let name = perimeter_name(&policy, &spec.vpcsc.perimeter.name);
-    let edit = PerimeterEdit::from_spec(&policy, &spec.vpcsc.perimeter, &observed.project_resource, &level_names);
+    let edit = PerimeterEdit::from_spec(
+        &policy,
+        &spec.vpcsc.perimeter,
+        &observed.project_resource,
+        &level_names,
+    );
     let desired = edit.apply_to(&name, observed.perimeter.as_ref());
     let resource = ResourceRef::new("service perimeter", &name);
     let change = match &observed.perimeter {
-        None => Change::new(resource, Action::Create { fields: create_fields(&desired) })
-            .with_gcloud(gcloud::create_perimeter(&policy_arg, &spec.vpcsc.perimeter, &edit)),
+        None => Change::new(
+            resource,
+            Action::Create {
+                fields: create_fields(&desired),
+            },
+        )
+        .with_gcloud(gcloud::create_perimeter(
+            &policy_arg,
+            &spec.vpcsc.perimeter,
+            &edit,
+        )),
         Some(live) => {
             let diffs = perimeter_diff(live, &desired);
             if diffs.is_empty() {
                 Change::new(resource, Action::Unchanged)
             } else {
                 let mut change = Change::new(resource, Action::Update { diffs });
-                for command in gcloud::update_perimeter(&policy_arg, &spec.vpcsc.perimeter, live, &edit) {
+                for command in
+                    gcloud::update_perimeter(&policy_arg, &spec.vpcsc.perimeter, live, &edit)
+                {
                     change = change.with_gcloud(command);
                 }
                 let kept = kept_entries(live, &edit);
@@ -723,18 +929,30 @@ pub(crate) fn plan_from(spec: &Spec, observed: &Observed) -> Plan {
 fn create_fields(p: &ServicePerimeter) -> Vec<(String, serde_json::Value)> {
     let mut fields = vec![("title".to_string(), serde_json::json!(p.title))];
     if let Some(status) = &p.status {
-        fields.push(("status".into(), serde_json::to_value(status).unwrap_or_default()));
+        fields.push((
+            "status".into(),
+            serde_json::to_value(status).unwrap_or_default(),
+        ));
     }
     if let Some(spec) = &p.spec {
-        fields.push(("spec".into(), serde_json::to_value(spec).unwrap_or_default()));
+        fields.push((
+            "spec".into(),
+            serde_json::to_value(spec).unwrap_or_default(),
+        ));
         fields.push(("useExplicitDryRunSpec".into(), serde_json::json!(true)));
     }
     fields
 }
 
 fn kept_entries(live: &ServicePerimeter, edit: &PerimeterEdit) -> usize {
-    let config = if live.use_explicit_dry_run_spec { live.spec.clone() } else { live.status.clone() }.unwrap_or_default();
-    let count = |have: &[String], want: &[String]| have.iter().filter(|h| !want.contains(h)).count();
+    let config = if live.use_explicit_dry_run_spec {
+        live.spec.clone()
+    } else {
+        live.status.clone()
+    }
+    .unwrap_or_default();
+    let count =
+        |have: &[String], want: &[String]| have.iter().filter(|h| !want.contains(h)).count();
     count(&config.resources, &edit.resources)
         + count(&config.restricted_services, &edit.restricted_services)
         + count(&config.access_levels, &edit.access_levels)

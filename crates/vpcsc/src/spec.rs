@@ -328,7 +328,10 @@ pub fn check_short_name(name: &str) -> Result<(), String> {
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return Err("start with a letter".into());
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
         let hint = if bad == '-' {
             format!(
                 "hyphens are not allowed in VPC Service Controls names (the guide warns about this): write {}",
@@ -405,17 +408,28 @@ impl Spec {
             }
         }
         let mut seen = std::collections::BTreeSet::new();
-        for (path, level) in v.access_level.iter().map(|l| ("vpcsc.access_level".to_string(), l)).chain(
-            v.access_levels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (format!("vpcsc.access_levels[{i}]"), l)),
-        ) {
+        for (path, level) in v
+            .access_level
+            .iter()
+            .map(|l| ("vpcsc.access_level".to_string(), l))
+            .chain(
+                v.access_levels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (format!("vpcsc.access_levels[{i}]"), l)),
+            )
+        {
             if let Err(e) = check_short_name(&level.name) {
                 errors.push(format!("{path}.name"), e);
             }
             if !seen.insert(level.name.clone()) {
-                errors.push(format!("{path}.name"), format!("the level {} is named twice: give each level its own name", level.name));
+                errors.push(
+                    format!("{path}.name"),
+                    format!(
+                        "the level {} is named twice: give each level its own name",
+                        level.name
+                    ),
+                );
             }
             for (i, m) in level.members.iter().enumerate() {
                 if m.kind() == "group" {
@@ -427,7 +441,10 @@ impl Spec {
             }
             for (i, r) in level.regions.iter().enumerate() {
                 if r.len() != 2 || !r.chars().all(|c| c.is_ascii_uppercase()) {
-                    errors.push(format!("{path}.regions[{i}]"), format!("{r:?} is not an ISO 3166 alpha-2 code: write it like US or DE"));
+                    errors.push(
+                        format!("{path}.regions[{i}]"),
+                        format!("{r:?} is not an ISO 3166 alpha-2 code: write it like US or DE"),
+                    );
                 }
             }
             for (i, r) in level.required_levels.iter().enumerate() {
@@ -435,13 +452,23 @@ impl Spec {
                     errors.push(format!("{path}.required_levels[{i}]"), e);
                 }
             }
-            let conditions = level.members.len() + level.ip_subnetworks.len() + level.regions.len() + level.required_levels.len();
+            let conditions = level.members.len()
+                + level.ip_subnetworks.len()
+                + level.regions.len()
+                + level.required_levels.len();
             if conditions == 0 {
                 errors.push(path.clone(), "a basic level needs at least one of members, ip_subnetworks, regions or required_levels");
             }
-            for (field, n) in [("members", level.members.len()), ("ip_subnetworks", level.ip_subnetworks.len()), ("regions", level.regions.len())] {
+            for (field, n) in [
+                ("members", level.members.len()),
+                ("ip_subnetworks", level.ip_subnetworks.len()),
+                ("regions", level.regions.len()),
+            ] {
                 if n > 200 {
-                    errors.push(format!("{path}.{field}"), format!("at most 200 entries (Google's limit), this has {n}"));
+                    errors.push(
+                        format!("{path}.{field}"),
+                        format!("at most 200 entries (Google's limit), this has {n}"),
+                    );
                 }
             }
         }
@@ -498,7 +525,11 @@ vpcsc:
         let paths: Vec<_> = err.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["vpcsc.perimeter.name", "vpcsc.perimeter.restricted_services[0]", "vpcsc.access_level.members[0]"]
+            [
+                "vpcsc.perimeter.name",
+                "vpcsc.perimeter.restricted_services[0]",
+                "vpcsc.access_level.members[0]"
+            ]
         );
     }
 
@@ -514,7 +545,10 @@ vpcsc:
 
     #[test]
     fn policy_choice() {
-        assert_eq!(PolicyChoice::try_from("123".to_string()).unwrap(), PolicyChoice::Named("accessPolicies/123".into()));
+        assert_eq!(
+            PolicyChoice::try_from("123".to_string()).unwrap(),
+            PolicyChoice::Named("accessPolicies/123".into())
+        );
         assert!(PolicyChoice::try_from("default".to_string()).is_err());
     }
 

@@ -34,9 +34,23 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
     for level in spec.vpcsc.levels() {
         let name = level_name(&policy.name, &level.name);
         match observed.levels.get(&level.name).cloned().flatten() {
-            None => out.push(Finding::new(Severity::Medium, "level.missing", &name, "the access level does not exist", "run apply")),
+            None => out.push(Finding::new(
+                Severity::Medium,
+                "level.missing",
+                &name,
+                "the access level does not exist",
+                "run apply",
+            )),
             Some(live) => {
-                let live_members: Vec<String> = live.basic().map(|b| b.conditions.iter().flat_map(|c| c.members.clone()).collect()).unwrap_or_default();
+                let live_members: Vec<String> = live
+                    .basic()
+                    .map(|b| {
+                        b.conditions
+                            .iter()
+                            .flat_map(|c| c.members.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 for m in &level.members {
                     if !live_members.contains(&m.to_string()) {
                         out.push(Finding::new(
@@ -53,14 +67,26 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
     }
     let name = perimeter_name(&policy.name, &spec.vpcsc.perimeter.name);
     let Some(perimeter) = &observed.perimeter else {
-        out.push(Finding::new(Severity::High, "perimeter.missing", &name, "the service perimeter does not exist: data can leave the project", "run apply"));
+        out.push(Finding::new(
+            Severity::High,
+            "perimeter.missing",
+            &name,
+            "the service perimeter does not exist: data can leave the project",
+            "run apply",
+        ));
         return out;
     };
     let status = perimeter.status.clone().unwrap_or_default();
     let staged = perimeter.spec.clone().unwrap_or_default();
     if !status.resources.contains(&observed.project_resource) {
-        if perimeter.use_explicit_dry_run_spec && staged.resources.contains(&observed.project_resource) {
-            let severity = if spec.vpcsc.perimeter.mode == Mode::DryRun { Severity::Medium } else { Severity::High };
+        if perimeter.use_explicit_dry_run_spec
+            && staged.resources.contains(&observed.project_resource)
+        {
+            let severity = if spec.vpcsc.perimeter.mode == Mode::DryRun {
+                Severity::Medium
+            } else {
+                Severity::High
+            };
             out.push(Finding::new(
                 severity,
                 "perimeter.dry_run_only",
@@ -73,21 +99,35 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
                 Severity::High,
                 "perimeter.project_outside",
                 &name,
-                format!("{} ({}) is outside the perimeter", spec.project, observed.project_resource),
+                format!(
+                    "{} ({}) is outside the perimeter",
+                    spec.project, observed.project_resource
+                ),
                 "run apply",
             ));
         }
     }
     let mut wanted: Vec<&str> = SENSITIVE_SERVICES.to_vec();
-    wanted.extend(spec.vpcsc.perimeter.restricted_services.iter().map(String::as_str));
+    wanted.extend(
+        spec.vpcsc
+            .perimeter
+            .restricted_services
+            .iter()
+            .map(String::as_str),
+    );
     wanted.sort_unstable();
     wanted.dedup();
     for service in wanted {
         if !status.restricted_services.iter().any(|s| s == service) {
-            let in_dry_run = perimeter.use_explicit_dry_run_spec && staged.restricted_services.iter().any(|s| s == service);
+            let in_dry_run = perimeter.use_explicit_dry_run_spec
+                && staged.restricted_services.iter().any(|s| s == service);
             let sensitive = SENSITIVE_SERVICES.contains(&service);
             out.push(Finding::new(
-                if sensitive { Severity::High } else { Severity::Medium },
+                if sensitive {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
                 "perimeter.service_unrestricted",
                 &name,
                 if in_dry_run {
@@ -95,7 +135,13 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
                 } else {
                     format!("{service} is not restricted: its data can leave the perimeter")
                 },
-                if spec.vpcsc.perimeter.restricted_services.iter().any(|s| s == service) {
+                if spec
+                    .vpcsc
+                    .perimeter
+                    .restricted_services
+                    .iter()
+                    .any(|s| s == service)
+                {
                     "run apply (with mode: enforced)".to_string()
                 } else {
                     format!("add {service} to vpcsc.perimeter.restricted_services and apply")
@@ -108,7 +154,11 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
             Severity::Info,
             "perimeter.enforced",
             &name,
-            format!("{} is inside the enforced perimeter with {} restricted services", spec.project, status.restricted_services.len()),
+            format!(
+                "{} is inside the enforced perimeter with {} restricted services",
+                spec.project,
+                status.restricted_services.len()
+            ),
             "",
         ));
     }

@@ -1,1 +1,8 @@
-//! Integration tests of kfsec-vpcsc against the emulator and gcloud.
+//! Integration tests of kfsec-vpcsc: whole flows against the emulator, the real gcloud reading
+//! and writing the same state, faults, and concurrent writers.
+
+mod common;
+mod concurrency;
+mod faults;
+mod flows;
+mod gcloud;

@@ -1,0 +1,138 @@
+//! Concurrent writers: twenty pipelines, each with its own handle (no lock shared in memory),
+//! each adding its own project to one perimeter; and coalescing within one handle.
+
+use std::time::Duration;
+
+use kfsec_emulator::EmulatorOptions;
+use kfsec_vpcsc::{PerimeterEdit, Spec};
+
+use crate::common::{connection, emulator, example_spec, fast, handle};
+
+fn spec_adding(project_number: u64) -> Spec {
+    let mut spec = example_spec();
+    spec.vpcsc.perimeter.resources = vec![format!("projects/{project_number}")];
+    spec
+}
+
+async fn twenty_pipelines(options: EmulatorOptions) {
+    let emu = emulator(options).await;
+    // Someone else's entry, which must survive.
+    let first = handle(&emu).await;
+    let mut theirs = example_spec();
+    theirs.vpcsc.perimeter.resources = vec!["projects/999".into()];
+    first
+        .apply(&first.plan(&theirs).await.unwrap())
+        .await
+        .unwrap();
+
+    let conn = connection(&emu);
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let vpcsc = kfsec_vpcsc::Vpcsc::new(&conn).await.unwrap();
+                let spec = spec_adding(5000 + i);
+                let plan = vpcsc.plan(&spec).await?;
+                vpcsc.apply(&plan).await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let report = task
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("pipeline {i}: {e}"));
+        assert!(
+            !report.has_failures(),
+            "pipeline {i}: {}",
+            report.render_text()
+        );
+    }
+    let state = emu.state();
+    let resources =
+        state["accesscontextmanager"]["servicePerimeters"][0]["status"]["resources"].clone();
+    let resources: Vec<String> = serde_json::from_value(resources).unwrap();
+    for i in 0..20 {
+        assert!(
+            resources.contains(&format!("projects/{}", 5000 + i)),
+            "projects/{} lost: {resources:?}",
+            5000 + i
+        );
+    }
+    assert!(
+        resources.contains(&"projects/999".to_string()),
+        "someone else's entry lost: {resources:?}"
+    );
+    assert!(resources.contains(&"projects/123456789012".to_string()));
+    assert_eq!(resources.len(), 22, "{resources:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_applies_lose_nothing() {
+    twenty_pipelines(fast()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_applies_lose_nothing_with_slow_operations() {
+    // Operations that take a while: writes meet 409 ABORTED ("another operation is in progress")
+    // as well as etag mismatches.
+    twenty_pipelines(EmulatorOptions {
+        lro: Duration::from_millis(15),
+        latency: Duration::from_millis(1),
+        ..fast()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_edits_through_one_handle_are_coalesced() {
+    let emu = emulator(EmulatorOptions {
+        latency: Duration::from_millis(5),
+        ..fast()
+    })
+    .await;
+    let vpcsc = handle(&emu).await;
+    vpcsc
+        .apply(&vpcsc.plan(&example_spec()).await.unwrap())
+        .await
+        .unwrap();
+    let policy = emu.state()["accesscontextmanager"]["accessPolicies"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let perimeter = format!("{policy}/servicePerimeters/KubeflowZone");
+    let before = emu.requests().len();
+
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let (vpcsc, policy, perimeter) = (vpcsc.clone(), policy.clone(), perimeter.clone());
+            tokio::spawn(async move {
+                let edit = PerimeterEdit::add_resources(
+                    "Kubeflow Zone",
+                    vec![format!("projects/{}", 7000 + i)],
+                );
+                vpcsc.edit_perimeter(&policy, &perimeter, edit).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let writes = emu.requests()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count();
+    let resources =
+        emu.state()["accesscontextmanager"]["servicePerimeters"][0]["status"]["resources"]
+            .to_string();
+    for i in 0..20 {
+        assert!(
+            resources.contains(&format!("projects/{}", 7000 + i)),
+            "{resources}"
+        );
+    }
+    assert!(
+        writes < 20 / 2,
+        "20 edits took {writes} writes: they were not coalesced"
+    );
+}

@@ -1,0 +1,239 @@
+//! What every example shares: the config file, where the APIs are (embedded emulator,
+//! `--endpoints FILE` or `--google`), progress drawing and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use kfsec_core::{
+    Connection, DeploymentName, OrganizationRef, Progress, ProgressEvent, ProjectId, Region,
+    ValidationErrors, Zone,
+};
+use kfsec_emulator::{Emulator, EmulatorOptions};
+
+/// Exit code for a configuration that failed validation (nothing was called).
+pub(crate) const EXIT_INVALID: i32 = 2;
+/// Exit code for `verify` with high-severity findings.
+pub(crate) const EXIT_FINDINGS: i32 = 3;
+
+/// The whole config file of ARCHITECTURE.md, each key parsed on its own so that one run lists
+/// every problem. A key that failed to parse is `None` (its problem is in the errors). Sections
+/// that no crate reads yet are kept as YAML; unknown top-level keys are refused.
+#[derive(Debug, Default)]
+#[allow(dead_code)] // each example reads its own sections
+pub(crate) struct Config {
+    pub(crate) project: Option<ProjectId>,
+    pub(crate) organization: Option<OrganizationRef>,
+    pub(crate) region: Option<Region>,
+    pub(crate) zone: Option<Zone>,
+    pub(crate) deployment: Option<DeploymentName>,
+    pub(crate) sections: serde_yaml::Mapping,
+    /// The file's text, for sections parsed with their true line numbers.
+    pub(crate) text: String,
+}
+
+const SECTIONS: &[&str] = &[
+    "vpcsc", "network", "dns", "cluster", "images", "workload", "ingress",
+];
+const SCALARS: &[&str] = &["project", "organization", "region", "zone", "deployment"];
+
+fn field<T: serde::de::DeserializeOwned>(
+    map: &serde_yaml::Mapping,
+    key: &str,
+    errors: &mut ValidationErrors,
+) -> Option<T> {
+    let value = map.get(key)?;
+    match serde_yaml::from_value::<T>(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(key, e.to_string());
+            None
+        }
+    }
+}
+
+impl Config {
+    /// A section's YAML, if present.
+    pub(crate) fn section(&self, name: &str) -> Option<&serde_yaml::Value> {
+        self.sections.get(name)
+    }
+}
+
+/// Reads the config file and checks its top-level keys; returns what parsed and every problem.
+pub(crate) fn load_config(path: &Path) -> (Config, ValidationErrors) {
+    let mut errors = ValidationErrors::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            errors.push(
+                "",
+                format!("cannot read {}: {e} (pass --config FILE)", path.display()),
+            );
+            return (Config::default(), errors);
+        }
+    };
+    let map: serde_yaml::Mapping = match kfsec_core::validation::from_yaml(&text) {
+        Ok(map) => map,
+        Err(e) => return (Config::default(), e),
+    };
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("");
+        if !SECTIONS.contains(&name) && !SCALARS.contains(&name) {
+            errors.push(
+                name,
+                format!(
+                    "unknown key `{name}`: remove it or fix its spelling (known: {}, {})",
+                    SCALARS.join(", "),
+                    SECTIONS.join(", ")
+                ),
+            );
+        }
+    }
+    for required in ["project", "organization"] {
+        if !map.contains_key(required) {
+            errors.push(required, format!("`{required}` is required"));
+        }
+    }
+    let config = Config {
+        project: field(&map, "project", &mut errors),
+        organization: field(&map, "organization", &mut errors),
+        region: field(&map, "region", &mut errors),
+        zone: field(&map, "zone", &mut errors),
+        deployment: field(&map, "deployment", &mut errors),
+        sections: map
+            .into_iter()
+            .filter(|(k, _)| SECTIONS.contains(&k.as_str().unwrap_or("")))
+            .collect(),
+        text,
+    };
+    if let (Some(zone), Some(region)) = (&config.zone, &config.region) {
+        if &zone.region() != region {
+            errors.push(
+                "zone",
+                format!(
+                    "{zone} is not in region {region}: pick a zone of {region}, such as {region}-a"
+                ),
+            );
+        }
+    }
+    (config, errors)
+}
+
+/// Prints validation errors and exits with [`EXIT_INVALID`].
+pub(crate) fn invalid(errors: &ValidationErrors) -> ! {
+    eprint!("error: {errors}");
+    eprintln!("nothing was changed: fix the config and run again");
+    std::process::exit(EXIT_INVALID)
+}
+
+/// Where the Google APIs are.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// The config file.
+    #[arg(long, default_value = "examples/config/kf-dev.yaml", global = true)]
+    pub(crate) config: PathBuf,
+    /// An endpoints file written by `kfsec-emulator --endpoints-file` (anonymous credentials).
+    #[arg(long, global = true, conflicts_with = "google")]
+    pub(crate) endpoints: Option<PathBuf>,
+    /// Real Google with Application Default Credentials.
+    #[arg(long, global = true)]
+    pub(crate) google: bool,
+}
+
+/// A connection, and the embedded emulator behind it when neither --endpoints nor --google was
+/// given (kept alive as long as this value lives).
+pub(crate) struct Session {
+    pub(crate) connection: Connection,
+    /// Kept alive for as long as the session: dropping it stops the emulator.
+    _emulator: Option<Emulator>,
+}
+
+impl Target {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Session> {
+        if self.google {
+            return Ok(Session {
+                connection: Connection::google(),
+                _emulator: None,
+            });
+        }
+        if let Some(path) = &self.endpoints {
+            return Ok(Session {
+                connection: Connection::from_endpoints_file(path)?,
+                _emulator: None,
+            });
+        }
+        let emulator = Emulator::start(EmulatorOptions::default()).await?;
+        let endpoints = emulator
+            .endpoints()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        eprintln!(
+            "(using an embedded emulator: pass --endpoints FILE or --google to use another target)"
+        );
+        Ok(Session {
+            connection: Connection::emulated(endpoints),
+            _emulator: Some(emulator),
+        })
+    }
+}
+
+/// Progress events drawn as spinners on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress_bars() -> Progress {
+    let multi = MultiProgress::new();
+    let bars = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        ProgressBar,
+    >::new()));
+    Progress::new(move |event| {
+        let mut bars = bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            ProgressEvent::StepStarted { step } => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar.set_message(step.clone());
+                bars.insert(step.clone(), bar);
+            }
+            ProgressEvent::StepFinished { step, ok } => {
+                if let Some(bar) = bars.remove(step) {
+                    bar.finish_with_message(format!(
+                        "{} {step}",
+                        if *ok { "done" } else { "FAILED" }
+                    ));
+                }
+            }
+            ProgressEvent::Retrying {
+                step,
+                attempt,
+                reason,
+            } => {
+                if let Some(bar) = bars.get(step) {
+                    bar.set_message(format!("{step} (retry {attempt}: {reason})"));
+                }
+            }
+            ProgressEvent::Waiting { step, elapsed, .. } => {
+                if let Some(bar) = bars.get(step) {
+                    bar.set_message(format!("{step} (waiting {}s)", elapsed.as_secs()));
+                }
+            }
+            _ => {}
+        }
+    })
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default: warnings).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

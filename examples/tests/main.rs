@@ -1,0 +1,45 @@
+//! The example programs run as a new user runs them: built binaries, real config files, an
+//! emulator whose request log shows what each run sent.
+
+mod vpcsc;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The built example binary (cargo builds examples before running tests).
+pub(crate) fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run through `cargo test`",
+        path.display()
+    );
+    path
+}
+
+/// Runs an example from the workspace root, as the README does.
+pub(crate) async fn run(name: &str, args: &[&str]) -> Output {
+    let (exe, args) = (
+        example(name),
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
+    tokio::task::spawn_blocking(move || {
+        Command::new(exe)
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+pub(crate) fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
