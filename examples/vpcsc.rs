@@ -9,6 +9,8 @@
 //! Reads the `project`, `organization` and `vpcsc` keys of the config file. With neither
 //! `--endpoints` nor `--google` it starts an embedded emulator, so it runs anywhere.
 
+// Each example uses part of the shared module.
+#[allow(dead_code)]
 #[path = "common/mod.rs"]
 mod common;
 

@@ -107,15 +107,15 @@ pub(crate) fn load_config(path: &Path) -> (Config, ValidationErrors) {
             .collect(),
         text,
     };
-    if let (Some(zone), Some(region)) = (&config.zone, &config.region) {
-        if &zone.region() != region {
-            errors.push(
-                "zone",
-                format!(
-                    "{zone} is not in region {region}: pick a zone of {region}, such as {region}-a"
-                ),
-            );
-        }
+    if let (Some(zone), Some(region)) = (&config.zone, &config.region)
+        && &zone.region() != region
+    {
+        errors.push(
+            "zone",
+            format!(
+                "{zone} is not in region {region}: pick a zone of {region}, such as {region}-a"
+            ),
+        );
     }
     (config, errors)
 }

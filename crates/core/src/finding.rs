@@ -71,7 +71,7 @@ pub fn max_severity(findings: &[Finding]) -> Option<Severity> {
 /// Findings for people, most severe first.
 pub fn render_findings(findings: &[Finding]) -> String {
     let mut sorted: Vec<&Finding> = findings.iter().collect();
-    sorted.sort_by(|a, b| b.severity.cmp(&a.severity));
+    sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let mut out = String::new();
     for f in &sorted {
         let _ = writeln!(

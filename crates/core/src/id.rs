@@ -1,4 +1,4 @@
-//! Validated identifiers: each newtype parses with [`FromStr`], prints with [`Display`] and
+//! Validated identifiers: each newtype parses with [`FromStr`], prints with [`Display`](std::fmt::Display) and
 //! (de)serializes as its plain string, so an invalid value is refused where it is read, with the
 //! rule it broke.
 
@@ -540,7 +540,7 @@ mod tests {
         #[test]
         fn valid_project_ids_round_trip(s in "[a-z][a-z0-9-]{4,28}[a-z0-9]") {
             let id: ProjectId = s.parse().unwrap();
-            prop_assert_eq!(id.to_string(), s.clone());
+            prop_assert_eq!(id.to_string(), s);
             let json = serde_json::to_string(&id).unwrap();
             prop_assert_eq!(serde_json::from_str::<ProjectId>(&json).unwrap(), id);
         }

@@ -50,7 +50,10 @@ pub enum ProgressEvent {
 
 /// Where progress events go: a cheap, cloneable callback (or nowhere).
 #[derive(Clone, Default)]
-pub struct Progress(Option<Arc<dyn Fn(&ProgressEvent) + Send + Sync>>);
+pub struct Progress(Option<Arc<Sink>>);
+
+/// The callback behind a [`Progress`].
+type Sink = dyn Fn(&ProgressEvent) + Send + Sync;
 
 impl Progress {
     /// Sends events to `sink`.
@@ -64,6 +67,7 @@ impl Progress {
     }
 
     /// Emits an event (also logged with `tracing` at debug level).
+    #[allow(clippy::needless_pass_by_value)] // events are built at the call site; by value reads best
     pub fn emit(&self, event: ProgressEvent) {
         tracing::debug!(?event, "progress");
         if let Some(sink) = &self.0 {

@@ -328,11 +328,10 @@ impl PerimeterEdit {
                 .set_title(self.title.clone())
                 .set_perimeter_type(PerimeterType::Regular)
         });
-        let status = base.status.clone().unwrap_or_default();
         let staged = if base.use_explicit_dry_run_spec {
             base.spec.clone().unwrap_or_default()
         } else {
-            status.clone()
+            base.status.clone().unwrap_or_default()
         };
         let title = if base.title.is_empty() {
             self.title.clone()

@@ -1,0 +1,76 @@
+//! The admin API: state, request log, reset and faults. Never faulted, delayed or logged.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State as AxState;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{Method, Uri};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::server::{Faults, Shared};
+use crate::state::State;
+
+/// The API name of the admin endpoint.
+pub(crate) const API: &str = "admin";
+
+/// Every resource, keyed by API name.
+pub(crate) fn state_json(st: &State) -> Value {
+    json!({
+        crate::accesscontextmanager::API: crate::accesscontextmanager::state_json(st),
+        crate::serviceusage::API: crate::serviceusage::state_json(st),
+        crate::resourcemanager::API: crate::resourcemanager::state_json(st),
+    })
+}
+
+async fn handler(
+    AxState(shared): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/');
+    match (method, path) {
+        (Method::GET, "/state") => axum::Json(state_json(&shared.state())).into_response(),
+        (Method::GET, "/requests") => axum::Json(shared.state().log.clone()).into_response(),
+        (Method::POST, "/reset") => {
+            *shared.state() = State::seed();
+            axum::Json(json!({})).into_response()
+        }
+        (Method::GET, "/faults") => {
+            let f = shared.faults();
+            axum::Json(json!({"rate": f.rate(), "seed": f.seed()})).into_response()
+        }
+        (Method::POST, "/faults") => {
+            let v: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return ApiError::invalid_argument(format!(
+                        "Invalid JSON payload received. {e}"
+                    ))
+                    .into_response();
+                }
+            };
+            let rate = v.get("rate").and_then(Value::as_f64).unwrap_or(0.0);
+            let seed = v.get("seed").and_then(Value::as_u64).unwrap_or(0);
+            if !(0.0..=1.0).contains(&rate) {
+                return ApiError::invalid_argument(format!(
+                    "Invalid value for field 'rate': {rate} is not between 0 and 1."
+                ))
+                .into_response();
+            }
+            *shared.faults() = Faults::new(rate, seed);
+            axum::Json(json!({"rate": rate, "seed": seed})).into_response()
+        }
+        (m, p) => {
+            ApiError::not_found(format!("Method {m} not found for admin path {p}.")).into_response()
+        }
+    }
+}
+
+/// The admin router.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handler).with_state(shared)
+}

@@ -1,0 +1,164 @@
+#![doc = include_str!("../README.md")]
+
+mod accesscontextmanager;
+mod admin;
+mod error;
+mod gcloud_config;
+mod resourcemanager;
+mod server;
+mod serviceusage;
+mod state;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::server::{Dispatch, Faults, Shared};
+use crate::state::State;
+
+/// The emulated APIs: gcloud's API name and its handler. Adding an API is one module plus one
+/// line here.
+const APIS: &[(&str, Dispatch)] = &[
+    (
+        accesscontextmanager::API,
+        accesscontextmanager::dispatch as Dispatch,
+    ),
+    (serviceusage::API, serviceusage::dispatch as Dispatch),
+    (resourcemanager::API, resourcemanager::dispatch as Dispatch),
+];
+
+/// How an [`Emulator`] behaves. The default is instant and fault-free.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EmulatorOptions {
+    /// Delay before answering each (non-admin) request.
+    pub latency: Duration,
+    /// How long a long-running operation takes to become done (its effect is immediate).
+    pub lro: Duration,
+    /// Probability in `0.0..=1.0` that a (non-admin) request fails: 429, 503 or a dropped
+    /// connection (before or after the change is applied).
+    pub fault_rate: f64,
+    /// Seed of the fault generator: the same seed gives the same sequence of outcomes.
+    pub fault_seed: u64,
+}
+
+/// One request received by an emulated API (admin requests are not recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The API name, e.g. `accesscontextmanager`.
+    pub api: String,
+    /// The HTTP method, e.g. `PATCH`.
+    pub method: String,
+    /// The path, without the query string.
+    pub path: String,
+    /// The raw query string (without `?`), empty when there is none.
+    pub query: String,
+}
+
+/// Errors of the emulator itself (not of the APIs it serves).
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// Binding a port or writing a file failed.
+    #[error("emulator I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Serializing JSON failed.
+    #[error("emulator JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A running emulator: one loopback HTTP server per API, sharing one in-memory state.
+/// Dropping it stops all its servers.
+#[derive(Debug)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+    endpoints: BTreeMap<String, String>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds one port per API on 127.0.0.1 and starts serving. Must be called within a Tokio
+    /// runtime; the servers run as tasks of that runtime.
+    pub async fn start(options: EmulatorOptions) -> Result<Emulator, EmulatorError> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::seed()),
+            faults: Mutex::new(Faults::new(options.fault_rate, options.fault_seed)),
+            latency: options.latency,
+            lro: options.lro,
+        });
+        let mut routers = Vec::new();
+        for (api, dispatch) in APIS {
+            routers.push((*api, server::api_router(shared.clone(), api, *dispatch)));
+        }
+        routers.push((admin::API, admin::router(shared.clone())));
+        let mut endpoints = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for (api, router) in routers {
+            let listener = server::bind().await?;
+            let port = listener.local_addr()?.port();
+            endpoints.insert(api.to_string(), format!("http://127.0.0.1:{port}/"));
+            tasks.push(server::spawn_server(listener, router));
+        }
+        tracing::info!(?endpoints, "emulator listening");
+        Ok(Emulator {
+            shared,
+            endpoints,
+            tasks,
+        })
+    }
+
+    /// API name -> base URL (`http://127.0.0.1:PORT/`), for every emulated API and `admin`.
+    pub fn endpoints(&self) -> &BTreeMap<String, String> {
+        &self.endpoints
+    }
+
+    /// The base URL of one API, e.g. `endpoint("serviceusage")`.
+    pub fn endpoint(&self, api: &str) -> Option<&str> {
+        self.endpoints.get(api).map(String::as_str)
+    }
+
+    /// Writes [`Emulator::endpoints`] as a JSON object to `path`.
+    pub fn write_endpoints_file(&self, path: &Path) -> Result<(), EmulatorError> {
+        let text = serde_json::to_string_pretty(&self.endpoints)?;
+        std::fs::write(path, text + "\n")?;
+        Ok(())
+    }
+
+    /// Writes a gcloud configuration directory (use it with `CLOUDSDK_CONFIG=dir`) that sends
+    /// every emulated API to this emulator, with credentials, update checks and usage reporting
+    /// off and `kf-dev` as the project.
+    pub fn write_gcloud_config(&self, dir: &Path) -> Result<(), EmulatorError> {
+        gcloud_config::write(dir, &self.endpoints)
+    }
+
+    /// Every resource as JSON keyed by API name (as `GET /state` on the admin endpoint).
+    pub fn state(&self) -> serde_json::Value {
+        admin::state_json(&self.shared.state())
+    }
+
+    /// The request log, oldest first (as `GET /requests` on the admin endpoint).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.state().log.clone()
+    }
+
+    /// Restores the seed data and clears the request log and operations.
+    pub fn reset(&self) {
+        *self.shared.state() = State::seed();
+    }
+
+    /// Sets the fault rate (`0.0..=1.0`, clamped) and reseeds the fault generator.
+    pub fn set_faults(&self, rate: f64, seed: u64) {
+        *self.shared.faults() = Faults::new(rate, seed);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! HTTP plumbing: one loopback listener per API, the common request pipeline (log, latency,
+//! faults, dispatch), and dropped connections.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State as AxState;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Uri};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::RequestRecord;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{Env, State};
+use crate::wire::ApiRequest;
+
+/// An API handler: applies one request to the state.
+pub(crate) type Dispatch = fn(&mut State, &Env, &ApiRequest) -> ApiResult<Value>;
+
+/// A fault injected instead of (or after) handling a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// 429 RESOURCE_EXHAUSTED with `Retry-After`, before applying.
+    ResourceExhausted,
+    /// 503 UNAVAILABLE, before applying.
+    Unavailable,
+    /// Connection closed without a response, before applying.
+    DropBefore,
+    /// Connection closed without a response, after applying.
+    DropAfter,
+}
+
+/// The seeded fault generator.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    rate: f64,
+    seed: u64,
+    rng: StdRng,
+}
+
+impl Faults {
+    pub(crate) fn new(rate: f64, seed: u64) -> Self {
+        Self {
+            rate: rate.clamp(0.0, 1.0),
+            seed,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Decides the fate of one request.
+    pub(crate) fn decide(&mut self) -> Option<Fault> {
+        if self.rate <= 0.0 || !self.rng.gen_bool(self.rate) {
+            return None;
+        }
+        Some(match self.rng.gen_range(0..4u8) {
+            0 => Fault::ResourceExhausted,
+            1 => Fault::Unavailable,
+            2 => Fault::DropBefore,
+            _ => Fault::DropAfter,
+        })
+    }
+
+    pub(crate) fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// What all servers of one emulator share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) latency: Duration,
+    pub(crate) lro: Duration,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Marks a response whose connection must be closed without sending it.
+#[derive(Debug, Clone, Copy)]
+struct DropConnection;
+
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by fault injection")]
+struct Dropped;
+
+fn dropped() -> Response {
+    let mut r = Response::new(Body::empty());
+    r.extensions_mut().insert(DropConnection);
+    r
+}
+
+#[derive(Clone)]
+struct ApiCtx {
+    shared: Arc<Shared>,
+    api: &'static str,
+    dispatch: Dispatch,
+}
+
+async fn api_handler(
+    AxState(ctx): AxState<ApiCtx>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let shared = &ctx.shared;
+    shared.state().log.push(RequestRecord {
+        api: ctx.api.to_string(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+    });
+    tracing::debug!(api = ctx.api, %method, %uri, "request");
+    if !shared.latency.is_zero() {
+        tokio::time::sleep(shared.latency).await;
+    }
+    let fault = shared.faults().decide();
+    match fault {
+        Some(Fault::ResourceExhausted) => {
+            let mut r = ApiError::resource_exhausted(
+                "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of the service (emulated fault).",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("0"));
+            return r;
+        }
+        Some(Fault::Unavailable) => {
+            return ApiError::unavailable("The service is currently unavailable (emulated fault).")
+                .into_response();
+        }
+        Some(Fault::DropBefore) => return dropped(),
+        Some(Fault::DropAfter) | None => {}
+    }
+    let result = ApiRequest::parse(method, &uri, &body).and_then(|req| {
+        let env = Env { lro: shared.lro };
+        (ctx.dispatch)(&mut shared.state(), &env, &req)
+    });
+    if fault == Some(Fault::DropAfter) {
+        return dropped();
+    }
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => {
+            tracing::debug!(api = ctx.api, status = e.status, message = %e.message, "error");
+            e.into_response()
+        }
+    }
+}
+
+/// The router of one API.
+pub(crate) fn api_router(shared: Arc<Shared>, api: &'static str, dispatch: Dispatch) -> Router {
+    Router::new().fallback(api_handler).with_state(ApiCtx {
+        shared,
+        api,
+        dispatch,
+    })
+}
+
+/// Binds a loopback listener on an ephemeral port.
+pub(crate) async fn bind() -> std::io::Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", 0)).await
+}
+
+/// Serves `router` on `listener` until the returned task is aborted (which also closes every
+/// open connection). A response marked [`DropConnection`] closes its connection unanswered.
+pub(crate) fn spawn_server(listener: TcpListener, router: Router) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let tower = TowerToHyperService::new(router.clone());
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let fut = hyper::service::Service::call(&tower, req);
+                        async move {
+                            let resp = match fut.await {
+                                Ok(r) => r,
+                                Err(never) => match never {},
+                            };
+                            if resp.extensions().get::<DropConnection>().is_some() {
+                                Err(Dropped)
+                            } else {
+                                Ok(resp)
+                            }
+                        }
+                    });
+                    conns.spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_seeded() {
+        let seq = |seed| {
+            let mut f = Faults::new(0.5, seed);
+            (0..64).map(|_| f.decide()).collect::<Vec<_>>()
+        };
+        assert_eq!(seq(7), seq(7));
+        assert_ne!(seq(7), seq(8));
+        let mut all = Faults::new(1.0, 1);
+        assert!((0..32).all(|_| all.decide().is_some()));
+        let mut none = Faults::new(0.0, 1);
+        assert!((0..32).all(|_| none.decide().is_none()));
+    }
+}

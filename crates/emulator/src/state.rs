@@ -1,0 +1,210 @@
+//! The in-memory state shared by every API, with its seed data and long-running operations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::RequestRecord;
+use crate::error::{ApiError, ApiResult};
+
+/// Seed time of the seeded resources.
+pub(crate) const SEED_TIME: &str = "2024-01-01T00:00:00Z";
+
+/// An organization.
+#[derive(Debug, Clone)]
+pub(crate) struct Organization {
+    pub(crate) id: String,
+    pub(crate) display_name: String,
+    pub(crate) customer_id: String,
+}
+
+/// A project.
+#[derive(Debug, Clone)]
+pub(crate) struct Project {
+    pub(crate) id: String,
+    pub(crate) number: String,
+    pub(crate) parent: String,
+    pub(crate) display_name: String,
+}
+
+/// An access policy with its levels and perimeters (stored as normalized JSON).
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) id: String,
+    pub(crate) parent: String,
+    pub(crate) title: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) etag: String,
+    pub(crate) levels: BTreeMap<String, Value>,
+    pub(crate) perimeters: BTreeMap<String, Value>,
+}
+
+impl Policy {
+    pub(crate) fn name(&self) -> String {
+        format!("accessPolicies/{}", self.id)
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let mut v = json!({
+            "name": self.name(),
+            "parent": self.parent,
+            "title": self.title,
+            "etag": self.etag,
+        });
+        if !self.scopes.is_empty() {
+            v["scopes"] = json!(self.scopes);
+        }
+        v
+    }
+
+    /// Full names of the policy's access levels.
+    pub(crate) fn level_names(&self) -> BTreeSet<String> {
+        self.levels
+            .keys()
+            .map(|short| format!("accessPolicies/{}/accessLevels/{short}", self.id))
+            .collect()
+    }
+}
+
+/// A long-running operation.
+#[derive(Debug, Clone)]
+pub(crate) struct Operation {
+    pub(crate) api: &'static str,
+    pub(crate) name: String,
+    pub(crate) created: Instant,
+    pub(crate) lro: Duration,
+    pub(crate) metadata: Value,
+    pub(crate) response: Value,
+    /// The access policy this operation writes, for ACM's per-policy serialization.
+    pub(crate) policy: Option<String>,
+}
+
+impl Operation {
+    pub(crate) fn done(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) >= self.lro
+    }
+
+    pub(crate) fn to_json(&self, now: Instant) -> Value {
+        let done = self.done(now);
+        let mut v = json!({"name": self.name, "metadata": self.metadata, "done": done});
+        if done {
+            v["response"] = self.response.clone();
+        }
+        v
+    }
+}
+
+/// Everything the emulator knows.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) organizations: Vec<Organization>,
+    pub(crate) projects: Vec<Project>,
+    /// Keyed by numeric policy id.
+    pub(crate) policies: BTreeMap<String, Policy>,
+    /// Enabled services by project number.
+    pub(crate) enabled: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) operations: BTreeMap<String, Operation>,
+    pub(crate) counter: u64,
+    pub(crate) log: Vec<RequestRecord>,
+}
+
+impl State {
+    /// The seed data.
+    pub(crate) fn seed() -> Self {
+        Self {
+            organizations: vec![Organization {
+                id: "123456789".into(),
+                display_name: "example.com".into(),
+                customer_id: "C0xxxxxxx".into(),
+            }],
+            projects: vec![Project {
+                id: "kf-dev".into(),
+                number: "123456789012".into(),
+                parent: "organizations/123456789".into(),
+                display_name: "kf-dev".into(),
+            }],
+            policies: BTreeMap::new(),
+            enabled: BTreeMap::new(),
+            operations: BTreeMap::new(),
+            counter: 0,
+            log: Vec::new(),
+        }
+    }
+
+    /// A fresh sequence number.
+    pub(crate) fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    /// A fresh etag.
+    pub(crate) fn next_etag(&mut self) -> String {
+        let mut x = self.next().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        format!("{:016x}", x ^ (x >> 31))
+    }
+
+    /// Looks a project up by id, number or `projects/X`.
+    pub(crate) fn project(&self, key: &str) -> Option<&Project> {
+        let key = key.strip_prefix("projects/").unwrap_or(key);
+        self.projects
+            .iter()
+            .find(|p| p.id == key || p.number == key)
+    }
+
+    /// Looks an organization up by id or `organizations/ID`.
+    pub(crate) fn organization(&self, key: &str) -> Option<&Organization> {
+        let key = key.strip_prefix("organizations/").unwrap_or(key);
+        self.organizations.iter().find(|o| o.id == key)
+    }
+
+    /// Records a new operation and returns its JSON.
+    pub(crate) fn new_operation(
+        &mut self,
+        api: &'static str,
+        name: String,
+        lro: Duration,
+        metadata: Value,
+        response: Value,
+        policy: Option<String>,
+    ) -> Value {
+        let op = Operation {
+            api,
+            name: name.clone(),
+            created: Instant::now(),
+            lro,
+            metadata,
+            response,
+            policy,
+        };
+        let v = op.to_json(Instant::now());
+        self.operations.insert(name, op);
+        v
+    }
+
+    /// `GET /v1/operations/...` for one API.
+    pub(crate) fn get_operation(&self, api: &str, name: &str) -> ApiResult<Value> {
+        self.operations
+            .get(name)
+            .filter(|op| op.api == api)
+            .map(|op| op.to_json(Instant::now()))
+            .ok_or_else(|| ApiError::not_found(format!("Operation '{name}' not found.")))
+    }
+
+    /// True while an operation on `policy` is still running.
+    pub(crate) fn policy_busy(&self, policy: &str) -> bool {
+        let now = Instant::now();
+        self.operations
+            .values()
+            .any(|op| op.policy.as_deref() == Some(policy) && !op.done(now))
+    }
+}
+
+/// Per-request settings handed to API handlers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Env {
+    /// How long new operations take to become done.
+    pub(crate) lro: Duration,
+}
