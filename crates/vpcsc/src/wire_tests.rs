@@ -413,3 +413,24 @@ async fn dry_run_update_sets_spec_like_gcloud_dry_run_update() {
         "status untouched"
     );
 }
+
+#[tokio::test]
+async fn dry_run_create_sends_the_object_gcloud_sends() {
+    let server = perimeter_server(json!([])).await;
+    let name = "accessPolicies/111/servicePerimeters/KubeflowZone";
+    handle(&server)
+        .await
+        .edit_perimeter("accessPolicies/111", name, edit(Mode::DryRun))
+        .await
+        .unwrap();
+    let sent = mutating(&server).await;
+    let (g_method, _, _, g_body) = gcloud("drycreate.jsonl");
+    // gcloud upserts with PATCH; kfsec creates with POST: the same perimeter object either way.
+    assert_eq!(g_method, "PATCH");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0.as_str(), sent[0].1.as_str()),
+        ("POST", "/v1/accessPolicies/111/servicePerimeters")
+    );
+    assert_eq!(sent[0].3, g_body);
+}

@@ -118,3 +118,63 @@ async fn dry_run_then_enforce() {
     );
     assert!(vpcsc.plan(&spec).await.unwrap().plan.is_empty());
 }
+
+#[tokio::test]
+async fn rules_and_vpc_accessible_services_round_trip_and_stay_idempotent() {
+    let emu = emulator(fast()).await;
+    let vpcsc = handle(&emu).await;
+    let mut spec = example_spec();
+    let extra: kfsec_vpcsc::PerimeterSpec = serde_yaml::from_str(
+        r#"
+name: KubeflowZone
+title: Kubeflow Zone
+restricted_services: [storage.googleapis.com]
+vpc_accessible_services: { enable_restriction: true, allowed_services: [RESTRICTED-SERVICES] }
+ingress_policies:
+  - from: { access_levels: [kubeflow], identity_type: ANY_IDENTITY }
+    to: { resources: ["*"], operations: [{ service_name: storage.googleapis.com, methods: ["*"] }] }
+egress_policies:
+  - from: { identities: [serviceAccount:build@kf-dev.iam.gserviceaccount.com] }
+    to: { resources: [projects/555], operations: [{ service_name: bigquery.googleapis.com, methods: ["*"] }] }
+"#,
+    )
+    .unwrap();
+    spec.vpcsc.perimeter = extra;
+    spec.validate().unwrap();
+    vpcsc
+        .apply(&vpcsc.plan(&spec).await.unwrap())
+        .await
+        .unwrap();
+
+    let status = emu.state()["accesscontextmanager"]["servicePerimeters"][0]["status"].clone();
+    assert_eq!(
+        status["vpcAccessibleServices"]["enableRestriction"], true,
+        "{status}"
+    );
+    assert_eq!(
+        status["egressPolicies"][0]["egressTo"]["resources"][0], "projects/555",
+        "{status}"
+    );
+    assert_eq!(
+        status["egressPolicies"][0]["egressFrom"]["identities"][0],
+        "serviceAccount:build@kf-dev.iam.gserviceaccount.com"
+    );
+    assert!(
+        status["ingressPolicies"][0]["ingressFrom"]["sources"][0]["accessLevel"]
+            .as_str()
+            .unwrap()
+            .ends_with("/accessLevels/kubeflow"),
+        "{status}"
+    );
+    assert_eq!(
+        status["ingressPolicies"][0]["ingressFrom"]["identityType"], "ANY_IDENTITY",
+        "{status}"
+    );
+
+    let again = vpcsc.plan(&spec).await.unwrap();
+    assert!(
+        again.plan.is_empty(),
+        "rules must compare equal after a round trip:\n{}",
+        again.plan.render_text()
+    );
+}
