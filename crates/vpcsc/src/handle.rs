@@ -166,8 +166,10 @@ impl Vpcsc {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, VpcscError>>,
     {
+        use tracing::Instrument as _;
         let p = &self.policies;
         self.progress.started(name);
+        let span = tracing::info_span!("step", step = name);
         let result = retry(
             p.step_attempts,
             p.step_backoff,
@@ -189,6 +191,7 @@ impl Vpcsc {
                 f()
             },
         )
+        .instrument(span)
         .await;
         self.progress.finished(name, result.is_ok());
         result

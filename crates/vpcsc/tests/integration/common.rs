@@ -95,17 +95,26 @@ pub(crate) async fn gcloud(emulator: &Emulator, args: &[&str]) -> String {
 }
 
 pub(crate) async fn gcloud_output(emulator: &Emulator, args: &[&str]) -> std::process::Output {
+    with_gcloud_config(emulator, "gcloud", args).await
+}
+
+/// Runs `program` with a gcloud configuration that points at the emulator (CLOUDSDK_CONFIG).
+pub(crate) async fn with_gcloud_config(
+    emulator: &Emulator,
+    program: &str,
+    args: &[&str],
+) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     emulator.write_gcloud_config(dir.path()).unwrap();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let config = dir.path().to_path_buf();
+    let (program, config) = (program.to_string(), dir.path().to_path_buf());
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("gcloud")
+        Command::new(&program)
             .args(&args)
             .env("CLOUDSDK_CONFIG", &config)
             .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
             .output()
-            .expect("gcloud is installed (cargo xtask test checks it)")
+            .unwrap_or_else(|e| panic!("{program} cannot start ({e}); gcloud must be installed (cargo xtask test checks it)"))
     })
     .await
     .unwrap();

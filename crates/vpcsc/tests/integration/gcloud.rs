@@ -175,19 +175,10 @@ async fn the_plans_gcloud_script_runs_and_reaches_the_same_state() {
 
     let by_gcloud = emulator(fast()).await;
     let dir = tempfile::tempdir().unwrap();
-    by_gcloud.write_gcloud_config(dir.path()).unwrap();
-    std::fs::write(dir.path().join("plan.sh"), &script).unwrap();
-    let config = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .arg(config.join("plan.sh"))
-            .env("CLOUDSDK_CONFIG", &config)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let path = dir.path().join("plan.sh");
+    std::fs::write(&path, &script).unwrap();
+    let out =
+        crate::common::with_gcloud_config(&by_gcloud, "bash", &[path.to_str().unwrap()]).await;
     assert!(
         out.status.success(),
         "script failed:\n{script}\n{}",
