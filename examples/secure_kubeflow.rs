@@ -6,10 +6,10 @@
 //! cargo run --example secure-kubeflow -- --google           # real Google, Application Default Credentials
 //! ```
 //!
-//! Today it runs the VPC Service Controls stage (services, access policy, access level,
-//! perimeter: steps 1-8 of the guide), verifies it, and prints a summary that also lists the
-//! stages later releases add (private DNS, network and private cluster, image mirror, workload,
-//! IAP ingress). It never claims a stage it did not run.
+//! Today it runs two stages: VPC Service Controls (services, access policy, access level,
+//! perimeter: steps 1-8 of the guide) and private DNS to the restricted VIP (step 9), verifies
+//! them, and prints a summary that also lists the stages later releases add (network and private
+//! cluster, image mirror, workload, IAP ingress). It never claims a stage it did not run.
 
 // Each example uses part of the shared module.
 #[allow(dead_code)]
@@ -18,6 +18,7 @@ mod common;
 
 use clap::Parser;
 use kfsec_core::Severity;
+use kfsec_privatedns::{DnsSpec, PrivateDns};
 use kfsec_vpcsc::{Spec, Vpcsc, VpcscSpec};
 
 #[derive(Parser)]
@@ -31,7 +32,6 @@ struct Cli {
 
 /// Stages of the workflow that later releases add, with the config section each reads.
 const PENDING: &[(&str, &str)] = &[
-    ("private DNS to the restricted VIP", "dns"),
     (
         "network, firewall and private GKE cluster",
         "network, cluster",
@@ -46,37 +46,52 @@ async fn main() -> anyhow::Result<()> {
     common::init_tracing();
     let cli = Cli::parse();
     let (config, mut errors) = common::load_config(&cli.target.config);
-    /// The section this stage reads.
+    /// The network section as far as DNS needs it (the private-cluster stage reads the rest).
+    #[derive(serde::Deserialize)]
+    struct NetworkName {
+        name: String,
+    }
+    /// The sections the stages of today read.
     #[derive(serde::Deserialize)]
     struct Sections {
         vpcsc: VpcscSpec,
+        network: NetworkName,
+        dns: DnsSpec,
     }
-    let vpcsc_section = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
-        Ok(s) => Some(s.vpcsc),
+    let sections = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
+        Ok(s) => Some(s),
         Err(e) => {
             errors.extend_under("", e);
             None
         }
     };
-    let spec = match (
+    let specs = match (
         config.project.clone(),
         config.organization.clone(),
-        vpcsc_section,
+        sections,
     ) {
-        (Some(project), Some(organization), Some(vpcsc)) => {
-            let spec = Spec {
-                project,
+        (Some(project), Some(organization), Some(s)) => {
+            let vpcsc = Spec {
+                project: project.clone(),
                 organization,
-                vpcsc,
+                vpcsc: s.vpcsc,
             };
-            if let Err(e) = spec.validate() {
+            let dns = kfsec_privatedns::Spec {
+                project,
+                network: s.network.name,
+                dns: s.dns,
+            };
+            if let Err(e) = vpcsc.validate() {
                 errors.extend_under("", e);
             }
-            Some(spec)
+            if let Err(e) = dns.validate() {
+                errors.extend_under("", e);
+            }
+            Some((vpcsc, dns))
         }
         _ => None,
     };
-    let Some(spec) = spec.filter(|_| errors.is_empty()) else {
+    let Some((spec, dns_spec)) = specs.filter(|_| errors.is_empty()) else {
         common::invalid(&errors)
     };
 
@@ -98,31 +113,51 @@ async fn main() -> anyhow::Result<()> {
     let findings = vpcsc.verify(&spec).await?;
     print!("{}", kfsec_core::finding::render_findings(&findings));
 
+    println!(
+        "\n[2/6] Private DNS: zones for {} to the {} VIP",
+        dns_spec
+            .dns
+            .domains
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        dns_spec.dns.vip.label()
+    );
+    let dns = PrivateDns::new(&session.connection)
+        .await?
+        .with_progress(common::progress_bars());
+    let plan = dns.plan(&dns_spec).await?;
+    print!("{}", plan.plan.render_text());
+    let report = dns.apply(&plan).await?;
+    print!("{}", report.render_text());
+    let dns_findings = dns.verify(&dns_spec).await?;
+    print!("{}", kfsec_core::finding::render_findings(&dns_findings));
+    println!(
+        "  (to check resolution through the VPC's resolver: cargo run --example privatedns -- verify --resolver IP:PORT)"
+    );
+
     for (i, (stage, section)) in PENDING.iter().enumerate() {
         println!(
             "\n[{}/6] {stage}: not implemented yet (config section `{section}` is accepted, not yet applied)",
-            i + 2
+            i + 3
         );
     }
 
-    let high = findings
-        .iter()
-        .filter(|f| f.severity == Severity::High)
-        .count();
-    println!("\nSummary ({:.1}s):", start.elapsed().as_secs_f64());
-    println!(
-        "  VPC Service Controls  {}",
-        if high == 0 {
+    let high =
+        |f: &[kfsec_core::Finding]| f.iter().filter(|f| f.severity == Severity::High).count();
+    let state = |n: usize| {
+        if n == 0 {
             "in place and verified"
         } else {
             "NOT secure: see the HIGH findings above"
         }
-    );
-    println!(
-        "  other stages          pending ({} of 6 stages run today)",
-        1
-    );
-    if high > 0 {
+    };
+    println!("\nSummary ({:.1}s):", start.elapsed().as_secs_f64());
+    println!("  VPC Service Controls  {}", state(high(&findings)));
+    println!("  Private DNS           {}", state(high(&dns_findings)));
+    println!("  other stages          pending (2 of 6 stages run today)");
+    if high(&findings) + high(&dns_findings) > 0 {
         std::process::exit(common::EXIT_FINDINGS);
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The example programs run as a new user runs them: built binaries, real config files, an
 //! emulator whose request log shows what each run sent.
 
+mod privatedns;
 mod vpcsc;
 
 use std::path::PathBuf;
@@ -42,4 +43,38 @@ pub(crate) fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+mod secure_kubeflow {
+    //! `cargo run --example secure-kubeflow`: the README's first command.
+
+    use crate::{run, text};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_main_job_runs_on_the_embedded_emulator_and_prints_a_summary() {
+        let out = run("secure-kubeflow", &[]).await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("kfsec: securing project kf-dev (example.com)"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("created   service perimeter"), "{stdout}");
+        assert!(
+            stdout.contains("created   private zone kubeflow-gcr-io (gcr.io.)"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("  VPC Service Controls  in place and verified"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("  Private DNS           in place and verified"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("pending (2 of 6 stages run today)"),
+            "{stdout}"
+        );
+    }
 }

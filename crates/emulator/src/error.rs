@@ -1,4 +1,5 @@
-//! Google-style API errors: an HTTP status plus `{"error":{"code","message","status"}}`.
+//! Google-style API errors: an HTTP status plus `{"error":{"code","message","status"}}`, and for
+//! discovery-era APIs (Cloud DNS) also the `errors: [{domain, reason, message}]` array.
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -13,18 +14,29 @@ pub(crate) struct ApiError {
     pub(crate) status: &'static str,
     /// Human readable message.
     pub(crate) message: String,
+    /// The discovery-era `reason` (e.g. `alreadyExists`): when set, the body also carries
+    /// `errors: [{"domain":"global","reason","message"}]`, which gcloud's apitools reads.
+    pub(crate) reason: Option<&'static str>,
 }
 
 /// Result of an API handler.
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: u16, status: &'static str, message: impl Into<String>) -> Self {
+    /// An error with any HTTP code and canonical status name.
+    pub(crate) fn new(code: u16, status: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             status,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    /// Adds the discovery-era `errors[0].reason` (e.g. `notFound`, `conditionNotMet`).
+    pub(crate) fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
@@ -61,7 +73,12 @@ impl ApiError {
 
     /// The JSON body Google sends.
     pub(crate) fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code, "message": self.message, "status": self.status}})
+        let mut error = json!({"code": self.code, "message": self.message, "status": self.status});
+        if let Some(reason) = self.reason {
+            error["errors"] =
+                json!([{"domain": "global", "reason": reason, "message": self.message}]);
+        }
+        json!({ "error": error })
     }
 }
 

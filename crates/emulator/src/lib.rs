@@ -2,6 +2,7 @@
 
 mod accesscontextmanager;
 mod admin;
+mod dns;
 mod error;
 mod gcloud_config;
 mod resourcemanager;
@@ -30,6 +31,7 @@ const APIS: &[(&str, Dispatch)] = &[
     ),
     (serviceusage::API, serviceusage::dispatch as Dispatch),
     (resourcemanager::API, resourcemanager::dispatch as Dispatch),
+    (dns::API, dns::dispatch as Dispatch),
 ];
 
 /// How an [`Emulator`] behaves. The default is instant and fault-free.

@@ -107,6 +107,8 @@ pub(crate) struct State {
     pub(crate) operations: BTreeMap<String, Operation>,
     pub(crate) counter: u64,
     pub(crate) log: Vec<RequestRecord>,
+    /// Cloud DNS zones, record sets and changes.
+    pub(crate) dns: crate::dns::DnsState,
 }
 
 impl State {
@@ -129,6 +131,7 @@ impl State {
             operations: BTreeMap::new(),
             counter: 0,
             log: Vec::new(),
+            dns: crate::dns::DnsState::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Wire helpers shared by every API: request parsing, paging, update masks, enums, name rules.
 
 use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Method, Uri};
 use serde_json::{Map, Value};
@@ -98,18 +99,31 @@ impl ApiRequest {
         default_size: usize,
         max_size: usize,
     ) -> ApiResult<(Vec<Value>, Option<String>)> {
-        let size = match self.param("pageSize").unwrap_or("") {
+        self.paginate_by(("pageSize", "page_size"), items, default_size, max_size)
+    }
+
+    /// Pages `items` with the size parameter `size_param` (query name, field name for errors;
+    /// e.g. `("maxResults", "max_results")`) and `pageToken`.
+    pub(crate) fn paginate_by(
+        &self,
+        size_param: (&str, &str),
+        items: Vec<Value>,
+        default_size: usize,
+        max_size: usize,
+    ) -> ApiResult<(Vec<Value>, Option<String>)> {
+        let (key, field) = size_param;
+        let size = match self.param(key).unwrap_or("") {
             "" | "0" => default_size,
             s => {
                 let n: i64 = s.parse().map_err(|_| {
                     ApiError::invalid_argument(format!(
-                        "Invalid value at 'page_size' (TYPE_INT32), \"{s}\""
+                        "Invalid value at '{field}' (TYPE_INT32), \"{s}\""
                     ))
                 })?;
                 if n < 0 {
-                    return Err(ApiError::invalid_argument(
-                        "Request contains an invalid argument: page_size must not be negative.",
-                    ));
+                    return Err(ApiError::invalid_argument(format!(
+                        "Request contains an invalid argument: {field} must not be negative."
+                    )));
                 }
                 usize::try_from(n).unwrap_or(max_size).min(max_size)
             }
@@ -343,6 +357,31 @@ pub(crate) fn valid_cidr(s: &str) -> bool {
     }
 }
 
+/// Formats a time as RFC 3339 in UTC with milliseconds, e.g. `2024-01-01T00:00:00.000Z`.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
 /// True when `s` is a non-empty string of ASCII digits.
 pub(crate) fn is_number(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
@@ -352,6 +391,7 @@ pub(crate) fn is_number(s: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn masks_are_split_and_camel_cased() {
@@ -427,6 +467,15 @@ mod tests {
         assert!(!valid_cidr("10.0.0.0"));
         assert!(valid_cidr("2600:2d00:2:1000::/64"));
         assert!(!valid_cidr("2600:2d00:2:1000::1/64"));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_704_067_200_123);
+        assert_eq!(rfc3339(t), "2024-01-01T00:00:00.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(rfc3339(t), "2000-02-29T01:02:03.000Z");
     }
 
     #[test]

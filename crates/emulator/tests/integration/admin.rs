@@ -24,11 +24,12 @@ async fn state_requests_reset_and_faults() {
         }
     };
 
-    assert_eq!(em.endpoints().len(), 4);
+    assert_eq!(em.endpoints().len(), 5);
     for api in [
         "accesscontextmanager",
         "serviceusage",
         "cloudresourcemanager",
+        "dns",
         "admin",
     ] {
         assert!(em.endpoint(api).unwrap().starts_with("http://127.0.0.1:"));

@@ -1,8 +1,9 @@
 //! Integration tests of the emulator over loopback HTTP: wire behaviour, admin API, faults,
-//! long-running operations, etags, the binary, and the real gcloud CLI.
+//! long-running operations, etags, the binary, the real gcloud CLI, and Cloud DNS.
 
 mod admin;
 mod binary;
+mod dns;
 mod faults;
 mod gcloud;
 mod lro;

@@ -1,0 +1,122 @@
+//! Whole flows against the emulator.
+
+use kfsec_core::{Outcome, Severity};
+use kfsec_emulator::EmulatorOptions;
+
+use crate::common::{emulator, example_spec, handle, mutating_since, records};
+
+#[tokio::test]
+async fn apply_creates_three_zones_then_a_second_apply_sends_no_mutating_request() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let dns = handle(&emu).await;
+    let spec = example_spec();
+    let plan = dns.plan(&spec).await.unwrap();
+    assert_eq!(plan.plan.counts(), (3, 3, 0), "{}", plan.plan.render_text());
+    let report = dns.apply(&plan).await.unwrap();
+    assert!(!report.has_failures(), "{}", report.render_text());
+
+    let zones = emu.state()["dns"]["managedZones"].clone();
+    let names: Vec<&str> = zones
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{zones}");
+    for zone in zones.as_array().unwrap() {
+        assert_eq!(zone["visibility"], "private");
+        assert!(
+            zone["privateVisibilityConfig"]["networks"][0]["networkUrl"]
+                .as_str()
+                .unwrap()
+                .ends_with("projects/kf-dev/global/networks/kf-net")
+        );
+    }
+    let gcr = records(&emu, "kubeflow-gcr-io");
+    assert!(
+        gcr.contains(&(
+            "gcr.io.".into(),
+            "A".into(),
+            vec![
+                "199.36.153.4".into(),
+                "199.36.153.5".into(),
+                "199.36.153.6".into(),
+                "199.36.153.7".into()
+            ]
+        )),
+        "{gcr:?}"
+    );
+    assert!(
+        gcr.contains(&("*.gcr.io.".into(), "CNAME".into(), vec!["gcr.io.".into()])),
+        "{gcr:?}"
+    );
+    let soa = gcr.iter().find(|r| r.1 == "SOA").unwrap();
+    assert!(
+        soa.2[0].contains(" 2 21600 "),
+        "the SOA serial was bumped: {soa:?}"
+    );
+    let apis = records(&emu, "kubeflow-googleapis-com");
+    assert!(
+        apis.contains(&(
+            "*.googleapis.com.".into(),
+            "CNAME".into(),
+            vec!["restricted.googleapis.com.".into()]
+        )),
+        "{apis:?}"
+    );
+
+    let before = emu.requests().len();
+    let plan = dns.plan(&spec).await.unwrap();
+    assert!(plan.plan.is_empty(), "{}", plan.plan.render_text());
+    let report = dns.apply(&plan).await.unwrap();
+    assert!(
+        report
+            .entries
+            .iter()
+            .all(|e| e.outcome == Outcome::Unchanged),
+        "{}",
+        report.render_text()
+    );
+    assert_eq!(mutating_since(&emu, before), Vec::<String>::new());
+    let findings = dns.verify(&spec).await.unwrap();
+    assert!(
+        findings.iter().all(|f| f.severity < Severity::High),
+        "{findings:#?}"
+    );
+}
+
+#[tokio::test]
+async fn changes_that_stay_pending_are_waited_for() {
+    let emu = emulator(EmulatorOptions {
+        lro: std::time::Duration::from_millis(50),
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let dns = handle(&emu).await;
+    let spec = example_spec();
+    dns.apply(&dns.plan(&spec).await.unwrap()).await.unwrap();
+    let polls = emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/changes/"))
+        .count();
+    assert!(
+        polls >= 3,
+        "each pending change is polled until done ({polls} polls)"
+    );
+    assert!(dns.plan(&spec).await.unwrap().plan.is_empty());
+}
+
+#[tokio::test]
+async fn verify_reports_missing_zones() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let findings = handle(&emu).await.verify(&example_spec()).await.unwrap();
+    assert_eq!(
+        findings
+            .iter()
+            .filter(|f| f.code == "zone.missing" && f.severity == Severity::High)
+            .count(),
+        3,
+        "{findings:#?}"
+    );
+}
