@@ -404,6 +404,13 @@ impl Cidr {
     }
 }
 
+impl From<ipnet::Ipv4Net> for Cidr {
+    /// The range, with its host bits cleared.
+    fn from(net: ipnet::Ipv4Net) -> Self {
+        Self(ipnet::IpNet::V4(net.trunc()))
+    }
+}
+
 impl FromStr for Cidr {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {

@@ -23,6 +23,8 @@ pub(crate) fn state_json(st: &State) -> Value {
         crate::serviceusage::API: crate::serviceusage::state_json(st),
         crate::resourcemanager::API: crate::resourcemanager::state_json(st),
         crate::dns::API: crate::dns::state_json(st),
+        crate::compute::API: crate::compute::state_json(st),
+        crate::container::API: crate::container::state_json(st),
     })
 }
 
@@ -64,6 +66,22 @@ async fn handler(
             }
             *shared.faults() = Faults::new(rate, seed);
             axum::Json(json!({"rate": rate, "seed": seed})).into_response()
+        }
+        (Method::GET, "/operation-failures") => {
+            axum::Json(json!(shared.state().operation_failures)).into_response()
+        }
+        (Method::POST, "/operation-failures") => {
+            match serde_json::from_slice::<crate::state::OperationFailure>(&body) {
+                Ok(rule) => {
+                    let v = json!(rule);
+                    shared.state().operation_failures.push(rule);
+                    axum::Json(v).into_response()
+                }
+                Err(e) => ApiError::invalid_argument(format!(
+                    "Invalid operation failure: {e}; send {{\"api\":\"compute\",\"match\":\"insert networks/kf-net\",\"message\":\"...\",\"count\":1}}"
+                ))
+                .into_response(),
+            }
         }
         (m, p) => {
             ApiError::not_found(format!("Method {m} not found for admin path {p}.")).into_response()

@@ -2,6 +2,8 @@
 
 mod accesscontextmanager;
 mod admin;
+mod compute;
+mod container;
 mod dns;
 mod error;
 mod gcloud_config;
@@ -32,6 +34,8 @@ const APIS: &[(&str, Dispatch)] = &[
     (serviceusage::API, serviceusage::dispatch as Dispatch),
     (resourcemanager::API, resourcemanager::dispatch as Dispatch),
     (dns::API, dns::dispatch as Dispatch),
+    (compute::API, compute::dispatch as Dispatch),
+    (container::API, container::dispatch as Dispatch),
 ];
 
 /// How an [`Emulator`] behaves. The default is instant and fault-free.
@@ -149,6 +153,23 @@ impl Emulator {
     /// Restores the seed data and clears the request log and operations.
     pub fn reset(&self) {
         *self.shared.state() = State::seed();
+    }
+
+    /// Makes the next `count` long-running operations of `api` (`"compute"`, `"container"`, ...)
+    /// whose description contains `matches` end in an error with `message`, as Google reports a
+    /// failed operation. Descriptions are `"<verb> <collection>/<name>"` for Compute (`"insert
+    /// networks/kf-net"`) and `"<OPERATION_TYPE> <cluster>"` for GKE (`"CREATE_CLUSTER kf-private"`).
+    /// The admin API's `POST operation-failures` does the same.
+    pub fn fail_operations(&self, api: &str, matches: &str, message: &str, count: u32) {
+        self.shared
+            .state()
+            .operation_failures
+            .push(crate::state::OperationFailure {
+                api: api.to_string(),
+                matches: matches.to_string(),
+                message: message.to_string(),
+                remaining: count,
+            });
     }
 
     /// Sets the fault rate (`0.0..=1.0`, clamped) and reseeds the fault generator.

@@ -127,6 +127,7 @@ async fn api_handler(
     AxState(ctx): AxState<ApiCtx>,
     method: Method,
     uri: Uri,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let shared = &ctx.shared;
@@ -158,10 +159,19 @@ async fn api_handler(
         Some(Fault::DropBefore) => return dropped(),
         Some(Fault::DropAfter) | None => {}
     }
-    let result = ApiRequest::parse(method, &uri, &body).and_then(|req| {
-        let env = Env { lro: shared.lro };
-        (ctx.dispatch)(&mut shared.state(), &env, &req)
-    });
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let env = Env { lro: shared.lro };
+    let result = match ApiRequest::parse(method, &uri, &body) {
+        Ok(mut req) => {
+            req.host = host;
+            long_poll(shared, &env, &req, ctx.dispatch).await
+        }
+        Err(e) => Err(e),
+    };
     if fault == Some(Fault::DropAfter) {
         return dropped();
     }
@@ -170,6 +180,41 @@ async fn api_handler(
         Err(e) => {
             tracing::debug!(api = ctx.api, status = e.status, message = %e.message, "error");
             e.into_response()
+        }
+    }
+}
+
+/// A handler that wants to wait for something (Compute's `operations/{op}/wait`) answers its
+/// current result with this key set to the milliseconds until it is worth asking again; the
+/// server then sleeps (without holding the state lock) and dispatches the request again, for at
+/// most [`LONG_POLL_MAX`], and strips the key from the final answer.
+pub(crate) const POLL_AGAIN_MS: &str = "$emulatorPollAgainMs";
+
+/// How long a long poll (see [`POLL_AGAIN_MS`]) may last, as Google's `wait` (about 2 minutes).
+const LONG_POLL_MAX: Duration = Duration::from_secs(120);
+
+async fn long_poll(
+    shared: &Shared,
+    env: &Env,
+    req: &ApiRequest,
+    dispatch: Dispatch,
+) -> ApiResult<Value> {
+    let deadline = tokio::time::Instant::now() + LONG_POLL_MAX;
+    loop {
+        let mut result = dispatch(&mut shared.state(), env, req);
+        let again = match &mut result {
+            Ok(Value::Object(obj)) => obj
+                .remove(POLL_AGAIN_MS)
+                .and_then(|v| v.as_u64())
+                .map(Duration::from_millis),
+            _ => None,
+        };
+        let now = tokio::time::Instant::now();
+        match again {
+            Some(wait) if now < deadline => {
+                tokio::time::sleep(wait.max(Duration::from_millis(1)).min(deadline - now)).await;
+            }
+            _ => return result,
         }
     }
 }

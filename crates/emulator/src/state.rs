@@ -95,6 +95,27 @@ impl Operation {
     }
 }
 
+/// A rule making matching long-running operations fail (see
+/// [`State::take_operation_failure`]). As JSON (admin `POST operation-failures`):
+/// `{"api":"compute","match":"insert networks/kf-net","message":"...","count":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OperationFailure {
+    /// The API name, e.g. `compute`.
+    pub(crate) api: String,
+    /// A substring of the operation's description.
+    #[serde(rename = "match")]
+    pub(crate) matches: String,
+    /// The error message the operation ends with.
+    pub(crate) message: String,
+    /// How many more operations fail.
+    #[serde(rename = "count", default = "one")]
+    pub(crate) remaining: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
 /// Everything the emulator knows.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -107,8 +128,14 @@ pub(crate) struct State {
     pub(crate) operations: BTreeMap<String, Operation>,
     pub(crate) counter: u64,
     pub(crate) log: Vec<RequestRecord>,
+    /// Armed operation failures, oldest first.
+    pub(crate) operation_failures: Vec<OperationFailure>,
     /// Cloud DNS zones, record sets and changes.
     pub(crate) dns: crate::dns::DnsState,
+    /// Compute Engine networks, subnetworks, routes, firewall rules and operations.
+    pub(crate) compute: crate::compute::ComputeState,
+    /// GKE clusters and operations.
+    pub(crate) container: crate::container::ContainerState,
 }
 
 impl State {
@@ -132,7 +159,28 @@ impl State {
             counter: 0,
             log: Vec::new(),
             dns: crate::dns::DnsState::default(),
+            compute: crate::compute::ComputeState::default(),
+            container: crate::container::ContainerState::new(),
+            operation_failures: Vec::new(),
         }
+    }
+
+    /// Whether the operation of `api` described by `description` (for example
+    /// `"insert networks/kf-net"` or `"CREATE_CLUSTER kf-private"`) must fail, and with which
+    /// message. Each match uses up one of the rule's count.
+    pub(crate) fn take_operation_failure(
+        &mut self,
+        api: &str,
+        description: &str,
+    ) -> Option<String> {
+        let rule = self
+            .operation_failures
+            .iter_mut()
+            .find(|r| r.api == api && r.remaining > 0 && description.contains(&r.matches))?;
+        rule.remaining -= 1;
+        let message = rule.message.clone();
+        self.operation_failures.retain(|r| r.remaining > 0);
+        Some(message)
     }
 
     /// A fresh sequence number.

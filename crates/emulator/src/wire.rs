@@ -20,6 +20,9 @@ pub(crate) struct ApiRequest {
     pub(crate) query: Vec<(String, String)>,
     /// The JSON body (`{}` when empty).
     pub(crate) body: Value,
+    /// The `Host` header (`127.0.0.1:PORT`), empty when absent: Compute builds `selfLink`s
+    /// from it.
+    pub(crate) host: String,
 }
 
 impl ApiRequest {
@@ -66,6 +69,7 @@ impl ApiRequest {
             verb,
             query,
             body,
+            host: String::new(),
         })
     }
 

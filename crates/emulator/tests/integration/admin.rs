@@ -24,12 +24,14 @@ async fn state_requests_reset_and_faults() {
         }
     };
 
-    assert_eq!(em.endpoints().len(), 5);
+    assert_eq!(em.endpoints().len(), 7);
     for api in [
         "accesscontextmanager",
         "serviceusage",
         "cloudresourcemanager",
         "dns",
+        "compute",
+        "container",
         "admin",
     ] {
         assert!(em.endpoint(api).unwrap().starts_with("http://127.0.0.1:"));

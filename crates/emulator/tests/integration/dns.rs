@@ -163,9 +163,13 @@ async fn gcloud_zones_record_sets_and_transactions() {
         zone["nameServers"],
         json!(["ns-gcp-private.googledomains.com."])
     );
+    // gcloud builds the network URL from its `compute` endpoint override (the emulator's).
     assert_eq!(
         zone["privateVisibilityConfig"]["networks"][0]["networkUrl"],
-        NET
+        format!(
+            "{}projects/kf-dev/global/networks/kf-net",
+            em.endpoint("compute").unwrap()
+        )
     );
     assert!(zone["id"].as_str().unwrap().parse::<u64>().is_ok());
 

@@ -3,6 +3,8 @@
 
 mod admin;
 mod binary;
+mod compute;
+mod container;
 mod dns;
 mod faults;
 mod gcloud;
