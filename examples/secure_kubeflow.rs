@@ -6,10 +6,12 @@
 //! cargo run --example secure-kubeflow -- --google           # real Google, Application Default Credentials
 //! ```
 //!
-//! Today it runs two stages: VPC Service Controls (services, access policy, access level,
-//! perimeter: steps 1-8 of the guide) and private DNS to the restricted VIP (step 9), verifies
-//! them, and prints a summary that also lists the stages later releases add (network and private
-//! cluster, image mirror, workload, IAP ingress). It never claims a stage it did not run.
+//! Today it runs three stages: VPC Service Controls (services, access policy, access level,
+//! perimeter: steps 1-8 of the guide), the network and the private GKE cluster (custom-mode
+//! network, subnet with Private Google Access, route to the VIP, firewall rules, private cluster:
+//! "Deploy Kubeflow with Private GKE") and private DNS to the restricted VIP (step 9, bound to that
+//! network), verifies them, and prints a summary that also lists the stages later releases add
+//! (image mirror, workload, IAP ingress). It never claims a stage it did not run.
 
 // Each example uses part of the shared module.
 #[allow(dead_code)]
@@ -18,6 +20,7 @@ mod common;
 
 use clap::Parser;
 use kfsec_core::Severity;
+use kfsec_gkeprivate::GkePrivate;
 use kfsec_privatedns::{DnsSpec, PrivateDns};
 use kfsec_vpcsc::{Spec, Vpcsc, VpcscSpec};
 
@@ -32,10 +35,6 @@ struct Cli {
 
 /// Stages of the workflow that later releases add, with the config section each reads.
 const PENDING: &[(&str, &str)] = &[
-    (
-        "network, firewall and private GKE cluster",
-        "network, cluster",
-    ),
     ("images mirrored inside the perimeter", "images"),
     ("workload deployed with mirrored images", "workload"),
     ("IAP-protected HTTPS ingress", "ingress"),
@@ -91,7 +90,9 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let Some((spec, dns_spec)) = specs.filter(|_| errors.is_empty()) else {
+    let gke_spec = common::gke_spec(&config, &mut errors);
+    let Some(((spec, dns_spec), gke_spec)) = specs.zip(gke_spec).filter(|_| errors.is_empty())
+    else {
         common::invalid(&errors)
     };
 
@@ -114,7 +115,22 @@ async fn main() -> anyhow::Result<()> {
     print!("{}", kfsec_core::finding::render_findings(&findings));
 
     println!(
-        "\n[2/6] Private DNS: zones for {} to the {} VIP",
+        "\n[2/6] Network and private GKE cluster: {} ({}), cluster {} in {}",
+        gke_spec.network.name, gke_spec.network.subnet.name, gke_spec.cluster.name, gke_spec.zone
+    );
+    let gke = GkePrivate::new(&session.connection)
+        .await?
+        .with_progress(common::progress_bars());
+    let plan = gke.plan(&gke_spec).await?;
+    print!("{}", plan.plan.render_text());
+    let report = gke.apply(&plan).await?;
+    print!("{}", report.render_text());
+    let gke_findings = gke.verify(&gke_spec).await?;
+    print!("{}", kfsec_core::finding::render_findings(&gke_findings));
+    println!("  (kubeconfig for the cluster: cargo run --example gkeprivate -- kubeconfig)");
+
+    println!(
+        "\n[3/6] Private DNS: zones for {} to the {} VIP",
         dns_spec
             .dns
             .domains
@@ -140,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
     for (i, (stage, section)) in PENDING.iter().enumerate() {
         println!(
             "\n[{}/6] {stage}: not implemented yet (config section `{section}` is accepted, not yet applied)",
-            i + 3
+            i + 4
         );
     }
 
@@ -155,9 +171,10 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("\nSummary ({:.1}s):", start.elapsed().as_secs_f64());
     println!("  VPC Service Controls  {}", state(high(&findings)));
+    println!("  Network and cluster   {}", state(high(&gke_findings)));
     println!("  Private DNS           {}", state(high(&dns_findings)));
-    println!("  other stages          pending (2 of 6 stages run today)");
-    if high(&findings) + high(&dns_findings) > 0 {
+    println!("  other stages          pending (3 of 6 stages run today)");
+    if high(&findings) + high(&gke_findings) + high(&dns_findings) > 0 {
         std::process::exit(common::EXIT_FINDINGS);
     }
     Ok(())

@@ -139,6 +139,17 @@ pub(crate) struct Target {
     /// Real Google with Application Default Credentials.
     #[arg(long, global = true)]
     pub(crate) google: bool,
+    /// Embedded emulator only: how long its long-running operations take, in milliseconds
+    /// (a cluster stays PROVISIONING that long).
+    #[arg(long, global = true, value_name = "N", default_value_t = 500, conflicts_with_all = ["endpoints", "google"])]
+    pub(crate) lro_ms: u64,
+    /// Embedded emulator only: the probability (0..=1) that a request fails with 429, 503 or a
+    /// dropped connection, to watch kfsec retry.
+    #[arg(long, global = true, value_name = "F", default_value_t = 0.0, conflicts_with_all = ["endpoints", "google"])]
+    pub(crate) fault_rate: f64,
+    /// Embedded emulator only: the seed of its fault generator.
+    #[arg(long, global = true, value_name = "N", default_value_t = 0, conflicts_with_all = ["endpoints", "google"])]
+    pub(crate) fault_seed: u64,
 }
 
 /// A connection, and the embedded emulator behind it when neither --endpoints nor --google was
@@ -163,7 +174,19 @@ impl Target {
                 _emulator: None,
             });
         }
-        let emulator = Emulator::start(EmulatorOptions::default()).await?;
+        if !(0.0..=1.0).contains(&self.fault_rate) {
+            anyhow::bail!(
+                "--fault-rate must be between 0 and 1, got {}",
+                self.fault_rate
+            );
+        }
+        let emulator = Emulator::start(EmulatorOptions {
+            lro: Duration::from_millis(self.lro_ms),
+            fault_rate: self.fault_rate,
+            fault_seed: self.fault_seed,
+            ..EmulatorOptions::default()
+        })
+        .await?;
         let endpoints = emulator
             .endpoints()
             .iter()
@@ -179,8 +202,65 @@ impl Target {
     }
 }
 
-/// Progress events drawn as spinners on stderr (hidden when stderr is not a terminal).
+/// The kfsec-gkeprivate spec from the `project`, `region`, `zone`, `deployment`, `network` and
+/// `cluster` keys, validated; `None` with the problems added to `errors`.
+pub(crate) fn gke_spec(
+    config: &Config,
+    errors: &mut ValidationErrors,
+) -> Option<kfsec_gkeprivate::Spec> {
+    /// The sections the network and the cluster read.
+    #[derive(serde::Deserialize)]
+    struct Sections {
+        network: kfsec_gkeprivate::NetworkSpec,
+        cluster: kfsec_gkeprivate::ClusterSpec,
+    }
+    for (key, present) in [
+        ("region", config.region.is_some()),
+        ("zone", config.zone.is_some()),
+        ("deployment", config.deployment.is_some()),
+    ] {
+        if !present && !errors.errors.iter().any(|e| e.path == key) {
+            errors.push(
+                key,
+                format!("`{key}` is required for the network and the cluster"),
+            );
+        }
+    }
+    let sections = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.extend_under("", e);
+            return None;
+        }
+    };
+    let spec = kfsec_gkeprivate::Spec {
+        project: config.project.clone()?,
+        region: config.region.clone()?,
+        zone: config.zone.clone()?,
+        deployment: config.deployment.clone()?,
+        network: sections.network,
+        cluster: sections.cluster,
+    };
+    if let Err(e) = spec.validate() {
+        // The config loader already checked the zone against the region.
+        let fresh: Vec<_> = e
+            .errors
+            .into_iter()
+            .filter(|f| !errors.errors.iter().any(|x| x.path == f.path))
+            .collect();
+        errors.extend_under("", ValidationErrors { errors: fresh });
+        return None;
+    }
+    Some(spec)
+}
+
+/// Progress events drawn as spinners on stderr; when stderr is not a terminal (CI logs, pipes),
+/// plain lines instead: waits every few seconds per step, and retries.
 pub(crate) fn progress_bars() -> Progress {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return progress_lines();
+    }
     let multi = MultiProgress::new();
     let bars = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
         String,
@@ -218,9 +298,18 @@ pub(crate) fn progress_bars() -> Progress {
                     bar.set_message(format!("{step} (retry {attempt}: {reason})"));
                 }
             }
-            ProgressEvent::Waiting { step, elapsed, .. } => {
+            ProgressEvent::Waiting {
+                step,
+                elapsed,
+                status,
+                ..
+            } => {
                 if let Some(bar) = bars.get(step) {
-                    bar.set_message(format!("{step} (waiting {}s)", elapsed.as_secs()));
+                    let status = status
+                        .as_deref()
+                        .map(|s| format!("{s}, "))
+                        .unwrap_or_default();
+                    bar.set_message(format!("{step} ({status}{}s)", elapsed.as_secs()));
                 }
             }
             _ => {}
@@ -236,4 +325,39 @@ pub(crate) fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Progress as plain lines on stderr: the first wait of a step and then one every 5 seconds,
+/// and every retry.
+fn progress_lines() -> Progress {
+    let last = std::sync::Mutex::new(std::collections::HashMap::<String, Duration>::new());
+    Progress::new(move |event| match event {
+        ProgressEvent::Waiting {
+            step,
+            elapsed,
+            status,
+            ..
+        } => {
+            let mut last = last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = last
+                .get(step)
+                .is_none_or(|shown| *elapsed >= *shown + Duration::from_secs(5));
+            if due {
+                last.insert(step.clone(), *elapsed);
+                let status = status
+                    .as_deref()
+                    .map(|s| format!("{s}, "))
+                    .unwrap_or_default();
+                eprintln!("  waiting: {step} ({status}{:.1}s)", elapsed.as_secs_f64());
+            }
+        }
+        ProgressEvent::Retrying {
+            step,
+            attempt,
+            reason,
+        } => eprintln!("  retrying: {step} (attempt {attempt} failed: {reason})"),
+        _ => {}
+    })
 }

@@ -1,6 +1,7 @@
 //! The example programs run as a new user runs them: built binaries, real config files, an
 //! emulator whose request log shows what each run sent.
 
+mod gkeprivate;
 mod privatedns;
 mod vpcsc;
 
@@ -73,7 +74,17 @@ mod secure_kubeflow {
             "{stdout}"
         );
         assert!(
-            stdout.contains("pending (2 of 6 stages run today)"),
+            stdout.contains(
+                "created   cluster projects/kf-dev/locations/us-central1-a/clusters/kf-private"
+            ),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("  Network and cluster   in place and verified"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("pending (3 of 6 stages run today)"),
             "{stdout}"
         );
     }

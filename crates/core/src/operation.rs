@@ -36,6 +36,7 @@ where
                 progress.emit(ProgressEvent::Waiting {
                     step: step.to_string(),
                     operation: String::new(),
+                    status: None,
                     elapsed: start.elapsed(),
                 });
             }

@@ -25,6 +25,8 @@ pub enum ProgressEvent {
         step: String,
         /// The operation's name.
         operation: String,
+        /// The operation's status as the API reports it (`"RUNNING"`), when it has one.
+        status: Option<String>,
         /// How long so far.
         elapsed: Duration,
     },

@@ -528,6 +528,11 @@ impl PrivateDns {
             self.progress.emit(ProgressEvent::Waiting {
                 step: step.clone(),
                 operation: format!("change {id}"),
+                status: change
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.name())
+                    .map(str::to_uppercase),
                 elapsed: start.elapsed(),
             });
             tokio::time::sleep(self.policies.poll_backoff.delay(attempt)).await;

@@ -1,0 +1,298 @@
+//! The desired state: the `network` and `cluster` sections (with `project`, `region`, `zone`,
+//! `deployment`), checked before any call.
+
+use kfsec_core::{Cidr, DeploymentName, ProjectId, Region, ValidationErrors, Zone};
+use serde::{Deserialize, Serialize};
+
+/// Webhook ports that Kubeflow, Istio, cert-manager and Knative serve on; private clusters need
+/// a firewall rule from the control plane to reach them.
+pub const DEFAULT_WEBHOOK_PORTS: &[u16] = &[8443, 9443, 15017];
+
+/// Everything kfsec-gkeprivate reconciles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The project.
+    pub project: ProjectId,
+    /// The region of the subnet (and of the cluster's zone).
+    pub region: Region,
+    /// The cluster's zone.
+    pub zone: Zone,
+    /// The deployment name (the guide's KFAPP); it prefixes the firewall and route names.
+    pub deployment: DeploymentName,
+    /// The `network` section.
+    pub network: NetworkSpec,
+    /// The `cluster` section.
+    pub cluster: ClusterSpec,
+}
+
+/// The `network` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// The VPC network (custom mode).
+    pub name: String,
+    /// The subnet the nodes use.
+    pub subnet: SubnetSpec,
+    /// The Google VIP range that egress goes to (default the restricted VIP, 199.36.153.4/30).
+    #[serde(default = "default_vip")]
+    pub vip_range: Cidr,
+    /// More webhook ports to open from the control plane, besides [`DEFAULT_WEBHOOK_PORTS`].
+    #[serde(default)]
+    pub webhook_ports: Vec<u16>,
+}
+
+fn default_vip() -> Cidr {
+    Cidr::from(ipnet::Ipv4Net::new_assert(
+        std::net::Ipv4Addr::new(199, 36, 153, 4),
+        30,
+    ))
+}
+
+/// The subnet: primary range for nodes, secondary ranges for pods and services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetSpec {
+    /// The subnet's name.
+    pub name: String,
+    /// The nodes' range.
+    pub range: Cidr,
+    /// The pods' secondary range (named `<subnet>-pods`).
+    pub pods: Cidr,
+    /// The services' secondary range (named `<subnet>-services`).
+    pub services: Cidr,
+}
+
+impl SubnetSpec {
+    /// The pods' secondary range name.
+    pub fn pods_range_name(&self) -> String {
+        format!("{}-pods", self.name)
+    }
+
+    /// The services' secondary range name.
+    pub fn services_range_name(&self) -> String {
+        format!("{}-services", self.name)
+    }
+}
+
+/// GKE release channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseChannel {
+    /// Newest versions first.
+    Rapid,
+    /// The default.
+    #[default]
+    Regular,
+    /// Slowest upgrades.
+    Stable,
+}
+
+/// The `cluster` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// The cluster's name.
+    pub name: String,
+    /// The control plane's range: a /28 that overlaps none of the subnet's ranges.
+    pub master_cidr: Cidr,
+    /// Ranges allowed to reach the control plane.
+    #[serde(default)]
+    pub authorized_networks: Vec<Cidr>,
+    /// Turn the control plane's public endpoint off (reachable from the VPC only).
+    #[serde(default)]
+    pub private_endpoint: bool,
+    /// The release channel.
+    #[serde(default)]
+    pub release_channel: ReleaseChannel,
+    /// Nodes in the default pool.
+    #[serde(default = "default_nodes")]
+    pub nodes: u32,
+    /// The nodes' machine type.
+    #[serde(default = "default_machine")]
+    pub machine_type: String,
+    /// The nodes' service account (default `<deployment>-nodes@<project>.iam.gserviceaccount.com`).
+    #[serde(default)]
+    pub node_service_account: Option<String>,
+}
+
+fn default_nodes() -> u32 {
+    3
+}
+
+fn default_machine() -> String {
+    "e2-standard-8".into()
+}
+
+fn check_name(name: &str, max: usize) -> Result<(), String> {
+    let ok = (1..=max).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: 1-{max} lowercase letters, digits and hyphens, starting with a letter, not ending with a hyphen"
+        ))
+    }
+}
+
+impl Spec {
+    /// The node pool's service account.
+    pub fn node_service_account(&self) -> String {
+        self.cluster
+            .node_service_account
+            .clone()
+            .unwrap_or_else(|| {
+                format!(
+                    "{}-nodes@{}.iam.gserviceaccount.com",
+                    self.deployment, self.project
+                )
+            })
+    }
+
+    /// The route to the VIP through the default internet gateway.
+    pub fn route_name(&self) -> String {
+        format!("{}-google-vip", self.deployment)
+    }
+
+    /// The egress rule to the VIP on tcp/443.
+    pub fn egress_firewall_name(&self) -> String {
+        format!("{}-egress-google-vip", self.deployment)
+    }
+
+    /// The ingress rule from the control plane to the nodes' webhook ports.
+    pub fn webhook_firewall_name(&self) -> String {
+        format!("{}-master-webhooks", self.deployment)
+    }
+
+    /// Every webhook port, defaults first, without duplicates.
+    pub fn webhook_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = DEFAULT_WEBHOOK_PORTS.to_vec();
+        for p in &self.network.webhook_ports {
+            if !ports.contains(p) {
+                ports.push(*p);
+            }
+        }
+        ports
+    }
+
+    /// Checks everything that can be checked without a call, and reports every problem.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if self.zone.region() != self.region {
+            errors.push(
+                "zone",
+                format!(
+                    "{} is not in region {}: pick a zone of {}, such as {}-a",
+                    self.zone, self.region, self.region, self.region
+                ),
+            );
+        }
+        for (path, name, max) in [
+            ("network.name", &self.network.name, 63),
+            ("network.subnet.name", &self.network.subnet.name, 54),
+            ("cluster.name", &self.cluster.name, 40),
+        ] {
+            if let Err(e) = check_name(name, max) {
+                errors.push(path, e);
+            }
+        }
+        let m = self.cluster.master_cidr;
+        if !matches!(m.net(), ipnet::IpNet::V4(_)) || m.prefix_len() != 28 {
+            errors.push("cluster.master_cidr", format!("{m} is not a /28: GKE needs an IPv4 /28 for the control plane, such as 172.16.0.32/28"));
+        }
+        let s = &self.network.subnet;
+        let ranges = [
+            ("network.subnet.range", s.range),
+            ("network.subnet.pods", s.pods),
+            ("network.subnet.services", s.services),
+            ("cluster.master_cidr", m),
+        ];
+        for (i, (a_path, a)) in ranges.iter().enumerate() {
+            for (b_path, b) in &ranges[i + 1..] {
+                if a.overlaps(*b) {
+                    errors.push(
+                        *b_path,
+                        format!("{b} overlaps {a_path} ({a}): every range must be distinct"),
+                    );
+                }
+            }
+        }
+        for (i, p) in self.network.webhook_ports.iter().enumerate() {
+            if *p == 0 {
+                errors.push(format!("network.webhook_ports[{i}]"), "0 is not a port");
+            }
+        }
+        if self.cluster.nodes == 0 || self.cluster.nodes > 1000 {
+            errors.push(
+                "cluster.nodes",
+                format!("{} nodes: use 1 to 1000", self.cluster.nodes),
+            );
+        }
+        if let Some(sa) = &self.cluster.node_service_account
+            && (!sa.ends_with(".iam.gserviceaccount.com") || !sa.contains('@'))
+        {
+            errors.push(
+                "cluster.node_service_account",
+                format!(
+                    "{sa:?} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"
+                ),
+            );
+        }
+        if self.cluster.private_endpoint && self.cluster.authorized_networks.is_empty() {
+            errors.push("cluster.authorized_networks", "with private_endpoint: true, list the ranges inside the VPC that may reach the control plane (for example the subnet's range)");
+        }
+        errors.into_result()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const GOOD: &str = "project: kf-dev\nregion: us-central1\nzone: us-central1-a\ndeployment: kf-private\nnetwork:\n  name: kf-net\n  subnet: { name: kf-subnet, range: 10.10.0.0/20, pods: 10.20.0.0/14, services: 10.24.0.0/20 }\ncluster:\n  name: kf-private\n  master_cidr: 172.16.0.32/28\n  authorized_networks: [10.0.0.0/8]\n  private_endpoint: false\n";
+
+    fn spec(yaml: &str) -> Result<Spec, ValidationErrors> {
+        let spec: Spec = kfsec_core::validation::from_yaml(yaml)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    #[test]
+    fn accepts_the_example() {
+        let s = spec(GOOD).unwrap();
+        assert_eq!(
+            s.node_service_account(),
+            "kf-private-nodes@kf-dev.iam.gserviceaccount.com"
+        );
+        assert_eq!(s.webhook_ports(), [8443, 9443, 15017]);
+    }
+
+    #[test]
+    fn overlaps_and_sizes_name_the_field() {
+        let err = spec(&GOOD.replace("pods: 10.20.0.0/14", "pods: 10.10.8.0/21")).unwrap_err();
+        assert_eq!(err.errors[0].path, "network.subnet.pods");
+        assert!(
+            err.errors[0]
+                .message
+                .contains("overlaps network.subnet.range"),
+            "{err}"
+        );
+        let err = spec(&GOOD.replace("172.16.0.32/28", "172.16.0.32/27")).unwrap_err();
+        assert_eq!(err.errors[0].path, "cluster.master_cidr");
+        assert!(err.to_string().contains("not a /28"), "{err}");
+        let err = spec(&GOOD.replace("zone: us-central1-a", "zone: europe-west4-a")).unwrap_err();
+        assert_eq!(err.errors[0].path, "zone");
+        let err = spec(&GOOD.replace(
+            "deployment: kf-private",
+            "deployment: kf-private-abcdefghijklmno",
+        ))
+        .unwrap_err();
+        assert!(err.errors[0].path.starts_with("deployment"), "{err}");
+        assert!(err.to_string().contains("1 to 25"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! The VPC network and the private GKE cluster: steps 7-10 of "Deploy Kubeflow with Private GKE".
+//!
+//! ```text
+//! cargo run --example gkeprivate -- plan|apply|verify [--config FILE] [--endpoints FILE | --google]
+//! cargo run --example gkeprivate -- kubeconfig [--kubeconfig PATH] [--config FILE] [--endpoints FILE | --google]
+//! ```
+//!
+//! Reads the `project`, `region`, `zone`, `deployment`, `network` and `cluster` keys. With neither
+//! `--endpoints` nor `--google` it starts an embedded emulator.
+
+// Each example uses part of the shared module.
+#[allow(dead_code)]
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kfsec_gkeprivate::GkePrivate;
+
+#[derive(Parser)]
+#[command(
+    about = "A custom-mode VPC network with Private Google Access, the VIP route, firewall rules, and a private GKE cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    target: common::Target,
+}
+
+#[derive(Subcommand, Clone)]
+enum Command {
+    /// Show what apply would change (reads only).
+    Plan {
+        /// How to print the plan.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Make the network and the cluster match the config, showing progress while the cluster provisions.
+    Apply,
+    /// Check the security properties of the network and the cluster.
+    Verify,
+    /// Write a kubeconfig entry for the cluster (exec auth through gke-gcloud-auth-plugin).
+    Kubeconfig {
+        /// The file (default: $KUBECONFIG, else ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Gcloud,
+}
+
+fn default_kubeconfig() -> PathBuf {
+    std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).next())
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".kube")
+                .join("config")
+        })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::init_tracing();
+    let cli = Cli::parse();
+    let (config, mut errors) = common::load_config(&cli.target.config);
+    let spec = common::gke_spec(&config, &mut errors);
+    let Some(spec) = spec.filter(|_| errors.is_empty()) else {
+        common::invalid(&errors)
+    };
+
+    let session = cli.target.connect().await?;
+    let gke = GkePrivate::new(&session.connection)
+        .await?
+        .with_progress(common::progress_bars());
+    match cli.command {
+        Command::Plan { format } => {
+            let plan = gke.plan(&spec).await?;
+            match format {
+                Format::Text => print!("{}", plan.plan.render_text()),
+                Format::Json => println!("{}", plan.plan.to_json()),
+                Format::Gcloud => print!("{}", plan.plan.render_gcloud()),
+            }
+        }
+        Command::Apply => {
+            let plan = gke.plan(&spec).await?;
+            println!(
+                "Plan for the network and cluster of {} ({}):",
+                spec.project, spec.zone
+            );
+            print!("{}", plan.plan.render_text());
+            if plan.plan.is_empty() {
+                println!("Nothing to do: the network and the cluster already match the config.");
+                return Ok(());
+            }
+            let report = gke.apply(&plan).await?;
+            println!("\nReport:");
+            print!("{}", report.render_text());
+        }
+        Command::Verify => {
+            let findings = gke.verify(&spec).await?;
+            print!("{}", kfsec_core::finding::render_findings(&findings));
+            if kfsec_core::finding::max_severity(&findings) == Some(kfsec_core::Severity::High) {
+                std::process::exit(common::EXIT_FINDINGS);
+            }
+        }
+        Command::Kubeconfig { kubeconfig } => {
+            let cluster = gke.cluster(&spec).await?;
+            let path = kubeconfig.unwrap_or_else(default_kubeconfig);
+            kfsec_gkeprivate::kubeconfig::write(
+                &path,
+                &kfsec_gkeprivate::kubeconfig::entry(&spec, &cluster)?,
+            )?;
+            println!(
+                "wrote context {} to {} (server https://{}; kubectl needs gke-gcloud-auth-plugin)",
+                kfsec_gkeprivate::kubeconfig::context_name(&spec),
+                path.display(),
+                cluster.endpoint
+            );
+        }
+    }
+    Ok(())
+}
