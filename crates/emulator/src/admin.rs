@@ -22,6 +22,7 @@ pub(crate) fn state_json(st: &State) -> Value {
         crate::accesscontextmanager::API: crate::accesscontextmanager::state_json(st),
         crate::serviceusage::API: crate::serviceusage::state_json(st),
         crate::resourcemanager::API: crate::resourcemanager::state_json(st),
+        crate::iam::API: crate::iam::state_json(st),
         crate::dns::API: crate::dns::state_json(st),
         crate::compute::API: crate::compute::state_json(st),
         crate::container::API: crate::container::state_json(st),

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{Env, State};
-use crate::wire::{ApiRequest, list_response, normalize_enum_field, rfc3339, valid_cidr};
+use crate::wire::{ApiRequest, base64, list_response, normalize_enum_field, rfc3339, valid_cidr};
 
 /// The API name (and gcloud's endpoint override key).
 pub(crate) const API: &str = "container";
@@ -203,28 +203,6 @@ fn generate_ca_pem() -> String {
         .self_signed(&key)
         .expect("rcgen self-signs a CA certificate")
         .pem()
-}
-
-/// Standard base64 with padding.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 // ----- helpers -------------------------------------------------------------------------------
@@ -516,6 +494,7 @@ fn create_cluster(st: &mut State, env: &Env, req: &ApiRequest, scope: &Scope) ->
             scope.project, scope.location
         )));
     }
+    check_node_service_accounts(st, &cluster)?;
     if let Some(message) =
         st.take_operation_failure(API, &format!("{} {name}", OpType::Create.name()))
     {
@@ -540,6 +519,32 @@ fn create_cluster(st: &mut State, env: &Env, req: &ApiRequest, scope: &Scope) ->
         },
     );
     Ok(new_op(st, env, scope, key, OpType::Create, None))
+}
+
+/// The node service accounts (`nodeConfig` and every node pool's `config`) must exist, as GKE
+/// checks: a user-managed account (`X@P.iam.gserviceaccount.com`) of a project this emulator
+/// knows must have been created in the emulated IAM. `default`, the default compute account and
+/// accounts of other domains are not checked.
+fn check_node_service_accounts(st: &State, cluster: &Map<String, Value>) -> ApiResult<()> {
+    let pools = cluster
+        .get("nodePools")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let configs = std::iter::once(cluster.get("nodeConfig"))
+        .chain(pools.iter().map(|p| p.get("config")))
+        .flatten();
+    for config in configs {
+        let Some(sa) = config.get("serviceAccount").and_then(Value::as_str) else {
+            continue;
+        };
+        if crate::iam::missing_account(st, sa) {
+            return Err(ApiError::invalid_argument(format!(
+                "Service account \"{sa}\" does not exist."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn normalize_enums(cluster: &mut Map<String, Value>) -> ApiResult<()> {
@@ -1132,15 +1137,6 @@ mod tests {
         assert!(!valid_cluster_name("kf-"));
         assert!(!valid_cluster_name("kf_private"));
         assert!(!valid_cluster_name(""));
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

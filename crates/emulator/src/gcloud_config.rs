@@ -46,8 +46,10 @@ mod tests {
             "serviceusage".to_string(),
             "http://127.0.0.1:2/".to_string(),
         );
+        e.insert("iam".to_string(), "http://127.0.0.1:3/".to_string());
         let text = config_text(&e);
         assert!(text.contains("serviceusage = http://127.0.0.1:2/\n"));
+        assert!(text.contains("iam = http://127.0.0.1:3/\n"));
         assert!(!text.contains("admin"));
         assert!(text.contains("disable_credentials = True"));
         assert!(text.contains("project = kf-dev"));

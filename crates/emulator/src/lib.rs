@@ -7,6 +7,7 @@ mod container;
 mod dns;
 mod error;
 mod gcloud_config;
+mod iam;
 mod resourcemanager;
 mod server;
 mod serviceusage;
@@ -33,6 +34,7 @@ const APIS: &[(&str, Dispatch)] = &[
     ),
     (serviceusage::API, serviceusage::dispatch as Dispatch),
     (resourcemanager::API, resourcemanager::dispatch as Dispatch),
+    (iam::API, iam::dispatch as Dispatch),
     (dns::API, dns::dispatch as Dispatch),
     (compute::API, compute::dispatch as Dispatch),
     (container::API, container::dispatch as Dispatch),

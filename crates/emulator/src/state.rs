@@ -136,6 +136,10 @@ pub(crate) struct State {
     pub(crate) compute: crate::compute::ComputeState,
     /// GKE clusters and operations.
     pub(crate) container: crate::container::ContainerState,
+    /// IAM service accounts.
+    pub(crate) iam: crate::iam::IamState,
+    /// Each project's IAM policy, by project id.
+    pub(crate) iam_policies: BTreeMap<String, crate::resourcemanager::IamPolicy>,
 }
 
 impl State {
@@ -161,6 +165,11 @@ impl State {
             dns: crate::dns::DnsState::default(),
             compute: crate::compute::ComputeState::default(),
             container: crate::container::ContainerState::new(),
+            iam: crate::iam::IamState::default(),
+            iam_policies: BTreeMap::from([(
+                "kf-dev".to_string(),
+                crate::resourcemanager::IamPolicy::seed(),
+            )]),
             operation_failures: Vec::new(),
         }
     }

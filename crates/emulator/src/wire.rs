@@ -386,6 +386,56 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Standard base64 with padding.
+pub(crate) fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes base64 in the standard or the URL-safe alphabet, padded or not, as Google reads `bytes`
+/// fields (gcloud's apitools sends them URL-safe, the Rust SDK standard). `None` when invalid.
+pub(crate) fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    };
+    let data = s.trim_end_matches('=');
+    if data.len() % 4 == 1 || s.len() - data.len() > 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
+    for chunk in data.as_bytes().chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= u32::from(val(*c)?) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// True when `s` is a non-empty string of ASCII digits.
 pub(crate) fn is_number(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
@@ -480,6 +530,28 @@ mod tests {
         assert_eq!(rfc3339(t), "2024-01-01T00:00:00.123Z");
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
         assert_eq!(rfc3339(t), "2000-02-29T01:02:03.000Z");
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        for data in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"\x07\x05\xe0\xf9\xd4\xd6\x0e\x0a",
+        ] {
+            assert_eq!(unbase64(&base64(data)).as_deref(), Some(data));
+        }
+        assert_eq!(unbase64("BwXg-dTWDgo="), unbase64("BwXg+dTWDgo="));
+        assert_eq!(unbase64("Zm8"), Some(b"fo".to_vec()));
+        assert_eq!(unbase64("Zm9v!"), None);
+        assert_eq!(unbase64("Z"), None);
     }
 
     #[test]

@@ -24,11 +24,12 @@ async fn state_requests_reset_and_faults() {
         }
     };
 
-    assert_eq!(em.endpoints().len(), 7);
+    assert_eq!(em.endpoints().len(), 8);
     for api in [
         "accesscontextmanager",
         "serviceusage",
         "cloudresourcemanager",
+        "iam",
         "dns",
         "compute",
         "container",
@@ -48,6 +49,11 @@ async fn state_requests_reset_and_faults() {
     );
     assert_eq!(seed["accesscontextmanager"]["accessPolicies"], json!([]));
     assert_eq!(seed["serviceusage"]["services"], json!([]));
+    assert_eq!(seed["iam"], json!({"serviceAccounts": []}));
+    assert_eq!(
+        seed["cloudresourcemanager"]["iamPolicies"]["kf-dev"]["bindings"],
+        json!([{"role": "roles/owner", "members": ["user:alice@example.com"]}])
+    );
 
     call(
         &em,

@@ -1,6 +1,6 @@
 //! Google Kubernetes Engine: the real gcloud CLI (create with the guide's flags, describe, list,
-//! update, a refused create, delete), the wire a plain HTTP client (the Rust SDK) sees, failed
-//! operations, and the admin state.
+//! update, refused creates, delete), the wire a plain HTTP client (the Rust SDK) sees, failed
+//! operations, node service accounts that must exist in IAM, and the admin state.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -85,6 +85,19 @@ fn sdk_cluster(name: &str) -> Value {
     })
 }
 
+/// Creates the node service account [`sdk_cluster`] names: GKE refuses one that does not exist.
+async fn node_account(em: &Emulator) {
+    let (status, sa) = call(
+        em,
+        "iam",
+        Method::POST,
+        "v1/projects/kf-dev/serviceAccounts",
+        Some(json!({"accountId": "kf-private-nodes"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{sa}");
+}
+
 async fn create(em: &Emulator, cluster: Value) -> (u16, Value) {
     call(
         em,
@@ -146,32 +159,44 @@ async fn gcloud_creates_describes_updates_and_deletes_a_private_cluster() {
     )
     .await
     .expect_ok();
-    let run = gcloud(
+    let create_args = [
+        "container",
+        "clusters",
+        "create",
+        "kf-private",
+        "--zone=us-central1-a",
+        "--network=kf-net",
+        "--subnetwork=kf-subnet",
+        "--enable-private-nodes",
+        "--master-ipv4-cidr=172.16.0.32/28",
+        "--enable-ip-alias",
+        "--cluster-secondary-range-name=kf-pods",
+        "--services-secondary-range-name=kf-services",
+        "--enable-master-authorized-networks",
+        "--master-authorized-networks=10.0.0.0/8",
+        "--workload-pool=kf-dev.svc.id.goog",
+        "--enable-shielded-nodes",
+        "--release-channel=regular",
+        "--service-account=kf-private-nodes@kf-dev.iam.gserviceaccount.com",
+    ];
+    // The node service account must exist first, as GKE requires.
+    let run = gcloud(&cfg, &kube, &create_args).await;
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr.contains(
+            "Service account \"kf-private-nodes@kf-dev.iam.gserviceaccount.com\" does not exist."
+        ),
+        "{}",
+        run.stderr
+    );
+    gcloud(
         &cfg,
         &kube,
-        &[
-            "container",
-            "clusters",
-            "create",
-            "kf-private",
-            "--zone=us-central1-a",
-            "--network=kf-net",
-            "--subnetwork=kf-subnet",
-            "--enable-private-nodes",
-            "--master-ipv4-cidr=172.16.0.32/28",
-            "--enable-ip-alias",
-            "--cluster-secondary-range-name=kf-pods",
-            "--services-secondary-range-name=kf-services",
-            "--enable-master-authorized-networks",
-            "--master-authorized-networks=10.0.0.0/8",
-            "--workload-pool=kf-dev.svc.id.goog",
-            "--enable-shielded-nodes",
-            "--release-channel=regular",
-            "--service-account=kf-private-nodes@kf-dev.iam.gserviceaccount.com",
-        ],
+        &["iam", "service-accounts", "create", "kf-private-nodes"],
     )
     .await
     .expect_ok();
+    let run = gcloud(&cfg, &kube, &create_args).await.expect_ok();
     assert!(
         !run.stderr.contains("is not enabled"),
         "the API was enabled first: {}",
@@ -365,6 +390,7 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
     })
     .await
     .unwrap();
+    node_account(&em).await;
     let (status, op) = create(&em, sdk_cluster("kf-private")).await;
     assert_eq!(status, 200, "{op}");
     let id = op["name"].as_str().unwrap();
@@ -460,6 +486,7 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
 #[tokio::test]
 async fn a_failed_create_operation_keeps_no_cluster() {
     let em = emulator().await;
+    node_account(&em).await;
     em.fail_operations(GKE, "CREATE_CLUSTER kf-private", QUOTA, 1);
     let (status, op) = create(&em, sdk_cluster("kf-private")).await;
     assert_eq!(status, 200, "{op}");
@@ -552,6 +579,58 @@ async fn create_is_validated_as_gke_does() {
         );
     }
     assert_eq!(em.state()["container"]["clusters"], json!([]));
+}
+
+#[tokio::test]
+async fn node_service_accounts_must_exist() {
+    let em = emulator().await;
+    let missing =
+        "Service account \"kf-private-nodes@kf-dev.iam.gserviceaccount.com\" does not exist.";
+    let (status, err) = create(&em, sdk_cluster("kf-private")).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(err["error"]["message"], missing);
+    // The cluster-level nodeConfig is checked too.
+    let (status, err) = create(
+        &em,
+        json!({"name": "kf-top", "initialNodeCount": 1,
+            "nodeConfig": {"serviceAccount": "kf-private-nodes@kf-dev.iam.gserviceaccount.com"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["message"], missing);
+    assert_eq!(em.state()["container"]["clusters"], json!([]));
+    assert_eq!(em.state()["container"]["operations"], json!([]));
+
+    // `default`, the default compute account and accounts of projects the emulator does not
+    // know are not checked.
+    for (name, sa) in [
+        ("kf-default", "default"),
+        (
+            "kf-compute",
+            "123456789012-compute@developer.gserviceaccount.com",
+        ),
+        (
+            "kf-elsewhere",
+            "nodes-sa@another-project.iam.gserviceaccount.com",
+        ),
+    ] {
+        let (status, op) = create(
+            &em,
+            json!({"name": name, "initialNodeCount": 1, "nodeConfig": {"serviceAccount": sa}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{sa}: {op}");
+    }
+
+    node_account(&em).await;
+    let (status, op) = create(&em, sdk_cluster("kf-private")).await;
+    assert_eq!(status, 200, "{op}");
+    let (_, c) = get(&em, CLUSTER).await;
+    assert_eq!(
+        c["nodeConfig"]["serviceAccount"],
+        "kf-private-nodes@kf-dev.iam.gserviceaccount.com"
+    );
 }
 
 #[tokio::test]
@@ -656,6 +735,7 @@ async fn updates_mirror_todays_and_legacy_fields() {
 #[tokio::test]
 async fn the_cluster_ca_is_a_real_certificate() {
     let em = emulator().await;
+    node_account(&em).await;
     assert_eq!(create(&em, sdk_cluster("kf-private")).await.0, 200);
     let (_, c) = get(&em, CLUSTER).await;
     let pem = String::from_utf8(unbase64(
@@ -694,6 +774,7 @@ async fn the_cluster_ca_is_a_real_certificate() {
 #[tokio::test]
 async fn admin_state_shows_clusters_as_get_does() {
     let em = emulator().await;
+    node_account(&em).await;
     assert_eq!(em.state()["container"]["clusters"], json!([]));
     assert_eq!(create(&em, sdk_cluster("kf-private")).await.0, 200);
     let (_, cluster) = get(&em, CLUSTER).await;
@@ -712,6 +793,7 @@ async fn admin_state_shows_clusters_as_get_does() {
 #[tokio::test]
 async fn pod_and_service_ranges_come_from_the_compute_subnet() {
     let em = emulator().await;
+    node_account(&em).await;
     let (status, op) = call(
         &em,
         "compute",

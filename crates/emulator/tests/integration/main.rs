@@ -1,5 +1,6 @@
 //! Integration tests of the emulator over loopback HTTP: wire behaviour, admin API, faults,
-//! long-running operations, etags, the binary, the real gcloud CLI, and Cloud DNS.
+//! long-running operations, etags, the binary, the real gcloud CLI, Cloud DNS, Compute Engine,
+//! GKE, and IAM.
 
 mod admin;
 mod binary;
@@ -8,6 +9,7 @@ mod container;
 mod dns;
 mod faults;
 mod gcloud;
+mod iam;
 mod lro;
 mod wire;
 
