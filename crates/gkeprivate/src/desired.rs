@@ -341,7 +341,41 @@ pub(crate) fn cluster_fixed_differences(spec: &Spec, live: &Cluster) -> Vec<Stri
             live.network, spec.network.name
         ));
     }
+    let wanted = spec.node_service_account();
+    for (pool, account) in live_node_accounts(&v) {
+        if account != wanted {
+            out.push(format!(
+                "node pool {pool} runs as {account}, the spec says {wanted}"
+            ));
+        }
+    }
     out
+}
+
+/// Each live node pool's service account (`default` when unset: the Compute Engine default
+/// account).
+pub(crate) fn live_node_accounts(live: &Value) -> Vec<(String, String)> {
+    live["nodePools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let account = p
+                .pointer("/config/serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())
+                .unwrap_or("default");
+            (
+                p["name"].as_str().unwrap_or("").to_string(),
+                account.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether an account is the Compute Engine default service account.
+pub(crate) fn is_default_account(account: &str) -> bool {
+    account == "default" || account.ends_with("-compute@developer.gserviceaccount.com")
 }
 
 /// The in-place update the spec asks for (authorized networks, public endpoint), if any.

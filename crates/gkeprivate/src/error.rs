@@ -42,6 +42,11 @@ pub enum GkeError {
         "the network {0} is a legacy network (no subnets): GKE needs a VPC network in custom subnet mode (the guide's \"legacy networks not supported\" error); set network.name to a new name and kfsec creates one, or migrate the network"
     )]
     LegacyNetwork(String),
+    /// The node service account belongs to another project and does not exist.
+    #[error(
+        "the node service account {0} does not exist and belongs to another project, so kfsec does not create it: create it there, or leave cluster.node_service_account unset and kfsec creates one in this project"
+    )]
+    NodeServiceAccountMissing(String),
     /// There is no cluster yet.
     #[error("the cluster {0} does not exist: run apply first")]
     NoCluster(String),

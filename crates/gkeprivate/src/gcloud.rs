@@ -162,3 +162,26 @@ pub(crate) fn update_cluster(spec: &Spec) -> String {
     }
     command
 }
+
+pub(crate) fn create_service_account(spec: &Spec, id: &str) -> String {
+    format!(
+        "gcloud iam service-accounts create {id} --project={} --display-name={} --description={}",
+        spec.project,
+        q(&crate::nodesa::display_name(spec)),
+        q(&crate::nodesa::description(spec))
+    )
+}
+
+pub(crate) fn add_roles(spec: &Spec, roles: &[String]) -> String {
+    roles
+        .iter()
+        .map(|role| {
+            format!(
+                "gcloud projects add-iam-policy-binding {} --member={} --role={role} --condition=None",
+                spec.project,
+                crate::nodesa::member(spec)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

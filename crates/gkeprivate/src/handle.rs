@@ -8,6 +8,11 @@ use google_cloud_compute_v1::model::{
 };
 use google_cloud_container_v1::client::ClusterManager;
 use google_cloud_container_v1::model::{Cluster, ClusterUpdate, operation};
+use google_cloud_gax::options::RequestOptionsBuilder as _;
+use google_cloud_iam_admin_v1::client::Iam;
+use google_cloud_iam_admin_v1::model::ServiceAccount;
+use google_cloud_iam_v1::model::{GetPolicyOptions, Policy};
+use google_cloud_resourcemanager_v3::client::Projects;
 use kfsec_core::{
     Action, Change, Connection, FieldDiff, Outcome, Plan, Policies, Progress, ProgressEvent,
     Report, ResourceRef, ResultExt, RetryDecision,
@@ -16,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::desired;
 use crate::error::GkeError;
+use crate::nodesa;
 use crate::spec::Spec;
 
 /// The description that marks a route or firewall rule as kfsec's.
@@ -29,8 +35,30 @@ pub struct GkePrivate {
     routes: Routes,
     firewalls: Firewalls,
     clusters: ClusterManager,
+    iam: Iam,
+    projects: Projects,
     policies: Policies,
     progress: Progress,
+}
+
+/// The SDK clients a [`GkePrivate`] uses, for [`GkePrivate::from_clients`] (for example
+/// clients built `from_stub` in tests, or with your own credentials and endpoints).
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// Compute networks.
+    pub networks: Networks,
+    /// Compute subnetworks.
+    pub subnetworks: Subnetworks,
+    /// Compute routes.
+    pub routes: Routes,
+    /// Compute firewall rules.
+    pub firewalls: Firewalls,
+    /// GKE.
+    pub clusters: ClusterManager,
+    /// IAM service accounts (the node service account).
+    pub iam: Iam,
+    /// Resource Manager projects (the node service account's roles).
+    pub projects: Projects,
 }
 
 /// What `observe` found.
@@ -48,6 +76,10 @@ pub struct Observed {
     pub webhook_firewall: Option<Firewall>,
     /// The cluster.
     pub cluster: Option<Cluster>,
+    /// The node service account.
+    pub node_service_account: Option<ServiceAccount>,
+    /// The project's IAM policy (read for the node service account's roles).
+    pub project_policy: Option<Policy>,
 }
 
 /// A plan with what `apply` needs.
@@ -73,7 +105,8 @@ pub(crate) fn model<T: serde::de::DeserializeOwned>(
 }
 
 impl GkePrivate {
-    /// Builds the Compute (`compute`) and GKE (`container`) clients from a connection.
+    /// Builds the Compute (`compute`), GKE (`container`), IAM (`iam`) and Resource Manager
+    /// (`cloudresourcemanager`) clients from a connection.
     pub async fn new(conn: &Connection) -> Result<Self, GkeError> {
         let build = |api: &'static str| {
             move |e: google_cloud_gax::client_builder::Error| kfsec_core::ConnectionError::Build {
@@ -81,46 +114,47 @@ impl GkePrivate {
                 source: e.into(),
             }
         };
+        macro_rules! client {
+            ($api:literal, $client:ty) => {
+                conn.configure($api, <$client>::builder())?
+                    .build()
+                    .await
+                    .map_err(build($api))?
+            };
+        }
         Ok(Self::from_clients(
-            conn.configure("compute", Networks::builder())?
-                .build()
-                .await
-                .map_err(build("compute"))?,
-            conn.configure("compute", Subnetworks::builder())?
-                .build()
-                .await
-                .map_err(build("compute"))?,
-            conn.configure("compute", Routes::builder())?
-                .build()
-                .await
-                .map_err(build("compute"))?,
-            conn.configure("compute", Firewalls::builder())?
-                .build()
-                .await
-                .map_err(build("compute"))?,
-            conn.configure("container", ClusterManager::builder())?
-                .build()
-                .await
-                .map_err(build("container"))?,
+            Clients {
+                networks: client!("compute", Networks),
+                subnetworks: client!("compute", Subnetworks),
+                routes: client!("compute", Routes),
+                firewalls: client!("compute", Firewalls),
+                clusters: client!("container", ClusterManager),
+                iam: client!("iam", Iam),
+                projects: client!("cloudresourcemanager", Projects),
+            },
             conn.policies().clone(),
         ))
     }
 
     /// A handle over clients built elsewhere (for example `from_stub` mocks).
-    pub fn from_clients(
-        networks: Networks,
-        subnetworks: Subnetworks,
-        routes: Routes,
-        firewalls: Firewalls,
-        clusters: ClusterManager,
-        policies: Policies,
-    ) -> Self {
+    pub fn from_clients(clients: Clients, policies: Policies) -> Self {
+        let Clients {
+            networks,
+            subnetworks,
+            routes,
+            firewalls,
+            clusters,
+            iam,
+            projects,
+        } = clients;
         Self {
             networks,
             subnetworks,
             routes,
             firewalls,
             clusters,
+            iam,
+            projects,
             policies,
             progress: Progress::none(),
         }
@@ -170,7 +204,8 @@ impl GkePrivate {
     }
 
     /// Waits for a Compute operation and turns a failed one into an error with Google's message.
-    async fn compute_op<P>(&self, poller: P, what: &str) -> Result<(), GkeError>
+    /// `step` names the apply step (for progress), `what` the operation (for errors).
+    async fn compute_op<P>(&self, poller: P, step: &str, what: &str) -> Result<(), GkeError>
     where
         P: google_cloud_lro::Poller<
                 google_cloud_compute_v1::model::Operation,
@@ -179,7 +214,7 @@ impl GkePrivate {
     {
         let op = kfsec_core::operation::wait(
             poller,
-            what,
+            step,
             &self.progress,
             self.policies.poll_backoff,
             self.policies.operation_deadline,
@@ -299,7 +334,36 @@ impl GkePrivate {
                 .get_firewall(spec, &spec.webhook_firewall_name())
                 .await?,
             cluster: self.get_cluster(spec).await?,
+            node_service_account: self.get_service_account(spec).await?,
+            project_policy: Some(self.get_project_policy(spec).await?),
         })
+    }
+
+    async fn get_service_account(&self, spec: &Spec) -> Result<Option<ServiceAccount>, GkeError> {
+        Self::get(
+            format!("service account {}", spec.node_service_account()),
+            self.iam
+                .get_service_account()
+                .set_name(nodesa::account_name(spec))
+                .send(),
+        )
+        .await
+    }
+
+    async fn get_project_policy(&self, spec: &Spec) -> Result<Policy, GkeError> {
+        Ok(Box::pin(
+            self.projects
+                .get_iam_policy()
+                .set_resource(nodesa::project_resource(spec))
+                .set_options(
+                    GetPolicyOptions::new().set_requested_policy_version(nodesa::POLICY_VERSION),
+                )
+                // A read sent as POST: safe to retry after a lost answer.
+                .with_idempotency(true)
+                .send(),
+        )
+        .await
+        .context(format!("read the IAM policy of project {}", spec.project))?)
     }
 
     /// Diffs live state against the spec. Makes only read calls; validates first.
@@ -371,6 +435,24 @@ impl GkePrivate {
                 detail,
             );
         }
+        let email = spec.node_service_account();
+        let sa = self
+            .step(&format!("service account {email}"), || {
+                self.ensure_service_account(spec)
+            })
+            .await?;
+        report.record(ResourceRef::new("service account", &email), sa);
+        let (roles, detail) = self
+            .step(&format!("roles of {email}"), || {
+                self.ensure_node_roles(spec)
+            })
+            .await?;
+        push(
+            &mut report,
+            ResourceRef::new("project IAM bindings", nodesa::project_resource(spec)),
+            roles,
+            detail,
+        );
         let (cluster, detail) = self
             .step(&format!("cluster {}", spec.cluster.name), || {
                 self.ensure_cluster(spec)
@@ -399,9 +481,13 @@ impl GkePrivate {
                     .set_project(spec.project.as_str())
                     .set_body(body)
                     .poller();
-                self.compute_op(poller, &format!("create network {}", spec.network.name))
-                    .await
-                    .map_err(already_exists_retry)?;
+                self.compute_op(
+                    poller,
+                    &format!("network {}", spec.network.name),
+                    &format!("create network {}", spec.network.name),
+                )
+                .await
+                .map_err(already_exists_retry)?;
                 Ok(Outcome::Created)
             }
         }
@@ -422,9 +508,13 @@ impl GkePrivate {
                 .set_region(spec.region.as_str())
                 .set_body(body)
                 .poller();
-            self.compute_op(poller, &format!("create subnet {name}"))
-                .await
-                .map_err(already_exists_retry)?;
+            self.compute_op(
+                poller,
+                &format!("subnet {name}"),
+                &format!("create subnet {name}"),
+            )
+            .await
+            .map_err(already_exists_retry)?;
             return Ok((Outcome::Created, None));
         };
         let issues = desired::subnet_fixed_differences(spec, &live);
@@ -441,8 +531,12 @@ impl GkePrivate {
                         .set_private_ip_google_access(true),
                 )
                 .poller();
-            self.compute_op(poller, &format!("turn on Private Google Access on {name}"))
-                .await?;
+            self.compute_op(
+                poller,
+                &format!("subnet {name}"),
+                &format!("turn on Private Google Access on {name}"),
+            )
+            .await?;
             changed = true;
         }
         let detail = (!issues.is_empty())
@@ -470,9 +564,13 @@ impl GkePrivate {
                     .set_project(spec.project.as_str())
                     .set_body(body)
                     .poller();
-                self.compute_op(poller, &format!("create route {}", spec.route_name()))
-                    .await
-                    .map_err(already_exists_retry)?;
+                self.compute_op(
+                    poller,
+                    &format!("route {}", spec.route_name()),
+                    &format!("create route {}", spec.route_name()),
+                )
+                .await
+                .map_err(already_exists_retry)?;
                 Ok((Outcome::Created, None))
             }
             Some(live) => {
@@ -506,9 +604,13 @@ impl GkePrivate {
                     .set_project(project)
                     .set_body(fw)
                     .poller();
-                self.compute_op(poller, &format!("create firewall rule {name}"))
-                    .await
-                    .map_err(already_exists_retry)?;
+                self.compute_op(
+                    poller,
+                    &format!("firewall rule {name}"),
+                    &format!("create firewall rule {name}"),
+                )
+                .await
+                .map_err(already_exists_retry)?;
                 Ok((Outcome::Created, None))
             }
             Some(live) => {
@@ -535,11 +637,77 @@ impl GkePrivate {
                     .set_firewall(name)
                     .set_body(fw)
                     .poller();
-                self.compute_op(poller, &format!("update firewall rule {name}"))
-                    .await?;
+                self.compute_op(
+                    poller,
+                    &format!("firewall rule {name}"),
+                    &format!("update firewall rule {name}"),
+                )
+                .await?;
                 Ok((Outcome::Updated, None))
             }
         }
+    }
+
+    pub(crate) async fn ensure_service_account(&self, spec: &Spec) -> Result<Outcome, GkeError> {
+        if self.get_service_account(spec).await?.is_some() {
+            return Ok(Outcome::Unchanged);
+        }
+        let email = spec.node_service_account();
+        let Some(id) = spec.node_account_id() else {
+            return Err(GkeError::NodeServiceAccountMissing(email));
+        };
+        Box::pin(
+            self.iam
+                .create_service_account()
+                .set_name(nodesa::project_resource(spec))
+                .set_account_id(id)
+                .set_service_account(nodesa::account_body(spec))
+                .send(),
+        )
+        .await
+        .context(format!("create service account {email}"))
+        .map_err(GkeError::from)
+        .map_err(already_exists_retry)?;
+        Ok(Outcome::Created)
+    }
+
+    /// Adds the node service account to [`crate::NODE_ROLES`] on the project: a
+    /// read-modify-write guarded by the policy's etag, so a concurrent change is re-read, never
+    /// overwritten; nothing is removed.
+    pub(crate) async fn ensure_node_roles(
+        &self,
+        spec: &Spec,
+    ) -> Result<(Outcome, Option<String>), GkeError> {
+        let policy = self.get_project_policy(spec).await?;
+        let member = nodesa::member(spec);
+        let missing = nodesa::missing_roles(&policy, &member);
+        if missing.is_empty() {
+            return Ok((Outcome::Unchanged, None));
+        }
+        let policy = nodesa::with_roles(policy, &member, &missing);
+        Box::pin(
+            self.projects
+                .set_iam_policy()
+                .set_resource(nodesa::project_resource(spec))
+                .set_policy(policy)
+                .send(),
+        )
+        .await
+        .context(format!("grant {} to {member}", missing.join(", ")))
+        .map_err(|e| {
+            // A service account created seconds ago may not be visible to IAM yet.
+            if e.kind() == kfsec_core::ErrorKind::InvalidArgument
+                && e.to_string().contains("does not exist")
+            {
+                GkeError::Cloud(e.treated_as(kfsec_core::ErrorKind::Conflict))
+            } else {
+                GkeError::Cloud(e)
+            }
+        })?;
+        Ok((
+            Outcome::Updated,
+            Some(format!("granted {}", missing.join(", "))),
+        ))
     }
 
     pub(crate) async fn ensure_cluster(

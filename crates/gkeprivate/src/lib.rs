@@ -5,6 +5,7 @@ pub mod error;
 mod gcloud;
 mod handle;
 pub mod kubeconfig;
+mod nodesa;
 mod plan;
 pub mod spec;
 mod verify;
@@ -13,5 +14,6 @@ mod verify;
 mod wire_tests;
 
 pub use error::GkeError;
-pub use handle::{GkePlan, GkePrivate, MANAGED_BY, Observed};
+pub use handle::{Clients, GkePlan, GkePrivate, MANAGED_BY, Observed};
+pub use nodesa::NODE_ROLES;
 pub use spec::{ClusterSpec, NetworkSpec, ReleaseChannel, Spec, SubnetSpec};

@@ -149,6 +149,54 @@ pub(crate) fn plan_from(spec: &Spec, o: &Observed) -> Result<Plan, GkeError> {
             }
         }
     }
+    let email = spec.node_service_account();
+    match (&o.node_service_account, spec.node_account_id()) {
+        (Some(_), _) => plan.push(change("service account", &email, Action::Unchanged)),
+        (None, Some(id)) => plan.push(
+            change(
+                "service account",
+                &email,
+                Action::Create {
+                    fields: vec![
+                        ("accountId".into(), json!(id)),
+                        ("displayName".into(), json!(crate::nodesa::display_name(spec))),
+                        ("description".into(), json!(crate::nodesa::description(spec))),
+                    ],
+                },
+            )
+            .with_gcloud(gcloud::create_service_account(spec, &id)),
+        ),
+        (None, None) => plan.push(
+            change("service account", &email, Action::Unchanged)
+                .with_note("does not exist and belongs to another project: apply stops here until it is created there"),
+        ),
+    }
+    let member = crate::nodesa::member(spec);
+    let missing = o
+        .project_policy
+        .as_ref()
+        .map(|p| crate::nodesa::missing_roles(p, &member))
+        .unwrap_or_default();
+    let bindings = crate::nodesa::project_resource(spec);
+    if missing.is_empty() {
+        plan.push(change("project IAM bindings", &bindings, Action::Unchanged));
+    } else {
+        let diffs = missing
+            .iter()
+            .map(|role| {
+                diff(
+                    &format!("bindings[{role}].members"),
+                    json!(null),
+                    json!([member]),
+                )
+            })
+            .collect();
+        plan.push(
+            change("project IAM bindings", &bindings, Action::Update { diffs })
+                .with_gcloud(gcloud::add_roles(spec, &missing))
+                .with_note("members are only added; the policy's etag guards the write"),
+        );
+    }
     let path = desired::cluster_path(spec);
     match &o.cluster {
         None => {

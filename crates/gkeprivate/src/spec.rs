@@ -124,6 +124,15 @@ fn default_machine() -> String {
     "e2-standard-8".into()
 }
 
+fn valid_account_id(id: &str) -> bool {
+    (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 fn check_name(name: &str, max: usize) -> Result<(), String> {
     let ok = (1..=max).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -141,17 +150,26 @@ fn check_name(name: &str, max: usize) -> Result<(), String> {
 }
 
 impl Spec {
-    /// The node pool's service account.
+    /// The node pool's service account: `cluster.node_service_account`, or
+    /// `<deployment>-nodes@<project>.iam.gserviceaccount.com` (the deployment cut to 24
+    /// characters, as account ids are at most 30).
     pub fn node_service_account(&self) -> String {
         self.cluster
             .node_service_account
             .clone()
             .unwrap_or_else(|| {
-                format!(
-                    "{}-nodes@{}.iam.gserviceaccount.com",
-                    self.deployment, self.project
-                )
+                let d = self.deployment.as_str();
+                let d = d[..d.len().min(24)].trim_end_matches('-');
+                format!("{d}-nodes@{}.iam.gserviceaccount.com", self.project)
             })
+    }
+
+    /// The node service account's id when it belongs to this project (kfsec creates it when
+    /// missing), `None` when it lives in another project (kfsec only grants it roles here).
+    pub fn node_account_id(&self) -> Option<String> {
+        let email = self.node_service_account();
+        let suffix = format!("@{}.iam.gserviceaccount.com", self.project);
+        email.strip_suffix(&suffix).map(str::to_string)
     }
 
     /// The route to the VIP through the default internet gateway.
@@ -242,6 +260,15 @@ impl Spec {
                     "{sa:?} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"
                 ),
             );
+        } else if let Some(id) = self.node_account_id()
+            && !valid_account_id(&id)
+        {
+            errors.push(
+                "cluster.node_service_account",
+                format!(
+                    "{id:?} is not a valid service account id: 6-30 lowercase letters, digits and hyphens, starting with a letter, not ending with a hyphen"
+                ),
+            );
         }
         if self.cluster.private_endpoint && self.cluster.authorized_networks.is_empty() {
             errors.push("cluster.authorized_networks", "with private_endpoint: true, list the ranges inside the VPC that may reach the control plane (for example the subnet's range)");
@@ -270,6 +297,41 @@ pub(crate) mod tests {
             "kf-private-nodes@kf-dev.iam.gserviceaccount.com"
         );
         assert_eq!(s.webhook_ports(), [8443, 9443, 15017]);
+    }
+
+    #[test]
+    fn the_node_account_fits_iam_limits() {
+        let long = spec(&GOOD.replace(
+            "deployment: kf-private",
+            "deployment: kf-private-abcdefghijklm",
+        ))
+        .unwrap();
+        assert_eq!(
+            long.node_service_account(),
+            "kf-private-abcdefghijklm-nodes@kf-dev.iam.gserviceaccount.com"
+        );
+        let cut = spec(&GOOD.replace(
+            "deployment: kf-private",
+            "deployment: kf-private-abcdefghijklmn",
+        ))
+        .unwrap();
+        assert_eq!(
+            cut.node_account_id().as_deref(),
+            Some("kf-private-abcdefghijklm-nodes")
+        );
+        let other = spec(&GOOD.replace(
+            "private_endpoint: false",
+            "private_endpoint: false\n  node_service_account: nodes@shared-sa.iam.gserviceaccount.com",
+        ))
+        .unwrap();
+        assert_eq!(other.node_account_id(), None);
+        let err = spec(&GOOD.replace(
+            "private_endpoint: false",
+            "private_endpoint: false\n  node_service_account: n@kf-dev.iam.gserviceaccount.com",
+        ))
+        .unwrap_err();
+        assert_eq!(err.errors[0].path, "cluster.node_service_account");
+        assert!(err.to_string().contains("6-30"), "{err}");
     }
 
     #[test]

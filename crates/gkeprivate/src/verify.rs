@@ -84,6 +84,32 @@ pub(crate) fn findings(spec: &Spec, o: &Observed) -> Vec<Finding> {
             "run apply",
         ));
     }
+    let email = spec.node_service_account();
+    if o.node_service_account.is_none() {
+        out.push(Finding::new(
+            Severity::Medium,
+            "node_service_account.missing",
+            &email,
+            "the node service account does not exist: a cluster cannot be created with it, and nodes running as it cannot log or pull images",
+            if spec.node_account_id().is_some() { "run apply" } else { "create it in its project" },
+        ));
+    }
+    if let Some(policy) = &o.project_policy {
+        let missing = crate::nodesa::missing_roles(policy, &crate::nodesa::member(spec));
+        if !missing.is_empty() {
+            out.push(Finding::new(
+                Severity::Medium,
+                "node_service_account.roles_missing",
+                &email,
+                format!(
+                    "the node service account lacks {} on {}: nodes cannot write logs and metrics or pull images from Artifact Registry",
+                    missing.join(", "),
+                    crate::nodesa::project_resource(spec)
+                ),
+                "run apply",
+            ));
+        }
+    }
     let path = desired::cluster_path(spec);
     let Some(cluster) = &o.cluster else {
         out.push(high(
@@ -97,6 +123,17 @@ pub(crate) fn findings(spec: &Spec, o: &Observed) -> Vec<Finding> {
     let v = to_json(cluster);
     if !desired::live_private_nodes(&v) {
         out.push(high("cluster.public_nodes", &path, "nodes can get public IP addresses (private nodes are off)".into(), "private nodes cannot be turned on in place: create a private cluster (kfsec does, with a new cluster.name)"));
+    }
+    for (pool, account) in desired::live_node_accounts(&v) {
+        if desired::is_default_account(&account) {
+            out.push(Finding::new(
+                Severity::Medium,
+                "cluster.default_service_account",
+                &path,
+                format!("node pool {pool} runs as the Compute Engine default service account, which has broad project access (often Editor)"),
+                "a node pool's account cannot change in place: add a node pool running as the dedicated account and remove this one",
+            ));
+        }
     }
     let (enabled, blocks) = desired::live_authorized(&v);
     let public = desired::live_public_endpoint(&v);

@@ -107,6 +107,8 @@ async fn handle(server: &MockServer) -> GkePrivate {
     let endpoints = [
         ("compute".to_string(), server.uri()),
         ("container".to_string(), server.uri()),
+        ("iam".to_string(), server.uri()),
+        ("cloudresourcemanager".to_string(), server.uri()),
     ]
     .into_iter()
     .collect();
@@ -197,5 +199,62 @@ async fn cluster_create_matches_gcloud_new_and_legacy_fields() {
         g_body["cluster"]["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["authorizedNetworksConfig"]
             ["enabled"],
         true
+    );
+}
+
+#[tokio::test]
+async fn service_account_create_matches_gcloud() {
+    let server = server().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/projects/kf-dev/serviceAccounts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "name": "projects/kf-dev/serviceAccounts/kf-private-nodes@kf-dev.iam.gserviceaccount.com",
+            "email": "kf-private-nodes@kf-dev.iam.gserviceaccount.com",
+        })))
+        .mount(&server)
+        .await;
+    let gke = handle(&server).await;
+    gke.ensure_service_account(&spec()).await.unwrap();
+    let sent = posts(&server).await;
+    assert_eq!(sent, vec![gcloud("sa-create.jsonl")]);
+}
+
+#[tokio::test]
+async fn role_grant_reads_version_3_and_writes_back_with_the_etag_keeping_every_binding() {
+    let server = server().await;
+    let owner = json!({"role": "roles/owner", "members": ["user:alice@example.com"]});
+    Mock::given(method("POST"))
+        .and(path("/v3/projects/kf-dev:getIamPolicy"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"version": 1, "etag": "BwYabcA=", "bindings": [owner]})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/projects/kf-dev:setIamPolicy"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"etag": "BwYdefA="})))
+        .mount(&server)
+        .await;
+    let gke = handle(&server).await;
+    gke.ensure_node_roles(&spec()).await.unwrap();
+    let sent = posts(&server).await;
+    // gcloud projects add-iam-policy-binding sends the same read (on v1; the SDK speaks v3,
+    // whose getIamPolicy/setIamPolicy bodies are the same messages).
+    let (_, g_get) = gcloud("iam-binding.jsonl");
+    assert_eq!(sent[0].1, g_get);
+    let member = "serviceAccount:kf-private-nodes@kf-dev.iam.gserviceaccount.com";
+    assert_eq!(sent[1].0, "/v3/projects/kf-dev:setIamPolicy");
+    assert_eq!(
+        sent[1].1,
+        json!({"policy": {
+            "version": 3,
+            "etag": "BwYabcA=",
+            "bindings": [
+                owner,
+                {"role": "roles/container.defaultNodeServiceAccount", "members": [member]},
+                {"role": "roles/artifactregistry.reader", "members": [member]},
+            ],
+        }})
     );
 }

@@ -57,13 +57,16 @@ pub(crate) fn example_spec() -> Spec {
     spec
 }
 
-/// `METHOD path` of every mutating request since the `since`-th.
+/// `METHOD path` of every mutating request since the `since`-th (reads sent as POST, such as
+/// `getIamPolicy` and Compute's operation `wait`, are not).
 pub(crate) fn mutating_since(emulator: &Emulator, since: usize) -> Vec<String> {
     emulator
         .requests()
         .into_iter()
         .skip(since)
-        .filter(|r| r.method != "GET" && !r.path.ends_with("/wait"))
+        .filter(|r| {
+            r.method != "GET" && !r.path.ends_with("/wait") && !r.path.ends_with(":getIamPolicy")
+        })
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
 }
@@ -91,21 +94,31 @@ pub(crate) fn clusters(emulator: &Emulator) -> Vec<serde_json::Value> {
 
 /// Runs gcloud with a configuration pointing at the emulator.
 pub(crate) async fn try_gcloud(emulator: &Emulator, args: &[&str]) -> std::process::Output {
+    with_gcloud(emulator, "gcloud", args).await
+}
+
+/// Runs `program` (gcloud, or bash running gcloud) with a configuration pointing at the emulator.
+pub(crate) async fn with_gcloud(
+    emulator: &Emulator,
+    program: &str,
+    args: &[&str],
+) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     emulator
         .write_gcloud_config(&dir.path().join("config"))
         .unwrap();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let root = dir.path().to_path_buf();
+    let program = program.to_string();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("gcloud")
+        Command::new(&program)
             .args(&args)
             .current_dir(&root)
             .env("CLOUDSDK_CONFIG", root.join("config"))
             .env("KUBECONFIG", root.join("kubeconfig"))
             .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
             .output()
-            .unwrap_or_else(|e| panic!("gcloud cannot start: {e}"))
+            .unwrap_or_else(|e| panic!("{program} cannot start: {e}"))
     })
     .await
     .unwrap();

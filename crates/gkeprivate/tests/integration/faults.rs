@@ -45,6 +45,12 @@ async fn apply_converges_under_faults_for_several_seeds() {
             ["kf-private-egress-google-vip", "kf-private-master-webhooks"],
             "seed {seed}"
         );
+        let state = emu.state();
+        assert_eq!(
+            state["iam"]["serviceAccounts"].as_array().unwrap().len(),
+            1,
+            "seed {seed}"
+        );
         let all = clusters(&emu);
         assert_eq!(all.len(), 1, "seed {seed}: {all:?}");
         // One create operation: a lost answer was not followed by a second create.

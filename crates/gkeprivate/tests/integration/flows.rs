@@ -23,12 +23,12 @@ async fn apply_creates_everything_with_progress_and_a_second_apply_sends_nothing
     let spec = example_spec();
 
     let plan = gke.plan(&spec).await.unwrap();
-    assert_eq!(plan.plan.changes.len(), 6, "{}", plan.plan.render_text());
+    assert_eq!(plan.plan.changes.len(), 8, "{}", plan.plan.render_text());
     assert!(
         plan.plan
             .changes
             .iter()
-            .all(|c| matches!(c.action, Action::Create { .. })),
+            .all(|c| matches!(c.action, Action::Create { .. } | Action::Update { .. })),
         "{}",
         plan.plan.render_text()
     );
@@ -40,17 +40,19 @@ async fn apply_creates_everything_with_progress_and_a_second_apply_sends_nothing
         .iter()
         .map(|e| (e.resource.kind.clone(), e.outcome.clone()))
         .collect();
+    let created = |k: &str| (k.to_string(), Outcome::Created);
     assert_eq!(
         outcomes,
         [
-            "network",
-            "subnet",
-            "route",
-            "firewall rule",
-            "firewall rule",
-            "cluster"
-        ]
-        .map(|k| (k.to_string(), Outcome::Created)),
+            created("network"),
+            created("subnet"),
+            created("route"),
+            created("firewall rule"),
+            created("firewall rule"),
+            created("service account"),
+            ("project IAM bindings".to_string(), Outcome::Updated),
+            created("cluster"),
+        ],
         "{}",
         report.render_text()
     );
@@ -101,6 +103,39 @@ async fn apply_creates_everything_with_progress_and_a_second_apply_sends_nothing
         all[0]["nodePools"][0]["config"]["serviceAccount"],
         "kf-private-nodes@kf-dev.iam.gserviceaccount.com"
     );
+
+    // The node service account exists and has its roles; the project's owner is still there.
+    let state = emu.state();
+    let accounts = state["iam"]["serviceAccounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(
+        accounts[0]["email"],
+        "kf-private-nodes@kf-dev.iam.gserviceaccount.com"
+    );
+    let policy = gcloud(
+        &emu,
+        &["projects", "get-iam-policy", "kf-dev", "--format=json"],
+    )
+    .await;
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    let members = |role: &str| -> Vec<String> {
+        policy["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["role"] == role)
+            .flat_map(|b| b["members"].as_array().unwrap().clone())
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(members("roles/owner"), ["user:alice@example.com"]);
+    for role in kfsec_gkeprivate::NODE_ROLES {
+        assert_eq!(
+            members(role),
+            ["serviceAccount:kf-private-nodes@kf-dev.iam.gserviceaccount.com"],
+            "{policy}"
+        );
+    }
 
     // The second apply: nothing to change, and no mutating request.
     let since = emu.requests().len();
