@@ -330,34 +330,50 @@ pub(crate) fn init_tracing() {
 /// Progress as plain lines on stderr: the first wait of a step and then one every 5 seconds,
 /// and every retry.
 fn progress_lines() -> Progress {
-    let last = std::sync::Mutex::new(std::collections::HashMap::<String, Duration>::new());
-    Progress::new(move |event| match event {
-        ProgressEvent::Waiting {
-            step,
-            elapsed,
-            status,
-            ..
-        } => {
-            let mut last = last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let due = last
-                .get(step)
-                .is_none_or(|shown| *elapsed >= *shown + Duration::from_secs(5));
-            if due {
-                last.insert(step.clone(), *elapsed);
-                let status = status
-                    .as_deref()
-                    .map(|s| format!("{s}, "))
-                    .unwrap_or_default();
-                eprintln!("  waiting: {step} ({status}{:.1}s)", elapsed.as_secs_f64());
+    /// Per step that waited: when it started waiting, and the elapsed time last printed.
+    type Waits = std::collections::HashMap<String, (std::time::Instant, Duration)>;
+    let waits = std::sync::Mutex::new(Waits::new());
+    Progress::new(move |event| {
+        let mut waits = waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            ProgressEvent::Waiting {
+                step,
+                elapsed,
+                status,
+                ..
+            } => {
+                let due = waits
+                    .get(step)
+                    .is_none_or(|(_, shown)| *elapsed >= *shown + Duration::from_secs(5));
+                if due {
+                    let since = waits
+                        .get(step)
+                        .map_or_else(std::time::Instant::now, |(since, _)| *since);
+                    waits.insert(step.clone(), (since, *elapsed));
+                    let status = status
+                        .as_deref()
+                        .map(|s| format!("{s}, "))
+                        .unwrap_or_default();
+                    eprintln!("  waiting: {step} ({status}{:.1}s)", elapsed.as_secs_f64());
+                }
             }
+            ProgressEvent::StepFinished { step, ok } => {
+                if let Some((since, _)) = waits.remove(step) {
+                    let how = if *ok { "done" } else { "FAILED" };
+                    eprintln!(
+                        "  {how}: {step} (after waiting {:.1}s)",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            ProgressEvent::Retrying {
+                step,
+                attempt,
+                reason,
+            } => eprintln!("  retrying: {step} (attempt {attempt} failed: {reason})"),
+            _ => {}
         }
-        ProgressEvent::Retrying {
-            step,
-            attempt,
-            reason,
-        } => eprintln!("  retrying: {step} (attempt {attempt} failed: {reason})"),
-        _ => {}
     })
 }
