@@ -11,6 +11,8 @@ pub mod spec;
 mod verify;
 
 #[cfg(test)]
+mod mock_tests;
+#[cfg(test)]
 mod wire_tests;
 
 pub use error::GkeError;

@@ -234,3 +234,22 @@ pub(crate) fn plan_from(spec: &Spec, o: &Observed) -> Result<Plan, GkeError> {
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use google_cloud_iam_v1::model::Policy;
+
+    use super::*;
+
+    #[test]
+    fn a_fresh_project_plans_everything_and_the_same_as_gcloud() {
+        let spec: Spec = kfsec_core::validation::from_yaml(crate::spec::tests::GOOD).unwrap();
+        let observed = Observed {
+            project_policy: Some(Policy::new()),
+            ..Observed::default()
+        };
+        let plan = plan_from(&spec, &observed).unwrap();
+        insta::assert_snapshot!("fresh_plan_text", plan.render_text());
+        insta::assert_snapshot!("fresh_plan_gcloud", plan.render_gcloud());
+    }
+}

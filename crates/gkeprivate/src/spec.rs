@@ -299,6 +299,52 @@ pub(crate) mod tests {
         assert_eq!(s.webhook_ports(), [8443, 9443, 15017]);
     }
 
+    /// `10.a.b.0/prefix` with its host bits cleared.
+    fn range(a: u8, b: u8, prefix: u8) -> Cidr {
+        Cidr::from(ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, a, b, 0), prefix).unwrap())
+    }
+
+    proptest::proptest! {
+        /// Any four ranges: validation reports an overlap exactly when two of them overlap,
+        /// naming the later field, and never panics.
+        #[test]
+        fn overlaps_are_reported_exactly(
+            a in 0u8..4, b in 0u8..4, c in 0u8..4, d in 0u8..4,
+            pa in 14u8..25, pb in 14u8..25, pc in 14u8..25,
+        ) {
+            let mut s = spec(GOOD).unwrap();
+            s.network.subnet.range = range(a, 0, pa);
+            s.network.subnet.pods = range(b, 0, pb);
+            s.network.subnet.services = range(c, 0, pc);
+            s.cluster.master_cidr = format!("10.{d}.0.16/28").parse().unwrap();
+            let all = [s.network.subnet.range, s.network.subnet.pods, s.network.subnet.services, s.cluster.master_cidr];
+            let overlapping = (0..4).any(|i| (i + 1..4).any(|j| all[i].overlaps(all[j])));
+            match s.validate() {
+                Ok(()) => proptest::prop_assert!(!overlapping),
+                Err(e) => {
+                    proptest::prop_assert!(overlapping, "{}", e);
+                    proptest::prop_assert!(e.errors.iter().all(|f| f.message.contains("overlaps")), "{}", e);
+                }
+            }
+        }
+
+        /// A master range of any other size is refused, naming the field.
+        #[test]
+        fn only_a_slash_28_master(prefix in 8u8..=32) {
+            let mut s = spec(GOOD).unwrap();
+            s.cluster.master_cidr = Cidr::from(
+                ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(172, 16, 0, 32), prefix).unwrap(),
+            );
+            let result = s.validate();
+            if prefix == 28 {
+                proptest::prop_assert!(result.is_ok());
+            } else {
+                let e = result.unwrap_err();
+                proptest::prop_assert!(e.errors.iter().any(|f| f.path == "cluster.master_cidr" && f.message.contains("not a /28")), "{}", e);
+            }
+        }
+    }
+
     #[test]
     fn the_node_account_fits_iam_limits() {
         let long = spec(&GOOD.replace(
