@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+pub mod copy;
 pub mod manifests;
 pub mod reference;
 
+pub use copy::{Copier, CopyError, CopyReport};
 pub use manifests::{ImageUse, ManifestError, Rewritten, rewrite, scan};
 pub use reference::{Destination, Digest, ImageRef, ReferenceError};

@@ -1,0 +1,382 @@
+//! Mirroring between two real CNCF registries (`docker-registry`, started here on loopback
+//! ports): generated layers, images sharing base layers, an index with three platforms; the
+//! manifests must be byte-identical at both ends (`skopeo inspect --raw`), and a second mirror
+//! must send no blob request (read from the destination's access log).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kfsec_imagemirror::{Copier, Destination, ImageRef};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// A `docker-registry` process with its own storage and access log; killed on drop.
+struct Registry {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("access.log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed (cargo xtask test installs it)");
+        // From here on Drop stops the process, whatever happens.
+        let registry = Self {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http
+                .get(format!("http://{}/v2/", registry.addr))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return registry;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("docker-registry did not start on {}", registry.addr);
+    }
+
+    /// Access-log lines so far.
+    fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+/// Deterministic pseudo-random bytes (incompressible enough to look like a layer).
+fn layer(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Pushes a blob with a monolithic upload.
+async fn push_blob(http: &reqwest::Client, addr: &str, repo: &str, data: &[u8]) -> Value {
+    let digest = sha(data);
+    let start = http
+        .post(format!("http://{addr}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{addr}{location}")
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = http
+        .put(format!("{location}{sep}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    json!({"digest": digest, "size": data.len()})
+}
+
+async fn push_manifest(
+    http: &reqwest::Client,
+    addr: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> String {
+    let put = http
+        .put(format!("http://{addr}/v2/{repo}/manifests/{reference}"))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    sha(body)
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// One image: a shared base layer and `unique` own layers; returns its manifest's bytes.
+async fn image(
+    http: &reqwest::Client,
+    addr: &str,
+    repo: &str,
+    seed: u64,
+    unique: usize,
+    media_type: &str,
+    platform: &str,
+) -> (Vec<u8>, Value) {
+    let base = push_blob(http, addr, repo, &layer(1, 300_000)).await;
+    let mut layers = vec![base];
+    for i in 0..unique {
+        layers.push(
+            push_blob(
+                http,
+                addr,
+                repo,
+                &layer(seed * 100 + i as u64, 200_000 + i * 1000),
+            )
+            .await,
+        );
+    }
+    let (os, arch) = platform.split_once('/').unwrap();
+    let config = serde_json::to_vec(&json!({"architecture": arch, "os": os, "rootfs": {"type": "layers", "diff_ids": []}, "seed": seed})).unwrap();
+    let config = push_blob(http, addr, repo, &config).await;
+    let (config_type, layer_type) = if media_type == DOCKER_MANIFEST {
+        (
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )
+    };
+    let layers: Vec<Value> = layers
+        .into_iter()
+        .map(|mut l| {
+            l["mediaType"] = json!(layer_type);
+            l
+        })
+        .collect();
+    let mut config = config;
+    config["mediaType"] = json!(config_type);
+    // Pretty-printed on purpose: byte-identical copies must keep the whitespace.
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": config,
+        "layers": layers,
+    }))
+    .unwrap();
+    let descriptor = json!({
+        "mediaType": media_type,
+        "digest": sha(&manifest),
+        "size": manifest.len(),
+        "platform": {"os": os, "architecture": arch},
+    });
+    (manifest, descriptor)
+}
+
+/// Fills the source: two single-platform images sharing a base layer, and a three-platform
+/// index. Returns the references to mirror.
+async fn fill(source: &Registry) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let addr = &source.addr;
+    let (a, _) = image(&http, addr, "team/app-a", 2, 2, OCI_MANIFEST, "linux/amd64").await;
+    push_manifest(&http, addr, "team/app-a", "1.0", OCI_MANIFEST, &a).await;
+    let (b, _) = image(
+        &http,
+        addr,
+        "team/app-b",
+        3,
+        1,
+        DOCKER_MANIFEST,
+        "linux/amd64",
+    )
+    .await;
+    push_manifest(&http, addr, "team/app-b", "2.1", DOCKER_MANIFEST, &b).await;
+    let mut children = Vec::new();
+    for (i, platform) in ["linux/amd64", "linux/arm64", "linux/ppc64le"]
+        .iter()
+        .enumerate()
+    {
+        let (m, d) = image(
+            &http,
+            addr,
+            "team/multi",
+            10 + i as u64,
+            1,
+            OCI_MANIFEST,
+            platform,
+        )
+        .await;
+        push_manifest(
+            &http,
+            addr,
+            "team/multi",
+            d["digest"].as_str().unwrap(),
+            OCI_MANIFEST,
+            &m,
+        )
+        .await;
+        children.push(d);
+    }
+    let index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}),
+    )
+    .unwrap();
+    push_manifest(&http, addr, "team/multi", "v3", OCI_INDEX, &index).await;
+    vec![
+        format!("{addr}/team/app-a:1.0"),
+        format!("{addr}/team/app-b:2.1"),
+        format!("{addr}/team/multi:v3"),
+    ]
+}
+
+/// `skopeo inspect --raw` of a reference.
+async fn raw(reference: String) -> Vec<u8> {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{reference}"),
+            ])
+            .output()
+            .expect("skopeo is installed (cargo xtask test installs it)");
+        assert!(
+            out.status.success(),
+            "skopeo inspect {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    })
+    .await
+    .unwrap()
+}
+
+fn blob_requests(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains("/blobs/"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mirrors_are_byte_identical_and_a_second_mirror_sends_no_blob_request() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    let dest = Destination::parse(&format!("{}/mirror", destination.addr)).unwrap();
+
+    let copier = Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    let mut copied = 0;
+    for image in &images {
+        let from = ImageRef::parse(image).unwrap();
+        let to = from.mirrored(&dest).unwrap();
+        let report = copier.copy(&from, &to).await.unwrap();
+        assert!(!report.up_to_date);
+        copied += report.blobs_copied;
+        // Byte-identical at both ends, for the index and for every platform.
+        let theirs = raw(from.to_string()).await;
+        assert_eq!(raw(to.to_string()).await, theirs, "{image}");
+        assert_eq!(report.digest, sha(&theirs));
+        let parsed: Value = serde_json::from_slice(&theirs).unwrap();
+        for child in parsed["manifests"].as_array().into_iter().flatten() {
+            let d = child["digest"].as_str().unwrap();
+            assert_eq!(
+                raw(format!("{}@{d}", to.name())).await,
+                raw(format!("{}@{d}", from.name())).await
+            );
+        }
+    }
+    // The shared base layer is uploaded once per destination repository, not once per image
+    // in it: 3 repositories (app-a, app-b, multi) hold it.
+    // app-a: base + 2 + config; app-b: base + 1 + config; multi: base + 3 own + 3 configs.
+    assert_eq!(copied, 4 + 3 + 7);
+
+    // A second mirror, by a new copier (nothing remembered): no blob request at all.
+    let before = destination.log_lines().len();
+    let copier = Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    for image in &images {
+        let from = ImageRef::parse(image).unwrap();
+        let report = copier
+            .copy(&from, &from.mirrored(&dest).unwrap())
+            .await
+            .unwrap();
+        assert!(report.up_to_date, "{report:?}");
+        assert_eq!(report.blobs_copied, 0);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = destination.log_lines();
+    assert!(
+        lines.len() > before,
+        "the destination was asked about the manifests"
+    );
+    assert_eq!(blob_requests(&lines[before..]), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_registry_is_named_in_the_error() {
+    let destination = Registry::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let from = ImageRef::parse(&format!("127.0.0.1:{port}/team/app:1")).unwrap();
+    let dest = Destination::parse(&format!("{}/mirror", destination.addr)).unwrap();
+    let copier = Copier::new([from.registry(), destination.addr.as_str()], &[]);
+    let err = copier
+        .copy(&from, &from.mirrored(&dest).unwrap())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}/team/app:1")),
+        "{text}"
+    );
+    assert!(text.contains("read the manifest"), "{text}");
+    assert_eq!(err.registry, format!("127.0.0.1:{port}"));
+}
