@@ -5,8 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use futures::TryStreamExt as _;
+use kfsec_core::{Backoff, RetryDecision};
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde_json::Value;
@@ -62,6 +66,8 @@ pub struct CopyReport {
 #[derive(Clone)]
 pub struct Copier {
     client: Client,
+    attempts: u32,
+    backoff: Backoff,
     /// Blobs known to be at the destination in this run (`registry/repository@digest`): a blob
     /// shared by many images is copied once.
     done: Arc<Mutex<BTreeSet<String>>>,
@@ -101,8 +107,28 @@ impl Copier {
         };
         Self {
             client: Client::new(config),
+            attempts: 8,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             done: Arc::default(),
         }
+    }
+
+    /// How often to try each registry call (default 8) and how long to wait between tries
+    /// (default 200 ms doubling to 10 s). 429, 5xx, dropped connections and broken streams are
+    /// retried; anything else is final.
+    pub fn with_retries(mut self, attempts: u32, backoff: Backoff) -> Self {
+        self.attempts = attempts;
+        self.backoff = backoff;
+        self
+    }
+
+    /// Runs one registry call with retries.
+    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, OciDistributionError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        kfsec_core::retry::retry(self.attempts, self.backoff, retry_decision, |_| call()).await
     }
 
     /// Copies `source` to `destination` (its tag, or its digest): the whole index with every
@@ -122,8 +148,10 @@ impl Copier {
         };
         let auth = RegistryAuth::Anonymous;
         let (body, digest) = self
-            .client
-            .pull_manifest_raw(&src, &auth, MANIFEST_MEDIA_TYPES)
+            .retry(|| {
+                self.client
+                    .pull_manifest_raw(&src, &auth, MANIFEST_MEDIA_TYPES)
+            })
             .await
             .map_err(|e| fail(source.registry(), "read the manifest", &e))?;
         let mut report = CopyReport {
@@ -133,14 +161,21 @@ impl Copier {
             ..CopyReport::default()
         };
         // The destination already has this exact manifest under the tag: nothing to send.
-        if let Ok(have) = self.client.fetch_manifest_digest(&dst, &auth).await
-            && have == digest
-        {
+        let have = self
+            .retry(|| async {
+                match self.client.fetch_manifest_digest(&dst, &auth).await {
+                    Ok(d) => Ok(Some(d)),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .map_err(|e| fail(destination.registry(), "read the destination tag", &e))?;
+        if have.as_deref() == Some(digest.as_str()) {
             report.up_to_date = true;
             return Ok(report);
         }
-        self.client
-            .auth(&dst, &auth, RegistryOperation::Push)
+        self.retry(|| self.client.auth(&dst, &auth, RegistryOperation::Push))
             .await
             .map_err(|e| fail(destination.registry(), "authenticate for push", &e))?;
         let manifest: Value = serde_json::from_slice(&body)
@@ -150,13 +185,12 @@ impl Copier {
                 let Some(child_digest) = child["digest"].as_str() else {
                     continue;
                 };
+                let child_ref = src.clone_with_digest(child_digest.to_string());
                 let (child_body, _) = self
-                    .client
-                    .pull_manifest_raw(
-                        &src.clone_with_digest(child_digest.to_string()),
-                        &auth,
-                        MANIFEST_MEDIA_TYPES,
-                    )
+                    .retry(|| {
+                        self.client
+                            .pull_manifest_raw(&child_ref, &auth, MANIFEST_MEDIA_TYPES)
+                    })
                     .await
                     .map_err(|e| fail(source.registry(), "read a platform manifest", &e))?;
                 let child_manifest: Value = serde_json::from_slice(&child_body)
@@ -192,13 +226,15 @@ impl Copier {
         dst: &Reference,
         body: bytes::Bytes,
         media_type: String,
-    ) -> Result<(), oci_client::errors::OciDistributionError> {
+    ) -> Result<(), OciDistributionError> {
         let content_type = http::HeaderValue::from_str(&media_type)
             .unwrap_or(http::HeaderValue::from_static(MANIFEST_MEDIA_TYPES[2]));
-        self.client
-            .push_manifest_raw(dst, body, content_type)
-            .await
-            .map(|_| ())
+        self.retry(|| {
+            self.client
+                .push_manifest_raw(dst, body.clone(), content_type.clone())
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The config and layers of one image manifest: skipped when the destination has them,
@@ -209,14 +245,7 @@ impl Copier {
         dst: &Reference,
         manifest: &Value,
         report: &mut CopyReport,
-    ) -> Result<
-        (),
-        (
-            String,
-            &'static str,
-            oci_client::errors::OciDistributionError,
-        ),
-    > {
+    ) -> Result<(), (String, &'static str, OciDistributionError)> {
         let blobs = std::iter::once(&manifest["config"])
             .chain(manifest["layers"].as_array().into_iter().flatten());
         for blob in blobs {
@@ -228,33 +257,64 @@ impl Copier {
                 report.blobs_skipped += 1;
                 continue;
             }
-            let exists = self
-                .client
-                .blob_exists(dst, digest)
+            // One unit of retry: check, then stream from the source into a monolithic upload.
+            // A retry starts with the check, so an upload whose answer was lost is not repeated.
+            let copied = self
+                .retry(|| async {
+                    if self.client.blob_exists(dst, digest).await? {
+                        return Ok(None);
+                    }
+                    let stream = self.client.pull_blob_stream(src, digest).await?;
+                    let size = size.or(stream.content_length);
+                    let body = stream.stream.map_err(OciDistributionError::from);
+                    self.client
+                        .push_blob_stream(dst, body, digest, size)
+                        .await?;
+                    Ok(Some(size.unwrap_or(0)))
+                })
                 .await
-                .map_err(|e| (dst.registry().to_string(), "check a blob", e))?;
-            if exists {
-                report.blobs_skipped += 1;
-            } else {
-                let stream = self
-                    .client
-                    .pull_blob_stream(src, digest)
-                    .await
-                    .map_err(|e| (src.registry().to_string(), "read a blob", e))?;
-                let size = size.or(stream.content_length);
-                let body = stream
-                    .stream
-                    .map_err(oci_client::errors::OciDistributionError::from);
-                self.client
-                    .push_blob_stream(dst, body, digest, size)
-                    .await
-                    .map_err(|e| (dst.registry().to_string(), "upload a blob", e))?;
-                report.blobs_copied += 1;
-                report.bytes_copied += size.unwrap_or(0);
+                .map_err(|e| (dst.registry().to_string(), "copy a blob", e))?;
+            match copied {
+                None => report.blobs_skipped += 1,
+                Some(bytes) => {
+                    report.blobs_copied += 1;
+                    report.bytes_copied += bytes;
+                }
             }
             self.done.lock().await.insert(key);
         }
         Ok(())
+    }
+}
+
+/// 429, 5xx, connection errors and broken streams are worth another try; the rest is final.
+/// (oci-client keeps no response headers in its errors, so a `Retry-After` cannot be read here:
+/// the backoff stands in for it.)
+fn retry_decision(e: &OciDistributionError) -> RetryDecision {
+    match e {
+        OciDistributionError::ServerError { code, .. } if *code == 429 || *code >= 500 => {
+            RetryDecision::Retry
+        }
+        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
+            RetryDecision::Retry
+        }
+        _ => RetryDecision::Stop,
+    }
+}
+
+/// A 404 for a manifest or tag: it is not there (yet).
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                oci_client::errors::OciErrorCode::ManifestUnknown
+                    | oci_client::errors::OciErrorCode::NameUnknown
+            )
+        }),
+        _ => false,
     }
 }
 

@@ -1,12 +1,17 @@
 //! Mirroring between two real CNCF registries (`docker-registry`, started here on loopback
 //! ports): generated layers, images sharing base layers, an index with three platforms; the
 //! manifests must be byte-identical at both ends (`skopeo inspect --raw`), and a second mirror
-//! must send no blob request (read from the destination's access log).
+//! must send no blob request (read from the destination's access log); through proxies that
+//! fail a fifth of requests the mirror still completes with the same bytes.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+#[path = "support/faulty_proxy.rs"]
+mod faulty_proxy;
+
+use kfsec_core::Backoff;
 use kfsec_imagemirror::{Copier, Destination, ImageRef};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -379,4 +384,39 @@ async fn an_unreachable_registry_is_named_in_the_error() {
     );
     assert!(text.contains("read the manifest"), "{text}");
     assert_eq!(err.registry, format!("127.0.0.1:{port}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifth_of_requests_failing_still_gives_byte_identical_mirrors() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    for seed in [1, 2, 3] {
+        let src_proxy = faulty_proxy::start(&source.addr, 0.2, seed).await;
+        let dst_proxy = faulty_proxy::start(&destination.addr, 0.2, seed + 100).await;
+        let dest = Destination::parse(&format!("{}/mirror-{seed}", dst_proxy.addr)).unwrap();
+        let copier = Copier::new([src_proxy.addr.as_str(), dst_proxy.addr.as_str()], &[])
+            .with_retries(
+                12,
+                Backoff::new(Duration::from_millis(5), Duration::from_millis(100)),
+            );
+        for image in &images {
+            let original = ImageRef::parse(image).unwrap();
+            let from = ImageRef::parse(&image.replace(&source.addr, &src_proxy.addr)).unwrap();
+            let to = from.mirrored(&dest).unwrap();
+            let report = copier
+                .copy(&from, &to)
+                .await
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            // Read back straight from the registries, not through the proxies.
+            let direct = to.to_string().replace(&dst_proxy.addr, &destination.addr);
+            let theirs = raw(original.to_string()).await;
+            assert_eq!(raw(direct).await, theirs, "seed {seed}: {image}");
+            assert_eq!(report.digest, sha(&theirs));
+        }
+        assert!(
+            src_proxy.faults() + dst_proxy.faults() > 0,
+            "seed {seed}: the proxies failed nothing"
+        );
+    }
 }
