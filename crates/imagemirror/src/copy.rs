@@ -2,7 +2,7 @@
 //! indexes byte for byte so every digest is kept, blobs streamed from source to destination with
 //! monolithic uploads, and nothing sent that the destination already has.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -68,9 +68,13 @@ pub struct Copier {
     client: Client,
     attempts: u32,
     backoff: Backoff,
-    /// Blobs known to be at the destination in this run (`registry/repository@digest`): a blob
-    /// shared by many images is copied once.
-    done: Arc<Mutex<BTreeSet<String>>>,
+    /// Per `registry/repository@digest`: whether this copier has put the blob there. A blob
+    /// shared by many images is copied once, and never by two tasks at the same time.
+    blobs: Arc<Mutex<BTreeMap<String, Arc<Mutex<bool>>>>>,
+    /// Per destination registry: how many blob copies may run at once.
+    registry_limits: Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Semaphore>>>>,
+    per_registry: usize,
+    layers_per_image: usize,
 }
 
 impl std::fmt::Debug for Copier {
@@ -109,7 +113,10 @@ impl Copier {
             client: Client::new(config),
             attempts: 8,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
-            done: Arc::default(),
+            blobs: Arc::default(),
+            registry_limits: Arc::default(),
+            per_registry: 8,
+            layers_per_image: 4,
         }
     }
 
@@ -119,6 +126,14 @@ impl Copier {
     pub fn with_retries(mut self, attempts: u32, backoff: Backoff) -> Self {
         self.attempts = attempts;
         self.backoff = backoff;
+        self
+    }
+
+    /// How many blobs of one image are copied at once (default 4) and how many blob copies may
+    /// run at once against one destination registry (default 8).
+    pub fn with_concurrency(mut self, layers_per_image: usize, per_registry: usize) -> Self {
+        self.layers_per_image = layers_per_image.max(1);
+        self.per_registry = per_registry.max(1);
         self
     }
 
@@ -246,44 +261,86 @@ impl Copier {
         manifest: &Value,
         report: &mut CopyReport,
     ) -> Result<(), (String, &'static str, OciDistributionError)> {
-        let blobs = std::iter::once(&manifest["config"])
-            .chain(manifest["layers"].as_array().into_iter().flatten());
-        for blob in blobs {
-            let (Some(digest), size) = (blob["digest"].as_str(), blob["size"].as_u64()) else {
-                continue;
-            };
-            let key = format!("{}/{}@{digest}", dst.registry(), dst.repository());
-            if self.done.lock().await.contains(&key) {
-                report.blobs_skipped += 1;
-                continue;
-            }
-            // One unit of retry: check, then stream from the source into a monolithic upload.
-            // A retry starts with the check, so an upload whose answer was lost is not repeated.
-            let copied = self
-                .retry(|| async {
-                    if self.client.blob_exists(dst, digest).await? {
-                        return Ok(None);
-                    }
-                    let stream = self.client.pull_blob_stream(src, digest).await?;
-                    let size = size.or(stream.content_length);
-                    let body = stream.stream.map_err(OciDistributionError::from);
-                    self.client
-                        .push_blob_stream(dst, body, digest, size)
-                        .await?;
-                    Ok(Some(size.unwrap_or(0)))
-                })
-                .await
-                .map_err(|e| (dst.registry().to_string(), "copy a blob", e))?;
-            match copied {
+        use futures::StreamExt as _;
+        let blobs: Vec<(String, Option<u64>)> = std::iter::once(&manifest["config"])
+            .chain(manifest["layers"].as_array().into_iter().flatten())
+            .filter_map(|b| Some((b["digest"].as_str()?.to_string(), b["size"].as_u64())))
+            .collect();
+        let outcomes: Vec<_> = futures::stream::iter(blobs)
+            .map(|(digest, size)| async move { self.copy_blob(src, dst, &digest, size).await })
+            .buffer_unordered(self.layers_per_image.max(1))
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome? {
                 None => report.blobs_skipped += 1,
                 Some(bytes) => {
                     report.blobs_copied += 1;
                     report.bytes_copied += bytes;
                 }
             }
-            self.done.lock().await.insert(key);
         }
         Ok(())
+    }
+
+    /// One blob: `None` when the destination has it, else the bytes sent. The same blob for the
+    /// same repository is handled once at a time, so images sharing it upload it once; uploads
+    /// to one registry are limited by its semaphore.
+    async fn copy_blob(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<Option<u64>, (String, &'static str, OciDistributionError)> {
+        let key = format!("{}/{}@{digest}", dst.registry(), dst.repository());
+        let slot = self.blobs.lock().await.entry(key).or_default().clone();
+        let mut done = slot.lock().await;
+        if *done {
+            return Ok(None);
+        }
+        let limit = self
+            .registry_limits
+            .lock()
+            .await
+            .entry(dst.registry().to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_registry.max(1))))
+            .clone();
+        let _permit = limit.acquire_owned().await.ok();
+        // One unit of retry: check, then stream from the source into a monolithic upload.
+        // A retry starts with the check, so an upload whose answer was lost is not repeated.
+        let copied = self
+            .retry(|| async {
+                if self.client.blob_exists(dst, digest).await? {
+                    return Ok(None);
+                }
+                let stream = self.client.pull_blob_stream(src, digest).await?;
+                let size = size.or(stream.content_length);
+                let body = stream.stream.map_err(OciDistributionError::from);
+                self.client
+                    .push_blob_stream(dst, body, digest, size)
+                    .await?;
+                Ok(Some(size.unwrap_or(0)))
+            })
+            .await
+            .map_err(|e| (dst.registry().to_string(), "copy a blob", e))?;
+        *done = true;
+        Ok(copied)
+    }
+
+    /// Copies many images, `images_at_once` at a time; one report or error per pair, in order.
+    /// A failure of one image does not stop the others.
+    pub async fn copy_all(
+        &self,
+        pairs: &[(ImageRef, ImageRef)],
+        images_at_once: usize,
+    ) -> Vec<Result<CopyReport, CopyError>> {
+        use futures::StreamExt as _;
+        futures::stream::iter(pairs)
+            .map(|(from, to)| self.copy(from, to))
+            .buffered(images_at_once.max(1))
+            .collect()
+            .await
     }
 }
 

@@ -316,16 +316,24 @@ async fn mirrors_are_byte_identical_and_a_second_mirror_sends_no_blob_request() 
     let dest = Destination::parse(&format!("{}/mirror", destination.addr)).unwrap();
 
     let copier = Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    let pairs: Vec<(ImageRef, ImageRef)> = images
+        .iter()
+        .map(|i| {
+            let from = ImageRef::parse(i).unwrap();
+            let to = from.mirrored(&dest).unwrap();
+            (from, to)
+        })
+        .collect();
+    // All three at once, four layers of each at once.
+    let reports = copier.copy_all(&pairs, 3).await;
     let mut copied = 0;
-    for image in &images {
-        let from = ImageRef::parse(image).unwrap();
-        let to = from.mirrored(&dest).unwrap();
-        let report = copier.copy(&from, &to).await.unwrap();
+    for ((from, to), report) in pairs.iter().zip(reports) {
+        let report = report.unwrap();
         assert!(!report.up_to_date);
         copied += report.blobs_copied;
         // Byte-identical at both ends, for the index and for every platform.
         let theirs = raw(from.to_string()).await;
-        assert_eq!(raw(to.to_string()).await, theirs, "{image}");
+        assert_eq!(raw(to.to_string()).await, theirs, "{from}");
         assert_eq!(report.digest, sha(&theirs));
         let parsed: Value = serde_json::from_slice(&theirs).unwrap();
         for child in parsed["manifests"].as_array().into_iter().flatten() {
@@ -418,5 +426,38 @@ async fn a_fifth_of_requests_failing_still_gives_byte_identical_mirrors() {
             src_proxy.faults() + dst_proxy.faults() > 0,
             "seed {seed}: the proxies failed nothing"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_wanted_by_two_images_at_once_is_uploaded_once() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    let from = ImageRef::parse(&images[0]).unwrap();
+    let pairs: Vec<(ImageRef, ImageRef)> = ["1", "2", "3"]
+        .iter()
+        .map(|tag| {
+            let to = ImageRef::parse(&format!("{}/same/app:{tag}", destination.addr)).unwrap();
+            (from.clone(), to)
+        })
+        .collect();
+    let copier = Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    let reports: Vec<_> = copier
+        .copy_all(&pairs, 3)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // app-a has a base layer, two own layers and a config: four blobs, sent once in all.
+    assert_eq!(reports.iter().map(|r| r.blobs_copied).sum::<usize>(), 4);
+    let uploads = destination
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("\"PUT /v2/same/app/blobs/uploads/"))
+        .count();
+    assert_eq!(uploads, 4);
+    for (_, to) in &pairs {
+        assert_eq!(raw(to.to_string()).await, raw(from.to_string()).await);
     }
 }
