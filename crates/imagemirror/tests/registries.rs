@@ -4,90 +4,19 @@
 //! must send no blob request (read from the destination's access log); through proxies that
 //! fail a fifth of requests the mirror still completes with the same bytes.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[path = "support/faulty_proxy.rs"]
 mod faulty_proxy;
+#[path = "support/registry.rs"]
+mod registry;
 
 use kfsec_core::Backoff;
 use kfsec_imagemirror::{Copier, Destination, ImageRef};
+use registry::Registry;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-
-/// A `docker-registry` process with its own storage and access log; killed on drop.
-struct Registry {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let log = dir.path().join("access.log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry is installed (cargo xtask test installs it)");
-        // From here on Drop stops the process, whatever happens.
-        let registry = Self {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if http
-                .get(format!("http://{}/v2/", registry.addr))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return registry;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("docker-registry did not start on {}", registry.addr);
-    }
-
-    /// Access-log lines so far.
-    fn log_lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn sha(data: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(data))

@@ -1,0 +1,81 @@
+//! A real CNCF registry (`docker-registry`) on a loopback port, for tests and the benchmark.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `docker-registry` process with its own storage and access log; killed on drop.
+pub(crate) struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub(crate) addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one with empty storage and waits until it answers.
+    pub(crate) async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("access.log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed (cargo xtask test installs it)");
+        // From here on Drop stops the process, whatever happens.
+        let registry = Self {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http
+                .get(format!("http://{}/v2/", registry.addr))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return registry;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("docker-registry did not start on {}", registry.addr);
+    }
+
+    /// Access-log lines so far.
+    #[allow(dead_code)] // the benchmark does not read the log
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
