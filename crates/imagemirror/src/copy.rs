@@ -11,7 +11,6 @@ use futures::TryStreamExt as _;
 use kfsec_core::{Backoff, RetryDecision};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -66,6 +65,7 @@ pub struct CopyReport {
 #[derive(Clone)]
 pub struct Copier {
     client: Client,
+    credentials: crate::credentials::Credentials,
     attempts: u32,
     backoff: Backoff,
     /// Per `registry/repository@digest`: whether this copier has put the blob there. A blob
@@ -111,6 +111,7 @@ impl Copier {
         };
         Self {
             client: Client::new(config),
+            credentials: crate::credentials::Credentials::anonymous(),
             attempts: 8,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             blobs: Arc::default(),
@@ -126,6 +127,13 @@ impl Copier {
     pub fn with_retries(mut self, attempts: u32, backoff: Backoff) -> Self {
         self.attempts = attempts;
         self.backoff = backoff;
+        self
+    }
+
+    /// Uses these credentials (default: anonymous everywhere); see
+    /// [`Credentials::from_docker_config`](crate::Credentials::from_docker_config).
+    pub fn with_credentials(mut self, credentials: crate::credentials::Credentials) -> Self {
+        self.credentials = credentials;
         self
     }
 
@@ -161,11 +169,18 @@ impl Copier {
             action: action.to_string(),
             message: e.to_string(),
         };
-        let auth = RegistryAuth::Anonymous;
+        let src_auth = self
+            .credentials
+            .for_registry(source.registry())
+            .map_err(|e| fail(source.registry(), "find credentials", &e))?;
+        let dst_auth = self
+            .credentials
+            .for_registry(destination.registry())
+            .map_err(|e| fail(destination.registry(), "find credentials", &e))?;
         let (body, digest) = self
             .retry(|| {
                 self.client
-                    .pull_manifest_raw(&src, &auth, MANIFEST_MEDIA_TYPES)
+                    .pull_manifest_raw(&src, &src_auth, MANIFEST_MEDIA_TYPES)
             })
             .await
             .map_err(|e| fail(source.registry(), "read the manifest", &e))?;
@@ -178,7 +193,7 @@ impl Copier {
         // The destination already has this exact manifest under the tag: nothing to send.
         let have = self
             .retry(|| async {
-                match self.client.fetch_manifest_digest(&dst, &auth).await {
+                match self.client.fetch_manifest_digest(&dst, &dst_auth).await {
                     Ok(d) => Ok(Some(d)),
                     Err(e) if is_not_found(&e) => Ok(None),
                     Err(e) => Err(e),
@@ -190,7 +205,7 @@ impl Copier {
             report.up_to_date = true;
             return Ok(report);
         }
-        self.retry(|| self.client.auth(&dst, &auth, RegistryOperation::Push))
+        self.retry(|| self.client.auth(&dst, &dst_auth, RegistryOperation::Push))
             .await
             .map_err(|e| fail(destination.registry(), "authenticate for push", &e))?;
         let manifest: Value = serde_json::from_slice(&body)
@@ -204,7 +219,7 @@ impl Copier {
                 let (child_body, _) = self
                     .retry(|| {
                         self.client
-                            .pull_manifest_raw(&child_ref, &auth, MANIFEST_MEDIA_TYPES)
+                            .pull_manifest_raw(&child_ref, &src_auth, MANIFEST_MEDIA_TYPES)
                     })
                     .await
                     .map_err(|e| fail(source.registry(), "read a platform manifest", &e))?;

@@ -390,3 +390,65 @@ async fn a_blob_wanted_by_two_images_at_once_is_uploaded_once() {
         assert_eq!(raw(to.to_string()).await, raw(from.to_string()).await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_come_from_the_docker_config_and_refused_ones_name_the_registry() {
+    use base64::Engine as _;
+    let source = Registry::start().await;
+    let destination = Registry::start_with_password("alice", "s3cret").await;
+    let images = fill(&source).await;
+    let from = ImageRef::parse(&images[0]).unwrap();
+    let to = from
+        .mirrored(&Destination::parse(&format!("{}/mirror", destination.addr)).unwrap())
+        .unwrap();
+    let copier = || Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+
+    // No credentials, then wrong ones: refused, naming the image and the registry.
+    for credentials in [
+        kfsec_imagemirror::Credentials::anonymous(),
+        kfsec_imagemirror::Credentials::anonymous().with_basic(&destination.addr, "alice", "wrong"),
+    ] {
+        let err = copier()
+            .with_credentials(credentials)
+            .copy(&from, &to)
+            .await
+            .unwrap_err();
+        assert_eq!(err.registry, destination.addr, "{err}");
+        assert!(err.to_string().contains(&from.to_string()), "{err}");
+    }
+
+    // From a Docker config file, as `docker login` writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    std::fs::write(
+        &config,
+        serde_json::to_vec(&json!({"auths": {destination.addr.clone(): {"auth": auth}}})).unwrap(),
+    )
+    .unwrap();
+    let credentials = kfsec_imagemirror::Credentials::from_docker_config(&config).unwrap();
+    let report = copier()
+        .with_credentials(credentials)
+        .copy(&from, &to)
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_copied, 4);
+    let theirs = raw(from.to_string()).await;
+    let addr = to.to_string();
+    let ours = tokio::task::spawn_blocking(move || {
+        Command::new("skopeo")
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds=alice:s3cret",
+                &format!("docker://{addr}"),
+            ])
+            .output()
+            .unwrap()
+            .stdout
+    })
+    .await
+    .unwrap();
+    assert_eq!(ours, theirs);
+}

@@ -16,6 +16,17 @@ pub(crate) struct Registry {
 impl Registry {
     /// Starts one with empty storage and waits until it answers.
     pub(crate) async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts one that asks for this user and password (htpasswd, basic auth over plain http
+    /// on loopback).
+    #[allow(dead_code)] // only some tests use it
+    pub(crate) async fn start_with_password(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user, password))).await
+    }
+
+    async fn start_with(login: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -24,14 +35,20 @@ impl Registry {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = dir.path().join("htpasswd");
+            let hash = bcrypt::hash(password, 5).unwrap();
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: kfsec-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let log = dir.path().join("access.log");
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -53,7 +70,7 @@ impl Registry {
                 .get(format!("http://{}/v2/", registry.addr))
                 .send()
                 .await
-                .is_ok_and(|r| r.status().is_success())
+                .is_ok_and(|r| r.status().is_success() || r.status() == 401)
             {
                 return registry;
             }
