@@ -77,6 +77,54 @@ where
     }
 }
 
+/// Runs one reconcile step named `name` (`"create access level kubeflow"`): progress events
+/// when it starts, is retried and ends; a tracing span; and, while `decide` says so within
+/// `policies.step_attempts`, the whole step again from a fresh read (each attempt calls `f`).
+/// Every crate's `apply` runs its steps through this.
+pub async fn step<T, E, F, Fut>(
+    progress: &crate::Progress,
+    policies: &crate::Policies,
+    name: &str,
+    decide: impl Fn(&E) -> RetryDecision,
+    mut f: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    use tracing::Instrument as _;
+    progress.started(name);
+    let span = tracing::info_span!("step", step = name);
+    let result = retry(
+        policies.step_attempts,
+        policies.step_backoff,
+        |e: &E| {
+            let decision = decide(e);
+            if decision != RetryDecision::Stop {
+                tracing::info!(step = name, error = %e, "retrying step from a fresh read");
+            }
+            decision
+        },
+        |attempt| {
+            if attempt > 0 {
+                progress.emit(crate::ProgressEvent::Retrying {
+                    step: name.to_string(),
+                    attempt,
+                    reason: "transient error or conflict".into(),
+                });
+            }
+            // Boxed: SDK futures (GKE's Cluster above all) are large in debug builds, and a
+            // 2 MiB thread stack (tokio's workers, test threads) must hold the whole chain.
+            Box::pin(f())
+        },
+    )
+    .instrument(span)
+    .await;
+    progress.finished(name, result.is_ok());
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

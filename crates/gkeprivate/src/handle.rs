@@ -15,7 +15,7 @@ use google_cloud_iam_v1::model::{GetPolicyOptions, Policy};
 use google_cloud_resourcemanager_v3::client::Projects;
 use kfsec_core::{
     Action, Change, Connection, FieldDiff, Outcome, Plan, Policies, Progress, ProgressEvent,
-    Report, ResourceRef, ResultExt, RetryDecision,
+    Report, ResourceRef, ResultExt,
 };
 use serde_json::{Value, json};
 
@@ -166,41 +166,19 @@ impl GkePrivate {
         self
     }
 
-    async fn step<T, F, Fut>(&self, name: &str, mut f: F) -> Result<T, GkeError>
+    async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, GkeError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, GkeError>>,
     {
-        use tracing::Instrument as _;
-        self.progress.started(name);
-        let span = tracing::info_span!("step", step = name);
-        let result = kfsec_core::retry::retry(
-            self.policies.step_attempts,
-            self.policies.step_backoff,
-            |e: &GkeError| {
-                let d = e.retry_decision();
-                if d != RetryDecision::Stop {
-                    tracing::info!(step = name, error = %e, "retrying step from a fresh read");
-                }
-                d
-            },
-            |attempt| {
-                if attempt > 0 {
-                    self.progress.emit(ProgressEvent::Retrying {
-                        step: name.to_string(),
-                        attempt,
-                        reason: "transient error".into(),
-                    });
-                }
-                // Boxed: the SDK's Cluster futures are large in debug builds, and a 2 MiB
-                // thread stack (tokio's workers, test threads) must hold the whole chain.
-                Box::pin(f())
-            },
+        kfsec_core::retry::step(
+            &self.progress,
+            &self.policies,
+            name,
+            GkeError::retry_decision,
+            f,
         )
-        .instrument(span)
-        .await;
-        self.progress.finished(name, result.is_ok());
-        result
+        .await
     }
 
     /// Waits for a Compute operation and turns a failed one into an error with Google's message.

@@ -72,21 +72,9 @@ async fn push_generated(
         .await
         .unwrap();
     if !head.status().is_success() {
-        let start = http
-            .post(format!("http://{addr}/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await
-            .unwrap();
-        let location = start.headers()["location"].to_str().unwrap().to_string();
-        let location = if location.starts_with("http") {
-            location
-        } else {
-            format!("http://{addr}{location}")
-        };
-        let sep = if location.contains('?') { '&' } else { '?' };
         let body = futures::stream::iter(chunks(seed, len).map(Ok::<_, std::io::Error>));
         let put = http
-            .put(format!("{location}{sep}digest={digest}"))
+            .put(registry::upload_url(http, addr, repo, &digest).await)
             .header("content-length", len)
             .body(reqwest::Body::wrap_stream(body))
             .send()
@@ -105,14 +93,7 @@ async fn push_json(
     media_type: &str,
     body: &[u8],
 ) -> String {
-    let put = http
-        .put(format!("http://{addr}/v2/{repo}/manifests/{reference}"))
-        .header("content-type", media_type)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    registry::put_manifest(http, addr, repo, reference, media_type, body).await;
     format!("sha256:{:x}", Sha256::digest(body))
 }
 
@@ -125,20 +106,8 @@ async fn push_config(
 ) -> Value {
     let config = serde_json::to_vec(&json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}, "seed": seed})).unwrap();
     let digest = format!("sha256:{:x}", Sha256::digest(&config));
-    let start = http
-        .post(format!("http://{addr}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let location = start.headers()["location"].to_str().unwrap().to_string();
-    let location = if location.starts_with("http") {
-        location
-    } else {
-        format!("http://{addr}{location}")
-    };
-    let sep = if location.contains('?') { '&' } else { '?' };
     let put = http
-        .put(format!("{location}{sep}digest={digest}"))
+        .put(registry::upload_url(http, addr, repo, &digest).await)
         .body(config.clone())
         .send()
         .await

@@ -40,21 +40,8 @@ fn layer(seed: u64, len: usize) -> Vec<u8> {
 /// Pushes a blob with a monolithic upload.
 async fn push_blob(http: &reqwest::Client, addr: &str, repo: &str, data: &[u8]) -> Value {
     let digest = sha(data);
-    let start = http
-        .post(format!("http://{addr}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), 202);
-    let location = start.headers()["location"].to_str().unwrap().to_string();
-    let location = if location.starts_with("http") {
-        location
-    } else {
-        format!("http://{addr}{location}")
-    };
-    let sep = if location.contains('?') { '&' } else { '?' };
     let put = http
-        .put(format!("{location}{sep}digest={digest}"))
+        .put(registry::upload_url(http, addr, repo, &digest).await)
         .header("content-type", "application/octet-stream")
         .body(data.to_vec())
         .send()
@@ -72,14 +59,7 @@ async fn push_manifest(
     media_type: &str,
     body: &[u8],
 ) -> String {
-    let put = http
-        .put(format!("http://{addr}/v2/{repo}/manifests/{reference}"))
-        .header("content-type", media_type)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    registry::put_manifest(http, addr, repo, reference, media_type, body).await;
     sha(body)
 }
 

@@ -10,7 +10,7 @@ use google_cloud_dns_v1::model::{
 };
 use kfsec_core::{
     Action, Change, Connection, FieldDiff, Outcome, Plan, Policies, Progress, ProgressEvent,
-    Report, ResourceRef, ResultExt, RetryDecision,
+    Report, ResourceRef, ResultExt,
 };
 
 use crate::error::DnsError;
@@ -273,39 +273,19 @@ impl PrivateDns {
         self
     }
 
-    async fn step<T, F, Fut>(&self, name: &str, mut f: F) -> Result<T, DnsError>
+    async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, DnsError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, DnsError>>,
     {
-        use tracing::Instrument as _;
-        self.progress.started(name);
-        let span = tracing::info_span!("step", step = name);
-        let result = kfsec_core::retry::retry(
-            self.policies.step_attempts,
-            self.policies.step_backoff,
-            |e: &DnsError| {
-                let d = e.retry_decision();
-                if d != RetryDecision::Stop {
-                    tracing::info!(step = name, error = %e, "retrying step from a fresh read");
-                }
-                d
-            },
-            |attempt| {
-                if attempt > 0 {
-                    self.progress.emit(ProgressEvent::Retrying {
-                        step: name.to_string(),
-                        attempt,
-                        reason: "transient error or concurrent change".into(),
-                    });
-                }
-                f()
-            },
+        kfsec_core::retry::step(
+            &self.progress,
+            &self.policies,
+            name,
+            DnsError::retry_decision,
+            f,
         )
-        .instrument(span)
-        .await;
-        self.progress.finished(name, result.is_ok());
-        result
+        .await
     }
 
     async fn get_zone(&self, project: &str, name: &str) -> Result<Option<ManagedZone>, DnsError> {

@@ -11,10 +11,9 @@ use google_cloud_identity_accesscontextmanager_v1::model::{
 use google_cloud_resourcemanager_v3::client::{Organizations, Projects};
 use google_cloud_wkt::FieldMask;
 use kfsec_core::operation::wait;
-use kfsec_core::retry::retry;
 use kfsec_core::{
     Action, Change, Connection, OrganizationId, OrganizationRef, Outcome, Plan, Policies, Progress,
-    ProgressEvent, Report, ResourceRef, ResultExt, RetryDecision,
+    Report, ResourceRef, ResultExt,
 };
 use tokio::sync::oneshot;
 
@@ -161,40 +160,19 @@ impl Vpcsc {
         self
     }
 
-    async fn step<T, F, Fut>(&self, name: &str, mut f: F) -> Result<T, VpcscError>
+    async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, VpcscError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, VpcscError>>,
     {
-        use tracing::Instrument as _;
-        let p = &self.policies;
-        self.progress.started(name);
-        let span = tracing::info_span!("step", step = name);
-        let result = retry(
-            p.step_attempts,
-            p.step_backoff,
-            |e: &VpcscError| {
-                let decision = e.retry_decision();
-                if decision != RetryDecision::Stop {
-                    tracing::info!(step = name, error = %e, "retrying step from a fresh read");
-                }
-                decision
-            },
-            |attempt| {
-                if attempt > 0 {
-                    self.progress.emit(ProgressEvent::Retrying {
-                        step: name.to_string(),
-                        attempt,
-                        reason: "transient error or conflict".into(),
-                    });
-                }
-                f()
-            },
+        kfsec_core::retry::step(
+            &self.progress,
+            &self.policies,
+            name,
+            VpcscError::retry_decision,
+            f,
         )
-        .instrument(span)
-        .await;
-        self.progress.finished(name, result.is_ok());
-        result
+        .await
     }
 
     async fn wait_op<P, R, M>(&self, poller: P, step: &str) -> Result<R, VpcscError>

@@ -2,13 +2,13 @@
 //! (google-cloud-compute-v1) sees, operations and their failures, and the admin state.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::gcloud_cli::{self, Run};
 use crate::{call, emulator};
 
 const COMPUTE: &str = "compute";
@@ -16,56 +16,10 @@ const COMPUTE: &str = "compute";
 const SDK: &str = "$alt=json&$apiVersion=2026-09-01";
 const P: &str = "compute/v1/projects/kf-dev";
 
-/// What one gcloud run printed.
-#[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn expect_ok(self) -> Self {
-        assert!(self.ok, "gcloud failed: {}\n{}", self.stderr, self.stdout);
-        self
-    }
-
-    #[track_caller]
-    fn expect_err(self) -> Self {
-        assert!(
-            !self.ok,
-            "gcloud succeeded: {}\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn json(self) -> Value {
-        let run = self.expect_ok();
-        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-    }
-}
-
 async fn gcloud(config: &Path, args: &[&str]) -> Run {
-    let config = config.to_path_buf();
-    let mut args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
-    args.insert(0, "compute".to_string());
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("gcloud")
-            .args(&args)
-            .env("CLOUDSDK_CONFIG", &config)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .expect("gcloud is installed");
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
+    let mut all = vec!["compute"];
+    all.extend_from_slice(args);
+    gcloud_cli::run(config, None, &[], &all).await
 }
 
 async fn post(em: &Emulator, path: &str, body: Value) -> (u16, Value) {
@@ -320,7 +274,7 @@ async fn gcloud_builds_the_private_network() {
         ],
     )
     .await
-    .expect_err();
+    .expect_failure();
     assert!(
         run.stderr
             .contains("Subnetworks cannot be created in legacy networks"),
@@ -341,7 +295,7 @@ async fn gcloud_builds_the_private_network() {
         ],
     )
     .await
-    .expect_err();
+    .expect_failure();
     assert!(
         run.stderr.contains(
             "Invalid IPCidrRange: 10.10.8.0/24 conflicts with existing subnetwork 'kf-subnet' in region 'us-central1'."
@@ -355,7 +309,7 @@ async fn gcloud_builds_the_private_network() {
         &["networks", "create", "kf-net", "--subnet-mode=custom"],
     )
     .await
-    .expect_err();
+    .expect_failure();
     assert!(
         run.stderr
             .contains("The resource 'projects/kf-dev/global/networks/kf-net' already exists"),

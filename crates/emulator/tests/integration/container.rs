@@ -11,6 +11,7 @@ use kfsec_emulator::{Emulator, EmulatorOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::gcloud_cli::{self, Run};
 use crate::{call, emulator};
 
 const GKE: &str = "container";
@@ -20,48 +21,9 @@ const PARENT: &str = "v1/projects/kf-dev/locations/us-central1-a";
 const CLUSTER: &str = "v1/projects/kf-dev/locations/us-central1-a/clusters/kf-private";
 const QUOTA: &str = "Insufficient regional quota to satisfy request: resource \"CPUS\".";
 
-/// What one gcloud run printed.
-#[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn expect_ok(self) -> Self {
-        assert!(self.ok, "gcloud failed: {}\n{}", self.stderr, self.stdout);
-        self
-    }
-
-    fn json(self) -> Value {
-        let run = self.expect_ok();
-        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-    }
-}
-
 /// Runs gcloud with `config` as `CLOUDSDK_CONFIG` and `kubeconfig` as `KUBECONFIG`.
 async fn gcloud(config: &Path, kubeconfig: &Path, args: &[&str]) -> Run {
-    let config = config.to_path_buf();
-    let kubeconfig = kubeconfig.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("gcloud")
-            .args(&args)
-            .env("CLOUDSDK_CONFIG", &config)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .expect("gcloud is installed");
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
+    gcloud_cli::run(config, None, &[("KUBECONFIG", kubeconfig)], args).await
 }
 
 /// The cluster the Rust SDK would send for the guide's flags, with enums as numbers.

@@ -2,13 +2,13 @@
 //! the admin state.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::gcloud_cli::{self, Run};
 use crate::{call, emulator};
 
 const DNS: &str = "dns";
@@ -20,49 +20,10 @@ const PRIVATE_SOA: &str =
 const NET: &str =
     "https://compute.googleapis.com/compute/v1/projects/kf-dev/global/networks/kf-net";
 
-/// What one gcloud run printed.
-#[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn expect_ok(self) -> Self {
-        assert!(self.ok, "gcloud failed: {}\n{}", self.stderr, self.stdout);
-        self
-    }
-
-    fn json(self) -> Value {
-        let run = self.expect_ok();
-        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-    }
-}
-
 /// Runs gcloud with `config` as `CLOUDSDK_CONFIG` and `cwd` as working directory (the
 /// `record-sets transaction` commands write `transaction.yaml` there).
 async fn gcloud(config: &Path, cwd: &Path, args: &[&str]) -> Run {
-    let config = config.to_path_buf();
-    let cwd = cwd.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("gcloud")
-            .args(&args)
-            .current_dir(&cwd)
-            .env("CLOUDSDK_CONFIG", &config)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .expect("gcloud is installed");
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
+    gcloud_cli::run(config, Some(cwd), &[], args).await
 }
 
 /// Creates a private zone over HTTP (as the Rust SDK does) and returns the answer.

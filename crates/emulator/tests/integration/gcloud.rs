@@ -1,46 +1,14 @@
 //! The real gcloud CLI against the emulator, through `write_gcloud_config`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kfsec_emulator::Emulator;
-use serde_json::Value;
 
 use crate::emulator;
-
-/// What one gcloud run printed.
-#[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        assert!(self.ok, "gcloud failed: {}", self.stderr);
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
-    }
-}
+use crate::gcloud_cli::{self, Run};
 
 async fn gcloud(config: &Path, args: &[&str]) -> Run {
-    let config = config.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("gcloud")
-            .args(&args)
-            .env("CLOUDSDK_CONFIG", &config)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .expect("gcloud is installed");
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
+    gcloud_cli::run(config, None, &[], args).await
 }
 
 fn configure(em: &Emulator) -> (tempfile::TempDir, PathBuf) {

@@ -3,7 +3,6 @@
 //! client sees (the Rust SDK's paths and query, a stale etag), and the Rust SDK itself.
 
 use std::path::Path;
-use std::process::Command;
 
 use google_cloud_auth::credentials::anonymous;
 use google_cloud_gax::error::rpc::Code;
@@ -15,6 +14,7 @@ use kfsec_emulator::Emulator;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::gcloud_cli::{self, Run};
 use crate::{call, emulator};
 
 const IAM: &str = "iam";
@@ -27,53 +27,8 @@ const MEMBER: &str = "serviceAccount:kf-private-nodes@kf-dev.iam.gserviceaccount
 const NODE_ROLE: &str = "roles/container.defaultNodeServiceAccount";
 const OWNER: &str = "user:alice@example.com";
 
-/// What one gcloud run printed.
-#[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn expect_ok(self) -> Self {
-        assert!(self.ok, "gcloud failed: {}\n{}", self.stderr, self.stdout);
-        self
-    }
-
-    #[track_caller]
-    fn expect_err(self, message: &str) -> Self {
-        assert!(!self.ok, "gcloud succeeded: {}", self.stdout);
-        assert!(self.stderr.contains(message), "{}", self.stderr);
-        self
-    }
-
-    #[track_caller]
-    fn json(self) -> Value {
-        let run = self.expect_ok();
-        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
-    }
-}
-
 async fn gcloud(config: &Path, args: &[&str]) -> Run {
-    let config = config.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("gcloud")
-            .args(&args)
-            .env("CLOUDSDK_CONFIG", &config)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .expect("gcloud is installed");
-        Run {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
+    gcloud_cli::run(config, None, &[], args).await
 }
 
 /// The members of `role`'s unconditional binding in a policy.

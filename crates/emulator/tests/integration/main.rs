@@ -9,6 +9,7 @@ mod container;
 mod dns;
 mod faults;
 mod gcloud;
+mod gcloud_cli;
 mod iam;
 mod lro;
 mod wire;

@@ -96,3 +96,47 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// Starts a monolithic blob upload on `addr` and returns the URL to PUT the blob to.
+#[allow(dead_code)] // not every user uploads
+pub(crate) async fn upload_url(
+    http: &reqwest::Client,
+    addr: &str,
+    repo: &str,
+    digest: &str,
+) -> String {
+    let start = http
+        .post(format!("http://{addr}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{addr}{location}")
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// Puts a manifest (or index) under `reference`.
+#[allow(dead_code)] // not every user uploads
+pub(crate) async fn put_manifest(
+    http: &reqwest::Client,
+    addr: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) {
+    let put = http
+        .put(format!("http://{addr}/v2/{repo}/manifests/{reference}"))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+}
