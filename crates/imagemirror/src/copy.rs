@@ -343,6 +343,31 @@ impl Copier {
         Ok(copied)
     }
 
+    /// The digest of the manifest (or index) an image names at its registry, `None` when the
+    /// registry has no such image. Reads only (HEAD).
+    pub async fn manifest_digest(&self, image: &ImageRef) -> Result<Option<String>, CopyError> {
+        let r = to_oci(image);
+        let fail = |e: &dyn std::fmt::Display| CopyError {
+            image: image.to_string(),
+            registry: image.registry().to_string(),
+            action: "read the manifest digest".into(),
+            message: e.to_string(),
+        };
+        let auth = self
+            .credentials
+            .for_registry(image.registry())
+            .map_err(|e| fail(&e))?;
+        self.retry(|| async {
+            match self.client.fetch_manifest_digest(&r, &auth).await {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| fail(&e))
+    }
+
     /// Copies many images, `images_at_once` at a time; one report or error per pair, in order.
     /// A failure of one image does not stop the others.
     pub async fn copy_all(

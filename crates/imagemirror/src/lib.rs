@@ -1,11 +1,18 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cloudbuild;
 pub mod copy;
 pub mod credentials;
 pub mod manifests;
+pub mod mirror;
 pub mod reference;
+pub mod spec;
 
 pub use copy::{Copier, CopyError, CopyReport};
 pub use credentials::{CredentialError, Credentials};
 pub use manifests::{ImageUse, ManifestError, Rewritten, rewrite, scan};
+pub use mirror::{
+    ImageMirror, ImageOutcome, ImageResult, MirrorError, MirrorPlan, MirrorReport, PlannedImage,
+};
 pub use reference::{Destination, Digest, ImageRef, ReferenceError};
+pub use spec::{Backend, Spec};

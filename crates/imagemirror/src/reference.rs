@@ -254,6 +254,30 @@ impl ImageRef {
     }
 }
 
+impl ImageRef {
+    /// The same image as served by a registry that hosts every registry under a path prefix
+    /// (the emulator's `registry` endpoint, or a pull-through cache laid out the same way):
+    /// `docker.io/library/busybox:1.36` through `127.0.0.1:5000` is
+    /// `127.0.0.1:5000/docker.io/library/busybox:1.36` (a port's `:` becomes `-`).
+    ///
+    /// ```
+    /// use kfsec_imagemirror::ImageRef;
+    /// let image = ImageRef::parse("busybox:1.36").unwrap();
+    /// assert_eq!(
+    ///     image.routed_through("127.0.0.1:5000").to_string(),
+    ///     "127.0.0.1:5000/docker.io/library/busybox:1.36"
+    /// );
+    /// ```
+    pub fn routed_through(&self, endpoint: &str) -> Self {
+        Self {
+            registry: endpoint.to_string(),
+            repository: format!("{}/{}", self.registry.replace(':', "-"), self.repository),
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+        }
+    }
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -371,6 +395,14 @@ impl<'de> serde::Deserialize<'de> for Destination {
 
 /// Splits off the domain the way Docker does: the first component is a domain when it holds
 /// a `.` or `:`, is `localhost`, or has an upper-case letter.
+/// Whether a registry host is Google's (Artifact Registry's `*.pkg.dev`, and `gcr.io` with its
+/// regional hosts, which Artifact Registry serves): they take an OAuth access token as the
+/// password of user `oauth2accesstoken`.
+pub fn is_google_registry(registry: &str) -> bool {
+    let host = registry.split(':').next().unwrap_or(registry);
+    host == "gcr.io" || host.ends_with(".gcr.io") || host == "pkg.dev" || host.ends_with(".pkg.dev")
+}
+
 fn split_domain(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
         Some((first, rest))

@@ -1,0 +1,401 @@
+//! The desired state: the `project` and `images` keys of the config file, checked before any
+//! call, and the list of images they name (from `images.sources` and the manifest files of
+//! `images.manifests`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kfsec_core::{ProjectId, ValidationErrors};
+use serde::{Deserialize, Serialize};
+
+use crate::reference::{Destination, ImageRef};
+
+/// Everything kfsec-imagemirror reads from the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The project (Cloud Build runs in it).
+    pub project: ProjectId,
+    /// The `images` section.
+    pub images: ImagesSpec,
+}
+
+/// Where the copies run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// This machine copies, straight from registry to registry.
+    #[default]
+    Direct,
+    /// Cloud Build copies (for a machine that cannot reach the destination, and for thousands
+    /// of images); its service account must be in the perimeter's access level.
+    Cloudbuild,
+}
+
+/// The `images` section.
+///
+/// ```
+/// use kfsec_imagemirror::spec::{Backend, Spec};
+/// let spec: Spec = serde_yaml::from_str(
+///     "project: kf-dev\n\
+///      images:\n  destination: us-docker.pkg.dev/kf-dev/kubeflow-mirror\n  sources: [busybox:1.36]\n",
+/// ).unwrap();
+/// assert_eq!(spec.images.backend, Backend::Direct);
+/// spec.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesSpec {
+    /// Where mirrors go: `LOCATION-docker.pkg.dev/PROJECT/REPOSITORY` (Artifact Registry).
+    pub destination: Destination,
+    /// Who copies: `direct` (the default) or `cloudbuild`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// Images to mirror, as written (`busybox:1.36`, `gcr.io/ml-pipeline/frontend:2.0.5`). A
+    /// malformed one fails on its own; the others are still mirrored.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Kubernetes YAML files (such as `kustomize build` output) whose pod-spec images are
+    /// mirrored too.
+    #[serde(default)]
+    pub manifests: Vec<PathBuf>,
+    /// Registries (`host:port`) spoken to over plain http although not on loopback.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// How much runs at once (direct backend).
+    #[serde(default)]
+    pub concurrency: Concurrency,
+    /// Cloud Build settings (cloudbuild backend).
+    #[serde(default)]
+    pub cloudbuild: CloudBuildOptions,
+}
+
+/// How much of a direct mirror runs at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Concurrency {
+    /// Images copied at once.
+    pub images: usize,
+    /// Blobs of one image copied at once.
+    pub layers: usize,
+    /// Blob copies at once against one destination registry.
+    pub per_registry: usize,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Self {
+            images: 4,
+            layers: 4,
+            per_registry: 8,
+        }
+    }
+}
+
+/// Cloud Build settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudBuildOptions {
+    /// Images per build (one step each, all running at once); more images make more builds.
+    pub images_per_build: usize,
+    /// A build's timeout in seconds; by default 10 minutes plus 2 per image, so that a build
+    /// of many images does not hit Cloud Build's 10-minute default as the guide's did.
+    pub timeout_seconds: Option<u64>,
+    /// The worker machine type (`E2_HIGHCPU_8` copies big images faster); Cloud Build's
+    /// default when unset.
+    pub machine_type: Option<String>,
+    /// The image that runs each copy.
+    pub crane_image: String,
+}
+
+impl Default for CloudBuildOptions {
+    fn default() -> Self {
+        Self {
+            images_per_build: 50,
+            timeout_seconds: None,
+            machine_type: None,
+            crane_image: DEFAULT_CRANE_IMAGE.to_string(),
+        }
+    }
+}
+
+/// The image of each copy step: crane, with a shell (the `debug` variant).
+pub const DEFAULT_CRANE_IMAGE: &str = "gcr.io/go-containerregistry/crane:debug";
+
+/// Cloud Build refuses builds with more steps.
+pub const MAX_STEPS_PER_BUILD: usize = 300;
+
+/// Cloud Build refuses timeouts longer than a day.
+pub const MAX_BUILD_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
+
+impl Spec {
+    /// Every problem, each with its field path, before any call is made. (A malformed image in
+    /// `images.sources` is not one of them: it fails on its own when the images are listed.)
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        let images = &self.images;
+        if images.sources.is_empty() && images.manifests.is_empty() {
+            errors.push(
+                "images",
+                "nothing to mirror: list images under images.sources, or Kubernetes YAML files under images.manifests",
+            );
+        }
+        for (i, path) in images.manifests.iter().enumerate() {
+            if let Err(e) = std::fs::metadata(path) {
+                errors.push(
+                    format!("images.manifests[{i}]"),
+                    format!(
+                        "cannot read {}: {e} (paths are relative to the directory kfsec runs in)",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        for (i, registry) in images.insecure_registries.iter().enumerate() {
+            if registry.is_empty() || registry.contains('/') || registry.contains("://") {
+                errors.push(
+                    format!("images.insecure_registries[{i}]"),
+                    format!("{registry:?} is not a registry host: write host or host:port, such as registry.internal:5000"),
+                );
+            }
+        }
+        let c = &images.concurrency;
+        for (name, value) in [
+            ("images", c.images),
+            ("layers", c.layers),
+            ("per_registry", c.per_registry),
+        ] {
+            if !(1..=256).contains(&value) {
+                errors.push(
+                    format!("images.concurrency.{name}"),
+                    format!("{value} is out of range: use 1 to 256"),
+                );
+            }
+        }
+        let cb = &images.cloudbuild;
+        if !(1..=MAX_STEPS_PER_BUILD).contains(&cb.images_per_build) {
+            errors.push(
+                "images.cloudbuild.images_per_build",
+                format!(
+                    "{} is out of range: a build has 1 to {MAX_STEPS_PER_BUILD} steps",
+                    cb.images_per_build
+                ),
+            );
+        }
+        if let Some(t) = cb.timeout_seconds
+            && !(60..=MAX_BUILD_TIMEOUT_SECONDS).contains(&t)
+        {
+            errors.push(
+                "images.cloudbuild.timeout_seconds",
+                format!(
+                    "{t} is out of range: Cloud Build takes 60 to {MAX_BUILD_TIMEOUT_SECONDS} seconds"
+                ),
+            );
+        }
+        if let Err(e) = ImageRef::parse(&cb.crane_image) {
+            errors.push("images.cloudbuild.crane_image", e.to_string());
+        }
+        if images.backend == Backend::Cloudbuild
+            && !crate::reference::is_google_registry(images.destination.registry())
+        {
+            errors.push(
+                "images.destination",
+                format!(
+                    "{} is not a Google registry: the cloudbuild backend pushes with the build's service account, which only Artifact Registry (LOCATION-docker.pkg.dev) and gcr.io accept; use backend: direct",
+                    images.destination
+                ),
+            );
+        }
+        errors.into_result()
+    }
+
+    /// The images to mirror, from `images.sources` and the manifest files, each once (the
+    /// first mention wins), with where it was named; and the references that are malformed,
+    /// each with where it was found.
+    pub fn wanted(&self) -> Result<Wanted, ValidationErrors> {
+        let mut wanted = Wanted::default();
+        let mut index: BTreeMap<ImageRef, usize> = BTreeMap::new();
+        let mut add =
+            |wanted: &mut Wanted, written: &str, at: String| match ImageRef::parse(written)
+                .and_then(|source| {
+                    let mirror = source.mirrored(&self.images.destination)?;
+                    Ok((source, mirror))
+                }) {
+                Ok((source, mirror)) => match index.get(&source) {
+                    Some(&i) => wanted.images[i].named_at.push(at),
+                    None => {
+                        index.insert(source.clone(), wanted.images.len());
+                        wanted.images.push(WantedImage {
+                            written: written.to_string(),
+                            source,
+                            mirror,
+                            named_at: vec![at],
+                        });
+                    }
+                },
+                Err(e) => wanted.malformed.push(Malformed {
+                    written: written.to_string(),
+                    named_at: at,
+                    message: e.to_string(),
+                }),
+            };
+        for (i, s) in self.images.sources.iter().enumerate() {
+            add(&mut wanted, s, format!("images.sources[{i}]"));
+        }
+        let mut errors = ValidationErrors::new();
+        for (i, path) in self.images.manifests.iter().enumerate() {
+            let field = format!("images.manifests[{i}]");
+            let name = path.display().to_string();
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(field, format!("cannot read {name}: {e}"));
+                    continue;
+                }
+            };
+            match crate::manifests::scan(&name, &text) {
+                Ok(uses) => {
+                    for u in uses {
+                        add(
+                            &mut wanted,
+                            &u.image,
+                            format!("{name}:{} ({} {})", u.line, u.object, u.field),
+                        );
+                    }
+                }
+                Err(e) => errors.push(field, e.to_string()),
+            }
+        }
+        errors.into_result().map(|()| wanted)
+    }
+}
+
+/// The images a spec names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// Images to mirror, in the order first named.
+    pub images: Vec<WantedImage>,
+    /// References that could not be read; each fails on its own.
+    pub malformed: Vec<Malformed>,
+}
+
+/// One image to mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedImage {
+    /// As first written.
+    pub written: String,
+    /// Normalized.
+    pub source: ImageRef,
+    /// Its mirror under `images.destination` (same tag and digest).
+    pub mirror: ImageRef,
+    /// Where it was named: `images.sources[0]`, `workload.yaml:12 (Deployment/kubeflow/ui
+    /// spec.template.spec.containers[0].image)`.
+    pub named_at: Vec<String>,
+}
+
+/// A reference that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// As written.
+    pub written: String,
+    /// Where.
+    pub named_at: String,
+    /// What is wrong and how to write it.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(images: &str) -> Spec {
+        kfsec_core::validation::from_yaml(&format!("project: kf-dev\nimages:\n{images}")).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_dedup() {
+        let s = spec(
+            "  destination: us-docker.pkg.dev/kf-dev/m\n  sources: [busybox:1.36, docker.io/library/busybox:1.36, 'Bad:Ref', quay.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000]\n",
+        );
+        s.validate().unwrap();
+        assert_eq!(s.images.backend, Backend::Direct);
+        assert_eq!(s.images.concurrency, Concurrency::default());
+        let w = s.wanted().unwrap();
+        assert_eq!(w.images.len(), 2);
+        assert_eq!(
+            w.images[0].named_at,
+            ["images.sources[0]", "images.sources[1]"]
+        );
+        assert_eq!(
+            w.images[0].mirror.to_string(),
+            "us-docker.pkg.dev/kf-dev/m/docker.io/library/busybox:1.36"
+        );
+        assert_eq!(w.malformed.len(), 1);
+        assert_eq!(w.malformed[0].named_at, "images.sources[2]");
+        assert!(
+            w.malformed[0].message.contains("Bad:Ref"),
+            "{:?}",
+            w.malformed
+        );
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let s = spec(
+            "  destination: registry.internal:5000/m\n  backend: cloudbuild\n  manifests: [/nonexistent/x.yaml]\n  insecure_registries: ['http://x']\n  concurrency: { images: 0 }\n  cloudbuild: { images_per_build: 301, timeout_seconds: 5 }\n",
+        );
+        let e = s.validate().unwrap_err();
+        let paths: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "images.manifests[0]",
+                "images.insecure_registries[0]",
+                "images.concurrency.images",
+                "images.cloudbuild.images_per_build",
+                "images.cloudbuild.timeout_seconds",
+                "images.destination",
+            ]
+        );
+        let e = spec("  destination: us-docker.pkg.dev/kf-dev/m\n")
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.errors[0].path, "images");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = kfsec_core::validation::from_yaml::<Spec>(
+            "project: kf-dev\nimages:\n  destination: us-docker.pkg.dev/kf-dev/m:tag\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.errors[0].path, "images.destination", "{e}");
+        let e = kfsec_core::validation::from_yaml::<Spec>(
+            "project: kf-dev\nimages:\n  destination: a.io/m\n  backend: cloud_build\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.errors[0].path, "images.backend", "{e}");
+    }
+
+    #[test]
+    fn images_of_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ui, namespace: kubeflow}\nspec:\n  template:\n    spec:\n      containers:\n      - name: ui\n        image: nginx:1.27\n      - name: bad\n        image: 'nginx:bad tag!'\n",
+        )
+        .unwrap();
+        let s = spec(&format!(
+            "  destination: us-docker.pkg.dev/kf-dev/m\n  sources: [docker.io/library/nginx:1.27]\n  manifests: [{}]\n",
+            path.display()
+        ));
+        s.validate().unwrap();
+        let w = s.wanted().unwrap();
+        assert_eq!(w.images.len(), 1);
+        assert_eq!(w.images[0].named_at.len(), 2);
+        assert!(w.images[0].named_at[1].contains("Deployment/kubeflow/ui"));
+        assert_eq!(w.malformed.len(), 1);
+        assert!(w.malformed[0].named_at.contains(":11"), "{:?}", w.malformed);
+    }
+}
