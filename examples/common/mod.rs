@@ -16,6 +16,9 @@ use kfsec_emulator::{Emulator, EmulatorOptions};
 pub(crate) const EXIT_INVALID: i32 = 2;
 /// Exit code for `verify` with high-severity findings.
 pub(crate) const EXIT_FINDINGS: i32 = 3;
+/// Exit code for a run that finished but failed some of its items (images that could not be
+/// mirrored, images left without a mirror); the output lists them.
+pub(crate) const EXIT_PARTIAL: i32 = 4;
 
 /// The whole config file of ARCHITECTURE.md, each key parsed on its own so that one run lists
 /// every problem. A key that failed to parse is `None` (its problem is in the errors). Sections
@@ -160,6 +163,13 @@ pub(crate) struct Session {
     _emulator: Option<Emulator>,
 }
 
+impl Session {
+    /// Whether the APIs are an emulator this program started (and that ends with it).
+    pub(crate) fn is_embedded(&self) -> bool {
+        self._emulator.is_some()
+    }
+}
+
 impl Target {
     pub(crate) async fn connect(&self) -> anyhow::Result<Session> {
         if self.google {
@@ -249,6 +259,35 @@ pub(crate) fn gke_spec(
             .filter(|f| !errors.errors.iter().any(|x| x.path == f.path))
             .collect();
         errors.extend_under("", ValidationErrors { errors: fresh });
+        return None;
+    }
+    Some(spec)
+}
+
+/// The kfsec-imagemirror spec from the `project` and `images` keys, validated; `None` with the
+/// problems added to `errors`.
+pub(crate) fn images_spec(
+    config: &Config,
+    errors: &mut ValidationErrors,
+) -> Option<kfsec_imagemirror::Spec> {
+    /// The section the image mirror reads.
+    #[derive(serde::Deserialize)]
+    struct Sections {
+        images: kfsec_imagemirror::spec::ImagesSpec,
+    }
+    let sections = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.extend_under("", e);
+            return None;
+        }
+    };
+    let spec = kfsec_imagemirror::Spec {
+        project: config.project.clone()?,
+        images: sections.images,
+    };
+    if let Err(e) = spec.validate() {
+        errors.extend_under("", e);
         return None;
     }
     Some(spec)

@@ -134,14 +134,22 @@ pub fn builds_for(images: &[WantedImage], options: &CloudBuildOptions, run: &str
 #[derive(Debug, Clone)]
 pub struct CloudBuildBackend {
     client: CloudBuild,
-    project: String,
+    /// `projects/P/locations/L`, as gcloud names builds.
+    parent: String,
     policies: Policies,
     progress: Progress,
+    /// Tags this run's builds (`run-<run>`), so a lost submission is found again.
+    run: String,
 }
 
 impl CloudBuildBackend {
-    /// A backend for `project`, with the connection's `cloudbuild` endpoint and credentials.
-    pub async fn new(conn: &Connection, project: &str) -> Result<Self, CloudBuildError> {
+    /// A backend for `project` in `location` (`global`, or a region), with the connection's
+    /// `cloudbuild` endpoint and credentials.
+    pub async fn new(
+        conn: &Connection,
+        project: &str,
+        location: &str,
+    ) -> Result<Self, CloudBuildError> {
         let client = conn
             .configure("cloudbuild", CloudBuild::builder())?
             .build()
@@ -150,17 +158,34 @@ impl CloudBuildBackend {
                 api: "cloudbuild".into(),
                 source: e.into(),
             })?;
-        Ok(Self::from_client(client, project, conn.policies().clone()))
+        Ok(Self::from_client(
+            client,
+            project,
+            location,
+            conn.policies().clone(),
+        ))
     }
 
     /// A backend over a client built elsewhere (for example a `from_stub` mock).
-    pub fn from_client(client: CloudBuild, project: &str, policies: Policies) -> Self {
+    pub fn from_client(
+        client: CloudBuild,
+        project: &str,
+        location: &str,
+        policies: Policies,
+    ) -> Self {
         Self {
             client,
-            project: project.to_string(),
+            parent: format!("projects/{project}/locations/{location}"),
             policies,
             progress: Progress::none(),
+            run: run_id(),
         }
+    }
+
+    /// Names this run (default: random), which tags its builds `run-<run>`.
+    pub fn with_run_id(mut self, run: impl Into<String>) -> Self {
+        self.run = run.into();
+        self
     }
 
     /// Sends progress events (one step per build, waiting with the build's status).
@@ -177,8 +202,7 @@ impl CloudBuildBackend {
         images: &[WantedImage],
         options: &CloudBuildOptions,
     ) -> Vec<StepResult> {
-        let run = run_id();
-        let builds = builds_for(images, options, &run);
+        let builds = builds_for(images, options, &self.run);
         let sizes: Vec<usize> = images
             .chunks(options.images_per_build.max(1))
             .map(<[WantedImage]>::len)
@@ -246,8 +270,7 @@ impl CloudBuildBackend {
                 |_| {
                     self.client
                         .get_build()
-                        .set_project_id(self.project.clone())
-                        .set_id(id.clone())
+                        .set_name(format!("{}/builds/{id}", self.parent))
                         .send()
                 },
             )
@@ -300,7 +323,7 @@ impl CloudBuildBackend {
             match self
                 .client
                 .create_build()
-                .set_project_id(self.project.clone())
+                .set_parent(self.parent.clone())
                 .set_build(build.clone())
                 .send()
                 .await
@@ -361,7 +384,7 @@ impl CloudBuildBackend {
         let listed = self
             .client
             .list_builds()
-            .set_project_id(self.project.clone())
+            .set_parent(self.parent.clone())
             .set_filter(filter)
             .send()
             .await;
@@ -443,6 +466,9 @@ pub fn step_results(build: &Build, n: usize) -> Vec<StepResult> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod wire_tests;
 
 #[cfg(test)]
 mod tests {

@@ -342,7 +342,14 @@ impl ImageMirror {
         .with_concurrency(c.layers, c.per_registry);
         let cloudbuild = match spec.images.backend {
             Backend::Direct => None,
-            Backend::Cloudbuild => Some(CloudBuildBackend::new(conn, spec.project.as_str()).await?),
+            Backend::Cloudbuild => Some(
+                CloudBuildBackend::new(
+                    conn,
+                    spec.project.as_str(),
+                    &spec.images.cloudbuild.location,
+                )
+                .await?,
+            ),
         };
         Ok(Self {
             spec,

@@ -96,6 +96,9 @@ impl Default for Concurrency {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CloudBuildOptions {
+    /// Where builds run: `global` (the default) or a region such as `us-central1` (regional
+    /// builds keep the work, and private pools, in one region).
+    pub location: String,
     /// Images per build (one step each, all running at once); more images make more builds.
     pub images_per_build: usize,
     /// A build's timeout in seconds; by default 10 minutes plus 2 per image, so that a build
@@ -111,6 +114,7 @@ pub struct CloudBuildOptions {
 impl Default for CloudBuildOptions {
     fn default() -> Self {
         Self {
+            location: "global".to_string(),
             images_per_build: 50,
             timeout_seconds: None,
             machine_type: None,
@@ -189,6 +193,20 @@ impl Spec {
                 "images.cloudbuild.timeout_seconds",
                 format!(
                     "{t} is out of range: Cloud Build takes 60 to {MAX_BUILD_TIMEOUT_SECONDS} seconds"
+                ),
+            );
+        }
+        if cb.location.is_empty()
+            || !cb
+                .location
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            errors.push(
+                "images.cloudbuild.location",
+                format!(
+                    "{:?} is not a location: write global or a region such as us-central1",
+                    cb.location
                 ),
             );
         }
