@@ -54,6 +54,15 @@ pub enum ConnectionError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Application Default Credentials could not be found or read.
+    #[error(
+        "cannot load Application Default Credentials: {source} (run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS)"
+    )]
+    Credentials {
+        /// The SDK's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// API base URLs keyed by gcloud's API names (`accesscontextmanager`, `serviceusage`,
@@ -157,6 +166,7 @@ impl Policies {
 /// let conn = Connection::emulated(endpoints);
 /// assert_eq!(conn.endpoint("accesscontextmanager").unwrap().as_deref(), Some("http://127.0.0.1:9000"));
 /// assert!(conn.endpoint("dns").is_err()); // an emulated connection never falls back to Google
+/// assert!(conn.access_token_credentials().unwrap().is_none()); // nor uses Google credentials
 /// assert_eq!(Connection::google().endpoint("dns").unwrap(), None); // the SDK's default host
 /// ```
 #[derive(Debug, Clone)]
@@ -222,6 +232,25 @@ impl Connection {
             }),
             None => Ok(None),
         }
+    }
+
+    /// Credentials that hand out OAuth access tokens, for APIs that are not called through an
+    /// SDK client (the registries of Artifact Registry take one as a password): Application
+    /// Default Credentials for real Google, `None` for an emulated connection (anonymous).
+    /// Tokens are cached and refreshed by the credentials.
+    pub fn access_token_credentials(
+        &self,
+    ) -> Result<Option<google_cloud_auth::credentials::AccessTokenCredentials>, ConnectionError>
+    {
+        if self.emulated {
+            return Ok(None);
+        }
+        google_cloud_auth::credentials::Builder::default()
+            .build_access_token_credentials()
+            .map(Some)
+            .map_err(|e| ConnectionError::Credentials {
+                source: Box::new(e),
+            })
     }
 
     /// Applies this connection to an SDK client builder: endpoint, credentials, retry, backoff
