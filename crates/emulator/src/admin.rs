@@ -26,6 +26,7 @@ pub(crate) fn state_json(st: &State) -> Value {
         crate::dns::API: crate::dns::state_json(st),
         crate::compute::API: crate::compute::state_json(st),
         crate::container::API: crate::container::state_json(st),
+        crate::registry::API: crate::registry::state_json(st),
     })
 }
 

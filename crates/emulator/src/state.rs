@@ -140,6 +140,8 @@ pub(crate) struct State {
     pub(crate) iam: crate::iam::IamState,
     /// Each project's IAM policy, by project id.
     pub(crate) iam_policies: BTreeMap<String, crate::resourcemanager::IamPolicy>,
+    /// The OCI registry's blobs, repositories and upload sessions.
+    pub(crate) registry: crate::registry::RegistryState,
 }
 
 impl State {
@@ -171,6 +173,7 @@ impl State {
                 crate::resourcemanager::IamPolicy::seed(),
             )]),
             operation_failures: Vec::new(),
+            registry: crate::registry::RegistryState::seed(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Integration tests of the emulator over loopback HTTP: wire behaviour, admin API, faults,
 //! long-running operations, etags, the binary, the real gcloud CLI, Cloud DNS, Compute Engine,
-//! GKE, and IAM.
+//! GKE, IAM, and the OCI registry (with the real skopeo).
 
 mod admin;
 mod binary;
@@ -12,6 +12,7 @@ mod gcloud;
 mod gcloud_cli;
 mod iam;
 mod lro;
+mod registry;
 mod wire;
 
 use kfsec_emulator::{Emulator, EmulatorOptions};
