@@ -2,6 +2,7 @@
 
 mod accesscontextmanager;
 mod admin;
+mod cloudbuild;
 mod compute;
 mod container;
 mod dns;
@@ -44,6 +45,7 @@ const APIS: &[(&str, Handler)] = &[
     (dns::API, Handler::Google(dns::dispatch)),
     (compute::API, Handler::Google(compute::dispatch)),
     (container::API, Handler::Google(container::dispatch)),
+    (cloudbuild::API, Handler::Google(cloudbuild::dispatch)),
     (registry::API, Handler::Registry(registry::dispatch)),
 ];
 
@@ -151,7 +153,9 @@ impl Emulator {
 
     /// Every resource as JSON keyed by API name (as `GET /state` on the admin endpoint).
     pub fn state(&self) -> serde_json::Value {
-        admin::state_json(&self.shared.state())
+        let mut st = self.shared.state();
+        st.settle();
+        admin::state_json(&st)
     }
 
     /// The request log, oldest first (as `GET /requests` on the admin endpoint).

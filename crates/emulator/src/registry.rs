@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 pub use self::seed::SEEDED_IMAGES;
 use crate::server::RawRequest;
-use crate::sha256::{digest, hex, is_sha256_digest, sha256};
+use crate::sha256::{digest, hex, is_sha256_digest, sha256, uuid_from};
 use crate::state::{Env, State};
 use crate::wire::{form_decode, percent_decode};
 
@@ -94,7 +94,6 @@ pub(crate) struct RegistryState {
     sessions: u64,
 }
 
-#[allow(dead_code)] // image_digest and copy_image serve Cloud Build, coming next
 impl RegistryState {
     /// The seeded registry (see [`SEEDED_IMAGES`]).
     pub(crate) fn seed() -> Self {
@@ -262,7 +261,6 @@ fn references(bytes: &[u8]) -> References {
 /// An image reference, `HOST/PATH:TAG` or `HOST/PATH@DIGEST`, normalized as Docker does
 /// (`busybox` is `docker.io/library/busybox:latest`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // used by copy_image, for Cloud Build
 struct ImageRef {
     /// The repository of this registry: `HOST/PATH`.
     repo: String,
@@ -270,7 +268,6 @@ struct ImageRef {
     reference: String,
 }
 
-#[allow(dead_code)] // used by copy_image, for Cloud Build
 impl ImageRef {
     fn parse(s: &str) -> Option<Self> {
         let (name, reference) = match s.split_once('@') {
@@ -308,7 +305,6 @@ impl ImageRef {
     }
 }
 
-#[allow(dead_code)] // used by copy_image, for Cloud Build
 fn valid_reference(r: &str) -> bool {
     is_sha256_digest(r) || valid_tag(r)
 }
@@ -850,16 +846,7 @@ fn start_upload(reg: &mut RegistryState, name: &str, q: &Query, req: &RawRequest
         return store_verified(reg, name, expected, req.body.clone());
     }
     reg.sessions += 1;
-    let h = sha256(format!("kfsec-emulator upload {}", reg.sessions).as_bytes());
-    let x = hex(&h[..16]);
-    let id = format!(
-        "{}-{}-4{}-8{}-{}",
-        &x[0..8],
-        &x[8..12],
-        &x[13..16],
-        &x[17..20],
-        &x[20..32]
-    );
+    let id = uuid_from(&format!("kfsec-emulator upload {}", reg.sessions));
     reg.uploads.insert(
         id.clone(),
         Upload {

@@ -234,7 +234,9 @@ async fn api_handler(
                 headers,
                 body,
             };
-            dispatch(&mut shared.state(), &env, &req)
+            let mut st = shared.state();
+            st.settle();
+            dispatch(&mut st, &env, &req)
         }
     };
     if fault == Some(Fault::DropAfter) {
@@ -260,7 +262,11 @@ async fn long_poll(
 ) -> ApiResult<Value> {
     let deadline = tokio::time::Instant::now() + LONG_POLL_MAX;
     loop {
-        let mut result = dispatch(&mut shared.state(), env, req);
+        let mut result = {
+            let mut st = shared.state();
+            st.settle();
+            dispatch(&mut st, env, req)
+        };
         let again = match &mut result {
             Ok(Value::Object(obj)) => obj
                 .remove(POLL_AGAIN_MS)

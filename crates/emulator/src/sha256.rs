@@ -168,6 +168,20 @@ pub(crate) fn is_sha256_digest(s: &str) -> bool {
     })
 }
 
+/// A UUID-shaped id (version 4 layout) derived from `seed`: unique per seed, the same on every
+/// run, never random.
+pub(crate) fn uuid_from(seed: &str) -> String {
+    let x = hex(&sha256(seed.as_bytes())[..16]);
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[13..16],
+        &x[17..20],
+        &x[20..32]
+    )
+}
+
 /// The CRC-32 (IEEE, reflected, as gzip uses it) of `data`.
 pub(crate) fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -226,6 +240,16 @@ mod tests {
         assert!(!is_sha256_digest("sha256:abc"));
         assert!(!is_sha256_digest(&digest(b"x").to_uppercase()));
         assert!(!is_sha256_digest("sha512:00"));
+    }
+
+    #[test]
+    fn uuids_are_shaped_and_stable() {
+        let a = uuid_from("x 1");
+        assert_eq!(a, uuid_from("x 1"));
+        assert_ne!(a, uuid_from("x 2"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.matches('-').count(), 4);
+        assert_eq!(&a[14..15], "4");
     }
 
     #[test]

@@ -24,7 +24,7 @@ async fn state_requests_reset_and_faults() {
         }
     };
 
-    assert_eq!(em.endpoints().len(), 9);
+    assert_eq!(em.endpoints().len(), 10);
     for api in [
         "accesscontextmanager",
         "serviceusage",
@@ -33,6 +33,7 @@ async fn state_requests_reset_and_faults() {
         "dns",
         "compute",
         "container",
+        "cloudbuild",
         "registry",
         "admin",
     ] {

@@ -1,9 +1,10 @@
 //! Integration tests of the emulator over loopback HTTP: wire behaviour, admin API, faults,
 //! long-running operations, etags, the binary, the real gcloud CLI, Cloud DNS, Compute Engine,
-//! GKE, IAM, and the OCI registry (with the real skopeo).
+//! GKE, IAM, Cloud Build, and the OCI registry (with the real skopeo).
 
 mod admin;
 mod binary;
+mod cloudbuild;
 mod compute;
 mod container;
 mod dns;
