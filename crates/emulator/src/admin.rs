@@ -26,6 +26,8 @@ pub(crate) fn state_json(st: &State) -> Value {
         crate::dns::API: crate::dns::state_json(st),
         crate::compute::API: crate::compute::state_json(st),
         crate::container::API: crate::container::state_json(st),
+        crate::cloudbuild::API: crate::cloudbuild::state_json(st),
+        crate::registry::API: crate::registry::state_json(st),
     })
 }
 
@@ -37,7 +39,11 @@ async fn handler(
 ) -> Response {
     let path = uri.path().trim_end_matches('/');
     match (method, path) {
-        (Method::GET, "/state") => axum::Json(state_json(&shared.state())).into_response(),
+        (Method::GET, "/state") => {
+            let mut st = shared.state();
+            st.settle();
+            axum::Json(state_json(&st)).into_response()
+        }
         (Method::GET, "/requests") => axum::Json(shared.state().log.clone()).into_response(),
         (Method::POST, "/reset") => {
             *shared.state() = State::seed();

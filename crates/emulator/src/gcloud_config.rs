@@ -16,7 +16,8 @@ pub(crate) fn config_text(endpoints: &BTreeMap<String, String>) -> String {
          [api_endpoint_overrides]\n",
     );
     for (api, url) in endpoints {
-        if api != crate::admin::API {
+        // The registry is not a gcloud API: clients map image hosts to it themselves.
+        if api != crate::admin::API && api != crate::registry::API {
             let _ = writeln!(s, "{api} = {url}");
         }
     }
@@ -47,7 +48,9 @@ mod tests {
             "http://127.0.0.1:2/".to_string(),
         );
         e.insert("iam".to_string(), "http://127.0.0.1:3/".to_string());
+        e.insert("registry".to_string(), "http://127.0.0.1:4/".to_string());
         let text = config_text(&e);
+        assert!(!text.contains("registry"));
         assert!(text.contains("serviceusage = http://127.0.0.1:2/\n"));
         assert!(text.contains("iam = http://127.0.0.1:3/\n"));
         assert!(!text.contains("admin"));

@@ -2,15 +2,18 @@
 
 mod accesscontextmanager;
 mod admin;
+mod cloudbuild;
 mod compute;
 mod container;
 mod dns;
 mod error;
 mod gcloud_config;
 mod iam;
+mod registry;
 mod resourcemanager;
 mod server;
 mod serviceusage;
+mod sha256;
 mod state;
 mod wire;
 
@@ -22,22 +25,28 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::server::{Dispatch, Faults, Shared};
+pub use crate::registry::SEEDED_IMAGES;
+use crate::server::{Faults, Handler, Shared};
 use crate::state::State;
 
 /// The emulated APIs: gcloud's API name and its handler. Adding an API is one module plus one
 /// line here.
-const APIS: &[(&str, Dispatch)] = &[
+const APIS: &[(&str, Handler)] = &[
     (
         accesscontextmanager::API,
-        accesscontextmanager::dispatch as Dispatch,
+        Handler::Google(accesscontextmanager::dispatch),
     ),
-    (serviceusage::API, serviceusage::dispatch as Dispatch),
-    (resourcemanager::API, resourcemanager::dispatch as Dispatch),
-    (iam::API, iam::dispatch as Dispatch),
-    (dns::API, dns::dispatch as Dispatch),
-    (compute::API, compute::dispatch as Dispatch),
-    (container::API, container::dispatch as Dispatch),
+    (serviceusage::API, Handler::Google(serviceusage::dispatch)),
+    (
+        resourcemanager::API,
+        Handler::Google(resourcemanager::dispatch),
+    ),
+    (iam::API, Handler::Google(iam::dispatch)),
+    (dns::API, Handler::Google(dns::dispatch)),
+    (compute::API, Handler::Google(compute::dispatch)),
+    (container::API, Handler::Google(container::dispatch)),
+    (cloudbuild::API, Handler::Google(cloudbuild::dispatch)),
+    (registry::API, Handler::Registry(registry::dispatch)),
 ];
 
 /// How an [`Emulator`] behaves. The default is instant and fault-free.
@@ -98,8 +107,8 @@ impl Emulator {
             lro: options.lro,
         });
         let mut routers = Vec::new();
-        for (api, dispatch) in APIS {
-            routers.push((*api, server::api_router(shared.clone(), api, *dispatch)));
+        for (api, handler) in APIS {
+            routers.push((*api, server::api_router(shared.clone(), api, *handler)));
         }
         routers.push((admin::API, admin::router(shared.clone())));
         let mut endpoints = BTreeMap::new();
@@ -144,7 +153,9 @@ impl Emulator {
 
     /// Every resource as JSON keyed by API name (as `GET /state` on the admin endpoint).
     pub fn state(&self) -> serde_json::Value {
-        admin::state_json(&self.shared.state())
+        let mut st = self.shared.state();
+        st.settle();
+        admin::state_json(&st)
     }
 
     /// The request log, oldest first (as `GET /requests` on the admin endpoint).

@@ -27,6 +27,29 @@ use crate::wire::ApiRequest;
 /// An API handler: applies one request to the state.
 pub(crate) type Dispatch = fn(&mut State, &Env, &ApiRequest) -> ApiResult<Value>;
 
+/// A handler of an API that does not speak Google's JSON (the OCI registry): it gets the raw
+/// request and answers the whole response.
+pub(crate) type RawDispatch = fn(&mut State, &Env, &RawRequest) -> Response;
+
+/// A request as a [`RawDispatch`] sees it.
+#[derive(Debug)]
+pub(crate) struct RawRequest {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// How one API handles requests, behind the common pipeline (log, latency, faults).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Handler {
+    /// A Google REST API: JSON in, JSON or a Google error out.
+    Google(Dispatch),
+    /// An OCI distribution registry: bytes in and out, faults answered with the distribution
+    /// error body, no body size limit.
+    Registry(RawDispatch),
+}
+
 /// A fault injected instead of (or after) handling a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -120,7 +143,39 @@ fn dropped() -> Response {
 struct ApiCtx {
     shared: Arc<Shared>,
     api: &'static str,
-    dispatch: Dispatch,
+    handler: Handler,
+}
+
+/// The answer to an injected 429 or 503, in the API's own error format.
+fn fault_response(handler: Handler, fault: Fault) -> Response {
+    let throttled = fault == Fault::ResourceExhausted;
+    let mut r = match (handler, throttled) {
+        (Handler::Google(_), true) => ApiError::resource_exhausted(
+            "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of the service (emulated fault).",
+        )
+        .into_response(),
+        (Handler::Google(_), false) => {
+            ApiError::unavailable("The service is currently unavailable (emulated fault).")
+                .into_response()
+        }
+        (Handler::Registry(_), true) => crate::registry::RegError::new(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            "TOOMANYREQUESTS",
+            "too many requests (emulated fault)",
+        )
+        .into_response(),
+        (Handler::Registry(_), false) => crate::registry::RegError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "service unavailable (emulated fault)",
+        )
+        .into_response(),
+    };
+    if throttled {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("0"));
+    }
+    r
 }
 
 async fn api_handler(
@@ -143,45 +198,51 @@ async fn api_handler(
     }
     let fault = shared.faults().decide();
     match fault {
-        Some(Fault::ResourceExhausted) => {
-            let mut r = ApiError::resource_exhausted(
-                "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of the service (emulated fault).",
-            )
-            .into_response();
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("0"));
-            return r;
-        }
-        Some(Fault::Unavailable) => {
-            return ApiError::unavailable("The service is currently unavailable (emulated fault).")
-                .into_response();
+        Some(f @ (Fault::ResourceExhausted | Fault::Unavailable)) => {
+            return fault_response(ctx.handler, f);
         }
         Some(Fault::DropBefore) => return dropped(),
         Some(Fault::DropAfter) | None => {}
     }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
     let env = Env { lro: shared.lro };
-    let result = match ApiRequest::parse(method, &uri, &body) {
-        Ok(mut req) => {
-            req.host = host;
-            long_poll(shared, &env, &req, ctx.dispatch).await
+    let response = match ctx.handler {
+        Handler::Google(dispatch) => {
+            let host = headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let result = match ApiRequest::parse(method, &uri, &body) {
+                Ok(mut req) => {
+                    req.host = host;
+                    long_poll(shared, &env, &req, dispatch).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => axum::Json(v).into_response(),
+                Err(e) => {
+                    tracing::debug!(api = ctx.api, status = e.status, message = %e.message, "error");
+                    e.into_response()
+                }
+            }
         }
-        Err(e) => Err(e),
+        Handler::Registry(dispatch) => {
+            let req = RawRequest {
+                method,
+                uri,
+                headers,
+                body,
+            };
+            let mut st = shared.state();
+            st.settle();
+            dispatch(&mut st, &env, &req)
+        }
     };
     if fault == Some(Fault::DropAfter) {
         return dropped();
     }
-    match result {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(e) => {
-            tracing::debug!(api = ctx.api, status = e.status, message = %e.message, "error");
-            e.into_response()
-        }
-    }
+    response
 }
 
 /// A handler that wants to wait for something (Compute's `operations/{op}/wait`) answers its
@@ -201,7 +262,11 @@ async fn long_poll(
 ) -> ApiResult<Value> {
     let deadline = tokio::time::Instant::now() + LONG_POLL_MAX;
     loop {
-        let mut result = dispatch(&mut shared.state(), env, req);
+        let mut result = {
+            let mut st = shared.state();
+            st.settle();
+            dispatch(&mut st, env, req)
+        };
         let again = match &mut result {
             Ok(Value::Object(obj)) => obj
                 .remove(POLL_AGAIN_MS)
@@ -219,13 +284,17 @@ async fn long_poll(
     }
 }
 
-/// The router of one API.
-pub(crate) fn api_router(shared: Arc<Shared>, api: &'static str, dispatch: Dispatch) -> Router {
-    Router::new().fallback(api_handler).with_state(ApiCtx {
+/// The router of one API. A registry takes bodies of any size (image layers).
+pub(crate) fn api_router(shared: Arc<Shared>, api: &'static str, handler: Handler) -> Router {
+    let router = Router::new().fallback(api_handler).with_state(ApiCtx {
         shared,
         api,
-        dispatch,
-    })
+        handler,
+    });
+    match handler {
+        Handler::Google(_) => router,
+        Handler::Registry(_) => router.layer(axum::extract::DefaultBodyLimit::disable()),
+    }
 }
 
 /// Binds a loopback listener on an ephemeral port.

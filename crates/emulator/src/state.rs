@@ -140,6 +140,10 @@ pub(crate) struct State {
     pub(crate) iam: crate::iam::IamState,
     /// Each project's IAM policy, by project id.
     pub(crate) iam_policies: BTreeMap<String, crate::resourcemanager::IamPolicy>,
+    /// The OCI registry's blobs, repositories and upload sessions.
+    pub(crate) registry: crate::registry::RegistryState,
+    /// Cloud Build builds.
+    pub(crate) cloudbuild: crate::cloudbuild::CloudBuildState,
 }
 
 impl State {
@@ -171,7 +175,15 @@ impl State {
                 crate::resourcemanager::IamPolicy::seed(),
             )]),
             operation_failures: Vec::new(),
+            registry: crate::registry::RegistryState::seed(),
+            cloudbuild: crate::cloudbuild::CloudBuildState::default(),
         }
+    }
+
+    /// Brings time-driven effects up to date: build steps whose time has come run against the
+    /// registry. Called before each request is handled and before the state is read.
+    pub(crate) fn settle(&mut self) {
+        crate::cloudbuild::settle(self, Instant::now());
     }
 
     /// Whether the operation of `api` described by `description` (for example

@@ -190,7 +190,8 @@ pub(crate) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn form_decode(s: &str) -> String {
+/// Decodes a form-encoded query component (`+` is a space, then `%XX` escapes).
+pub(crate) fn form_decode(s: &str) -> String {
     percent_decode(&s.replace('+', " "))
 }
 

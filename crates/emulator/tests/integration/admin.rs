@@ -24,7 +24,7 @@ async fn state_requests_reset_and_faults() {
         }
     };
 
-    assert_eq!(em.endpoints().len(), 8);
+    assert_eq!(em.endpoints().len(), 10);
     for api in [
         "accesscontextmanager",
         "serviceusage",
@@ -33,6 +33,8 @@ async fn state_requests_reset_and_faults() {
         "dns",
         "compute",
         "container",
+        "cloudbuild",
+        "registry",
         "admin",
     ] {
         assert!(em.endpoint(api).unwrap().starts_with("http://127.0.0.1:"));

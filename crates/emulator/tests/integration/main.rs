@@ -1,9 +1,10 @@
 //! Integration tests of the emulator over loopback HTTP: wire behaviour, admin API, faults,
 //! long-running operations, etags, the binary, the real gcloud CLI, Cloud DNS, Compute Engine,
-//! GKE, and IAM.
+//! GKE, IAM, Cloud Build, and the OCI registry (with the real skopeo).
 
 mod admin;
 mod binary;
+mod cloudbuild;
 mod compute;
 mod container;
 mod dns;
@@ -12,6 +13,7 @@ mod gcloud;
 mod gcloud_cli;
 mod iam;
 mod lro;
+mod registry;
 mod wire;
 
 use kfsec_emulator::{Emulator, EmulatorOptions};
