@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use kfsec_core::Backoff;
 use serde_json::Value;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use crate::client::{Client, ClientError, Scope, Upload};
 use crate::reference::ImageRef;
@@ -69,8 +69,8 @@ pub struct Copier {
     /// copier put it there, mounted it, or saw it there). Locked while the blob is copied to
     /// one of them, so a blob shared by many images is uploaded once and mounted elsewhere.
     blobs: Arc<Mutex<BTreeMap<String, Holders>>>,
-    /// Per registry: how many blob copies may run at once against it.
-    registry_limits: Arc<Mutex<BTreeMap<String, Arc<Semaphore>>>>,
+    /// Per registry: how many blob copies may run at once against it, largest waiting first.
+    registry_limits: Arc<Mutex<BTreeMap<String, Arc<Gate>>>>,
     per_registry: usize,
     layers_per_image: usize,
 }
@@ -423,13 +423,13 @@ impl Copier {
         Ok(())
     }
 
-    /// The semaphore of a registry.
-    async fn limit(&self, registry: &str) -> Arc<Semaphore> {
+    /// The gate of a registry.
+    async fn limit(&self, registry: &str) -> Arc<Gate> {
         self.registry_limits
             .lock()
             .await
             .entry(registry.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_registry)))
+            .or_insert_with(|| Gate::new(self.per_registry))
             .clone()
     }
 
@@ -452,15 +452,16 @@ impl Copier {
             holders.insert(at.src_repo.to_string());
         }
         let from = holders.iter().find(|r| *r != at.dst_repo).cloned();
-        // Both registries' limits, always taken in the same order.
+        // Both registries' limits, always taken in the same order; the largest blob waiting
+        // goes first, so that the longest copy starts early and the others fill in around it.
         let mut registries = [at.src_reg, at.dst_reg];
         registries.sort_unstable();
-        let first = self.limit(registries[0]).await;
-        let _first = first.acquire().await.ok();
-        let second = (registries[1] != registries[0]).then_some(self.limit(registries[1]).await);
-        let _second = match &second {
-            Some(s) => s.acquire().await.ok(),
-            None => None,
+        let weight = size.unwrap_or(0);
+        let _first = self.limit(registries[0]).await.enter(weight).await;
+        let _second = if registries[1] != registries[0] {
+            Some(self.limit(registries[1]).await.enter(weight).await)
+        } else {
+            None
         };
         let dst_scope = Scope::push(at.dst_repo);
         // One unit of retry: check, then mount or stream from the source into a monolithic
@@ -521,6 +522,125 @@ impl Copier {
     }
 }
 
+/// A counting gate: `capacity` holders at once; when it is full, the largest waiting blob is
+/// let in next (then the earliest among equals).
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+}
+
+struct GateState {
+    free: usize,
+    waiting: std::collections::BinaryHeap<Waiter>,
+    arrivals: u64,
+}
+
+struct Waiter {
+    size: u64,
+    arrival: std::cmp::Reverse<u64>,
+    wake: tokio::sync::oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        (self.size, self.arrival) == (other.size, other.arrival)
+    }
+}
+
+impl Eq for Waiter {}
+
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.size, self.arrival).cmp(&(other.size, other.arrival))
+    }
+}
+
+/// A place in a [`Gate`], given back when dropped.
+struct Pass {
+    gate: Arc<Gate>,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.gate.release();
+    }
+}
+
+/// Waiting for a place; if the wait is abandoned after the place was given, it is given back.
+struct Waiting {
+    gate: Arc<Gate>,
+    wake: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut wake) = self.wake.take() {
+            wake.close();
+            if wake.try_recv().is_ok() {
+                self.gate.release();
+            }
+        }
+    }
+}
+
+impl Gate {
+    fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: std::sync::Mutex::new(GateState {
+                free: capacity.max(1),
+                waiting: std::collections::BinaryHeap::new(),
+                arrivals: 0,
+            }),
+        })
+    }
+
+    /// Waits for a place for a blob of `size` bytes.
+    async fn enter(self: Arc<Self>, size: u64) -> Pass {
+        let mut waiting = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.free > 0 && state.waiting.is_empty() {
+                state.free -= 1;
+                drop(state);
+                return Pass { gate: self };
+            }
+            let (wake, woken) = tokio::sync::oneshot::channel();
+            state.arrivals += 1;
+            let arrival = std::cmp::Reverse(state.arrivals);
+            state.waiting.push(Waiter {
+                size,
+                arrival,
+                wake,
+            });
+            Waiting {
+                gate: self.clone(),
+                wake: Some(woken),
+            }
+        };
+        if let Some(woken) = waiting.wake.as_mut() {
+            // Err only if the gate went away; the place is ours either way.
+            let _ = woken.await;
+        }
+        waiting.wake = None;
+        Pass { gate: self }
+    }
+
+    /// Gives a place back: to the largest waiting blob still waiting, else to the free count.
+    fn release(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(waiter) = state.waiting.pop() {
+            if waiter.wake.send(()).is_ok() {
+                return;
+            }
+        }
+        state.free += 1;
+    }
+}
+
 /// Where one image comes from and goes.
 struct Endpoints<'a> {
     src_reg: &'a str,
@@ -552,6 +672,33 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_gate_lets_the_largest_waiting_blob_in_first() {
+        let gate = Gate::new(1);
+        let first = gate.clone().enter(10).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for size in [5u64, 500, 50] {
+            let (gate, order) = (gate.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _pass = gate.enter(size).await;
+                order.lock().unwrap().push(size);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A waiter that gives up does not keep a place.
+        let abandoned = tokio::time::timeout(Duration::from_millis(5), gate.clone().enter(9999));
+        assert!(abandoned.await.is_err());
+        drop(first);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![500, 50, 5]);
+        let _again = gate.clone().enter(1).await;
+        assert_eq!(gate.state.lock().unwrap().free, 0);
+    }
 
     #[test]
     fn loopback_registries() {
