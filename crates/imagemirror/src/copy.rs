@@ -477,7 +477,14 @@ impl Copier {
                     return Ok(BlobOutcome::Skipped);
                 }
                 let mount = from.as_deref().map(|from| (digest, from));
-                let session = match self.client.start_upload(at.dst_reg, at.dst_repo, mount).await? {
+                let started = match self.client.start_upload(at.dst_reg, at.dst_repo, mount).await {
+                    // A token service that will not cover the other repository: upload instead.
+                    Err(ClientError::Refused(_)) if mount.is_some() => {
+                        self.client.start_upload(at.dst_reg, at.dst_repo, None).await?
+                    }
+                    other => other?,
+                };
+                let session = match started {
                     Upload::Mounted => return Ok(BlobOutcome::Mounted),
                     Upload::Session(url) => url,
                 };
