@@ -639,3 +639,28 @@ async fn bearer_tokens_are_fetched_cached_and_scoped_for_mounts() {
         "refused token requests are not recorded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_the_token_service_refuses_falls_back_to_an_upload() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    let dst = token_proxy::start_refusing_mounts(&destination.addr, "writer", "w-pw").await;
+    let copier = Copier::new([source.addr.as_str(), dst.addr.as_str()], &[]).with_credentials(
+        kfsec_imagemirror::Credentials::anonymous().with_basic(&dst.addr, "writer", "w-pw"),
+    );
+    let dest = Destination::parse(&format!("{}/mirror", dst.addr)).unwrap();
+    let mut reports = Vec::new();
+    for image in &images[..2] {
+        let from = ImageRef::parse(image).unwrap();
+        reports.push(
+            copier
+                .copy(&from, &from.mirrored(&dest).unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    // app-b's base layer could not be mounted: uploaded like its other blobs.
+    assert_eq!(reports[1].blobs_mounted, 0, "{:?}", reports[1]);
+    assert_eq!(reports[1].blobs_copied, 3, "{:?}", reports[1]);
+}

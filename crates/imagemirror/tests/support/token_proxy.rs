@@ -30,6 +30,9 @@ struct Proxy {
     asked: Arc<Mutex<Vec<Vec<String>>>>,
     /// Requests to storage, and those that carried an Authorization header.
     storage: Arc<Mutex<(usize, usize)>>,
+    /// Refuse tokens that name more than one repository (as a token service does when the
+    /// credentials cannot read the other one).
+    one_repository: bool,
 }
 
 /// A running proxy; stops when dropped.
@@ -62,6 +65,25 @@ impl Drop for TokenProxy {
 /// Starts a proxy to `upstream` (`127.0.0.1:PORT`, no auth of its own) that gives tokens to
 /// `user` with `password`.
 pub(crate) async fn start(upstream: &str, user: &str, password: &str) -> TokenProxy {
+    start_with(upstream, user, password, false).await
+}
+
+/// Like [`start`], but its token service refuses a token for two repositories (a mount's).
+#[allow(dead_code)] // only the mount fallback test uses it
+pub(crate) async fn start_refusing_mounts(
+    upstream: &str,
+    user: &str,
+    password: &str,
+) -> TokenProxy {
+    start_with(upstream, user, password, true).await
+}
+
+async fn start_with(
+    upstream: &str,
+    user: &str,
+    password: &str,
+    one_repository: bool,
+) -> TokenProxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let proxy = Proxy {
@@ -76,6 +98,7 @@ pub(crate) async fn start(upstream: &str, user: &str, password: &str) -> TokenPr
         tokens: Arc::default(),
         asked: Arc::default(),
         storage: Arc::default(),
+        one_repository,
     };
     let asked = proxy.asked.clone();
     let storage = proxy.storage.clone();
@@ -154,6 +177,9 @@ async fn handle(State(p): State<Proxy>, req: Request) -> Response {
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v)
             .collect();
+        if p.one_repository && scopes.len() > 1 {
+            return (http::StatusCode::FORBIDDEN, "one repository per token").into_response();
+        }
         let n = {
             let mut asked = p.asked.lock().unwrap();
             asked.push(scopes.clone());
