@@ -252,7 +252,8 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client speaking plain http to `plain` registries and https to the rest.
+    /// A client speaking plain http to loopback registries and `plain` ones, https (rustls) to
+    /// the rest.
     pub(crate) fn new(plain: Vec<String>, credentials: Credentials) -> Self {
         let http = reqwest::Client::builder()
             // Redirects are followed by hand: only blob downloads follow them, and the
@@ -276,11 +277,12 @@ impl Client {
 
     /// `http(s)://HOST/v2/`: Docker Hub's API host for `docker.io`.
     fn base(&self, registry: &str) -> String {
-        let scheme = if self.plain.iter().any(|p| p == registry) {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme =
+            if crate::copy::is_loopback(registry) || self.plain.iter().any(|p| p == registry) {
+                "http"
+            } else {
+                "https"
+            };
         let host = match registry {
             "docker.io" => "registry-1.docker.io",
             other => other,
@@ -843,14 +845,41 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn https_is_spoken_with_rustls() {
+        // A plain TCP server that answers TLS with garbage: the client must try a handshake
+        // (and fail), not refuse the scheme.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            if let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            }
+        });
+        let c = Client::new(vec![], Credentials::anonymous());
+        let err = c
+            .http
+            .get(format!("https://{addr}/v2/"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        // rustls read the plain answer as a broken TLS record.
+        assert!(format!("{err:?}").contains("InvalidMessage"), "{err:?}");
+    }
+
     #[test]
     fn scopes_and_hosts() {
         assert_eq!(
             Scope::mount("mirror/b", "mirror/a").key(),
             "repository:mirror/b:pull,push repository:mirror/a:pull"
         );
-        let c = Client::new(vec!["127.0.0.1:5000".into()], Credentials::anonymous());
+        let c = Client::new(vec!["registry.lan:5000".into()], Credentials::anonymous());
         assert_eq!(c.base("127.0.0.1:5000"), "http://127.0.0.1:5000/v2/");
+        assert_eq!(c.base("localhost:5000"), "http://localhost:5000/v2/");
+        assert_eq!(c.base("registry.lan:5000"), "http://registry.lan:5000/v2/");
+        assert_eq!(c.base("registry.lan"), "https://registry.lan/v2/");
         assert_eq!(c.base("docker.io"), "https://registry-1.docker.io/v2/");
         assert_eq!(c.base("gcr.io"), "https://gcr.io/v2/");
     }
