@@ -15,7 +15,8 @@
 //! the time goes), and kfsec's peak memory during the cold mirror (`VmHWM`, reset before it).
 //! `--at-once` is how many images kfsec copies at once, `--layers` how many blobs of one image,
 //! `--per-registry` how many blob copies against one registry (`Copier::with_concurrency`).
-//! `MIRROR_BENCH_TIMELINE=1` prints when each image's copy ends.
+//! `MIRROR_BENCH_TIMELINE=1` prints when each image's copy ends and the destination's requests
+//! by method and status.
 //! Targets (issue 5): cold at most 0.5x skopeo's time, warm at most 0.2x, peak memory under
 //! 100 MiB with the 1 GiB layer.
 
@@ -293,7 +294,22 @@ async fn kfsec(
                 r.blobs_skipped
             );
         }
-        return start.elapsed();
+        let took = start.elapsed();
+        // What the destination was asked, by method and status (a retried upload shows here).
+        let mut asked = std::collections::BTreeMap::<String, usize>::new();
+        for line in dest.log_lines() {
+            let Some((_, request)) = line.split_once('"') else {
+                continue;
+            };
+            let method = request.split_whitespace().next().unwrap_or("?");
+            let status = request
+                .split_once("\" ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?");
+            *asked.entry(format!("{method} {status}")).or_default() += 1;
+        }
+        eprintln!("destination requests: {asked:?}");
+        return took;
     }
     for result in copier.copy_all(&pairs, at_once).await {
         result.expect("kfsec mirror");

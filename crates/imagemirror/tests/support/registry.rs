@@ -86,7 +86,6 @@ impl Registry {
     }
 
     /// Access-log lines so far.
-    #[allow(dead_code)] // the benchmark does not read the log
     pub(crate) fn log_lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
