@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p kfsec-imagemirror --example mirror-bench [-- --big-gib 1 --images 10]
+//!     [--at-once 16 --layers 4 --per-registry 8]   # kfsec's concurrency
 //! ```
 //!
 //! Starts three real registries (`docker-registry`) on loopback: a source, filled here with
@@ -10,7 +11,12 @@
 //! `--big-gib` GiB layer; and one fresh destination for each tool. Then it mirrors everything
 //! with kfsec (`Copier::copy_all`) and with skopeo (`skopeo copy --all --preserve-digests`, one
 //! image after the other, as `skopeo sync` does), cold and then warm, and prints the times,
-//! their ratios, and kfsec's peak memory during the cold mirror (`VmHWM`, reset before it).
+//! their ratios, the CPU time each registry and each tool used during the cold mirror (where
+//! the time goes), and kfsec's peak memory during the cold mirror (`VmHWM`, reset before it).
+//! `--at-once` is how many images kfsec copies at once, `--layers` how many blobs of one image,
+//! `--per-registry` how many blob copies against one registry (`Copier::with_concurrency`).
+//! `MIRROR_BENCH_TIMELINE=1` prints when each image's copy ends and the destination's requests
+//! by method and status.
 //! Targets (issue 5): cold at most 0.5x skopeo's time, warm at most 0.2x, peak memory under
 //! 100 MiB with the 1 GiB layer.
 
@@ -194,12 +200,70 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU seconds (user + system) from a `/proc/.../stat` file: the process's own (fields 14
+/// and 15), or those of its waited-for children (16 and 17).
+fn stat_cpu(path: &str, children: bool) -> f64 {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let at = if children { 13 } else { 11 };
+    let ticks: f64 = fields[at..at + 2]
+        .iter()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// CPU seconds used so far by the source and destination registries and by the copier (this
+/// process for kfsec, its finished children for skopeo).
+#[derive(Clone, Copy)]
+struct Cpu {
+    source: f64,
+    destination: f64,
+    copier: f64,
+}
+
+impl Cpu {
+    fn now(source: &Registry, destination: &Registry, children: bool) -> Self {
+        Self {
+            source: stat_cpu(&format!("/proc/{}/stat", source.pid()), false),
+            destination: stat_cpu(&format!("/proc/{}/stat", destination.pid()), false),
+            copier: stat_cpu("/proc/self/stat", children),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            source: self.source - before.source,
+            destination: self.destination - before.destination,
+            copier: self.copier - before.copier,
+        }
+    }
+}
+
+/// Writes dirty pages out before a timed run, so that neither tool pays for the writeback of
+/// what was written before it (the source's fill, the other tool's copy).
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 /// Resets the peak (writing 5 to clear_refs, Linux 4.0 and later).
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-async fn kfsec(refs: &[String], source: &str, dest: &Registry) -> Duration {
+async fn kfsec(
+    refs: &[String],
+    source: &str,
+    dest: &Registry,
+    (at_once, layers, per_registry): (usize, usize, usize),
+) -> Duration {
     let destination = Destination::parse(&format!("{}/kfsec", dest.addr)).unwrap();
     let pairs: Vec<(ImageRef, ImageRef)> = refs
         .iter()
@@ -210,8 +274,44 @@ async fn kfsec(refs: &[String], source: &str, dest: &Registry) -> Duration {
         })
         .collect();
     let start = Instant::now();
-    let copier = Copier::new([source, dest.addr.as_str()], &[]);
-    for result in copier.copy_all(&pairs, 4).await {
+    let copier =
+        Copier::new([source, dest.addr.as_str()], &[]).with_concurrency(layers, per_registry);
+    if std::env::var_os("MIRROR_BENCH_TIMELINE").is_some() {
+        // When each image ends, to see how the work overlaps.
+        use futures::StreamExt as _;
+        let copier = &copier;
+        let mut done = futures::stream::iter(&pairs)
+            .map(|(from, to)| async move { (from, copier.copy(from, to).await) })
+            .buffer_unordered(at_once.max(1));
+        while let Some((from, result)) = done.next().await {
+            let r = result.expect("kfsec mirror");
+            eprintln!(
+                "{:>6.2}s {from}: {} copied ({} MiB), {} mounted, {} skipped",
+                start.elapsed().as_secs_f64(),
+                r.blobs_copied,
+                r.bytes_copied / MB,
+                r.blobs_mounted,
+                r.blobs_skipped
+            );
+        }
+        let took = start.elapsed();
+        // What the destination was asked, by method and status (a retried upload shows here).
+        let mut asked = std::collections::BTreeMap::<String, usize>::new();
+        for line in dest.log_lines() {
+            let Some((_, request)) = line.split_once('"') else {
+                continue;
+            };
+            let method = request.split_whitespace().next().unwrap_or("?");
+            let status = request
+                .split_once("\" ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?");
+            *asked.entry(format!("{method} {status}")).or_default() += 1;
+        }
+        eprintln!("destination requests: {asked:?}");
+        return took;
+    }
+    for result in copier.copy_all(&pairs, at_once).await {
         result.expect("kfsec mirror");
     }
     start.elapsed()
@@ -252,6 +352,9 @@ async fn skopeo(refs: &[String], dest: &Registry) -> Duration {
 async fn main() {
     let mut args = std::env::args().skip(1);
     let (mut big_gib, mut images) = (1u64, 10u64);
+    // Every image at once (the per-registry limit bounds the blob copies, largest first, so
+    // the 1 GiB layer starts at once); the copier's defaults for the rest.
+    let (mut at_once, mut layers, mut per_registry) = (16usize, 4usize, 8usize);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--big-gib" => {
@@ -266,7 +369,20 @@ async fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--images N");
             }
-            other => panic!("unknown argument {other}: use --big-gib N and --images N"),
+            "--at-once" | "--layers" | "--per-registry" => {
+                let n = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{a} N"));
+                match a.as_str() {
+                    "--at-once" => at_once = n,
+                    "--layers" => layers = n,
+                    _ => per_registry = n,
+                }
+            }
+            other => panic!(
+                "unknown argument {other}: use --big-gib N, --images N, --at-once N, --layers N, --per-registry N"
+            ),
         }
     }
     let source = Registry::start().await;
@@ -286,11 +402,31 @@ async fn main() {
         unique / MB
     );
 
+    settle();
     let can_measure = reset_peak_rss();
-    let kfsec_cold = kfsec(&refs, &source.addr, &for_kfsec).await;
+    let before = Cpu::now(&source, &for_kfsec, false);
+    let kfsec_cold = kfsec(
+        &refs,
+        &source.addr,
+        &for_kfsec,
+        (at_once, layers, per_registry),
+    )
+    .await;
+    let kfsec_cpu = Cpu::now(&source, &for_kfsec, false).since(before);
     let peak = peak_rss().filter(|_| can_measure);
-    let kfsec_warm = kfsec(&refs, &source.addr, &for_kfsec).await;
+    settle();
+    let kfsec_warm = kfsec(
+        &refs,
+        &source.addr,
+        &for_kfsec,
+        (at_once, layers, per_registry),
+    )
+    .await;
+    settle();
+    let before = Cpu::now(&source, &for_skopeo, true);
     let skopeo_cold = skopeo(&refs, &for_skopeo).await;
+    let skopeo_cpu = Cpu::now(&source, &for_skopeo, true).since(before);
+    settle();
     let skopeo_warm = skopeo(&refs, &for_skopeo).await;
 
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
@@ -314,6 +450,13 @@ async fn main() {
         ratio(kfsec_warm, skopeo_warm),
         "<=0.2x"
     );
+    println!("CPU seconds during the cold mirror (2 cores: at most twice the wall time):");
+    for (who, cpu) in [("kfsec", kfsec_cpu), ("skopeo", skopeo_cpu)] {
+        println!(
+            "  {who:<6} source registry {:.2} s, destination registry {:.2} s, {who} {:.2} s",
+            cpu.source, cpu.destination, cpu.copier
+        );
+    }
     match peak {
         Some(p) => println!(
             "kfsec peak memory during the cold mirror: {} MiB (target < 100 MiB)",

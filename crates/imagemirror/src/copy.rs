@@ -1,31 +1,25 @@
-//! Copying images between registries (OCI distribution API, through oci-client): manifests and
-//! indexes byte for byte so every digest is kept, blobs streamed from source to destination with
-//! monolithic uploads, and nothing sent that the destination already has.
+//! Copying images between registries over the OCI distribution API (through the crate's own
+//! client): manifests and indexes byte for byte so every digest is kept, blobs streamed from
+//! source to destination with monolithic uploads, blobs the destination registry holds in
+//! another repository mounted, and nothing sent that the destination already has.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
 use std::time::Duration;
 
-use futures::TryStreamExt as _;
-use kfsec_core::{Backoff, RetryDecision};
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::{Client, Reference, RegistryOperation};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use kfsec_core::Backoff;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::client::{Client, ClientError, Scope, Upload};
 use crate::reference::ImageRef;
 
-/// Media types of manifests, indexes first.
-pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+pub use crate::client::MANIFEST_MEDIA_TYPES;
 
-/// A copy that failed; names the image and the registry.
+/// A copy that failed; names the image, the registry and the action.
 #[derive(Debug, thiserror::Error)]
 #[error("{image}: {action} on {registry}: {message}")]
 pub struct CopyError {
@@ -56,23 +50,27 @@ pub struct CopyReport {
     pub bytes_copied: u64,
     /// Blobs the destination already had.
     pub blobs_skipped: usize,
+    /// Blobs the destination registry mounted from another of its repositories (nothing sent).
+    pub blobs_mounted: usize,
     /// Manifests pushed (an index counts with its children).
     pub manifests_pushed: usize,
 }
 
 /// Copies images between registries. Registries on loopback (127.0.0.0/8, `localhost`, `[::1]`)
-/// and those given as insecure are spoken to over plain http, as Docker does.
+/// and those given as insecure are spoken to over plain http, as Docker does; the rest over
+/// https (rustls).
 #[derive(Clone)]
 pub struct Copier {
-    client: Client,
-    credentials: crate::credentials::Credentials,
+    client: Arc<Client>,
+    plain: Vec<String>,
     attempts: u32,
     backoff: Backoff,
-    /// Per `registry/repository@digest`: whether this copier has put the blob there. A blob
-    /// shared by many images is copied once, and never by two tasks at the same time.
-    blobs: Arc<Mutex<BTreeMap<String, Arc<Mutex<bool>>>>>,
-    /// Per destination registry: how many blob copies may run at once.
-    registry_limits: Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Semaphore>>>>,
+    /// Per `registry@digest`: the repositories of that registry known to hold the blob (this
+    /// copier put it there, mounted it, or saw it there). Locked while the blob is copied to
+    /// one of them, so a blob shared by many images is uploaded once and mounted elsewhere.
+    blobs: Arc<Mutex<BTreeMap<String, Holders>>>,
+    /// Per registry: how many blob copies may run at once against it, largest waiting first.
+    registry_limits: Arc<Mutex<BTreeMap<String, Arc<Gate>>>>,
     per_registry: usize,
     layers_per_image: usize,
 }
@@ -95,6 +93,19 @@ pub fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The repositories of one registry known to hold one blob, locked while it is copied.
+type Holders = Arc<Mutex<BTreeSet<String>>>;
+
+/// How one blob went.
+enum BlobOutcome {
+    Skipped,
+    Mounted,
+    Copied(u64),
+}
+
+/// A failure inside a copy: the registry and the action, before the image is known.
+type Failure = (String, &'static str, ClientError);
+
 impl Copier {
     /// A copier for these registries: loopback ones and `insecure` over http, the rest https.
     pub fn new<'a>(registries: impl IntoIterator<Item = &'a str>, insecure: &[String]) -> Self {
@@ -104,14 +115,12 @@ impl Copier {
             .map(str::to_string)
             .chain(insecure.iter().cloned())
             .collect();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain),
-            use_monolithic_push: true,
-            ..ClientConfig::default()
-        };
         Self {
-            client: Client::new(config),
-            credentials: crate::credentials::Credentials::anonymous(),
+            client: Arc::new(Client::new(
+                plain.clone(),
+                crate::credentials::Credentials::anonymous(),
+            )),
+            plain,
             attempts: 8,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             blobs: Arc::default(),
@@ -122,8 +131,9 @@ impl Copier {
     }
 
     /// How often to try each registry call (default 8) and how long to wait between tries
-    /// (default 200 ms doubling to 10 s). 429, 5xx, dropped connections and broken streams are
-    /// retried; anything else is final.
+    /// (default 200 ms doubling to 10 s, or the registry's `Retry-After` on 429 and 503 when it
+    /// is longer, up to 60 s). 429, 5xx, dropped connections and broken streams are retried;
+    /// anything else is final, refused credentials (401, 403) above all.
     pub fn with_retries(mut self, attempts: u32, backoff: Backoff) -> Self {
         self.attempts = attempts;
         self.backoff = backoff;
@@ -131,241 +141,377 @@ impl Copier {
     }
 
     /// Uses these credentials (default: anonymous everywhere); see
-    /// [`Credentials::from_docker_config`](crate::Credentials::from_docker_config).
+    /// [`Credentials::from_docker_config`](crate::Credentials::from_docker_config) and
+    /// [`Credentials::with_google_token`](crate::Credentials::with_google_token).
     pub fn with_credentials(mut self, credentials: crate::credentials::Credentials) -> Self {
-        self.credentials = credentials;
+        self.client = Arc::new(Client::new(self.plain.clone(), credentials));
         self
     }
 
     /// How many blobs of one image are copied at once (default 4) and how many blob copies may
-    /// run at once against one destination registry (default 8).
+    /// run at once against one registry (default 8).
     pub fn with_concurrency(mut self, layers_per_image: usize, per_registry: usize) -> Self {
         self.layers_per_image = layers_per_image.max(1);
         self.per_registry = per_registry.max(1);
         self
     }
 
-    /// Runs one registry call with retries.
-    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, OciDistributionError>
+    /// Runs one registry call (or one unit of them) with retries.
+    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
-        kfsec_core::retry::retry(self.attempts, self.backoff, retry_decision, |_| call()).await
+        kfsec_core::retry::retry(
+            self.attempts,
+            self.backoff,
+            ClientError::retry_decision,
+            |_| call(),
+        )
+        .await
+    }
+
+    /// The digest of the manifest (or index) an image names at its registry, `None` when the
+    /// registry has no such image. Reads only (HEAD).
+    pub async fn manifest_digest(&self, image: &ImageRef) -> Result<Option<String>, CopyError> {
+        let scope = Scope::pull(image.repository());
+        self.retry(|| {
+            self.client.head_manifest(
+                image.registry(),
+                image.repository(),
+                image.manifest_reference(),
+                &scope,
+            )
+        })
+        .await
+        .map_err(|e| CopyError {
+            image: image.to_string(),
+            registry: image.registry().to_string(),
+            action: "read the manifest digest".into(),
+            message: e.to_string(),
+        })
     }
 
     /// Copies `source` to `destination` (its tag, or its digest): the whole index with every
-    /// platform when the source is one.
+    /// platform when the source is one. Nothing but two HEADs is sent when the destination
+    /// already has the source's manifest under the tag.
     pub async fn copy(
         &self,
         source: &ImageRef,
         destination: &ImageRef,
     ) -> Result<CopyReport, CopyError> {
-        let src = to_oci(source);
-        let dst = to_oci(destination);
         let fail = |registry: &str, action: &str, e: &dyn std::fmt::Display| CopyError {
             image: source.to_string(),
             registry: registry.to_string(),
             action: action.to_string(),
             message: e.to_string(),
         };
-        let src_auth = self
-            .credentials
-            .for_registry(source.registry())
-            .map_err(|e| fail(source.registry(), "find credentials", &e))?;
-        let dst_auth = self
-            .credentials
-            .for_registry(destination.registry())
-            .map_err(|e| fail(destination.registry(), "find credentials", &e))?;
-        let (body, digest) = self
-            .retry(|| {
-                self.client
-                    .pull_manifest_raw(&src, &src_auth, MANIFEST_MEDIA_TYPES)
+        let (src_reg, src_repo) = (source.registry(), source.repository());
+        let (dst_reg, dst_repo) = (destination.registry(), destination.repository());
+        let src_scope = Scope::pull(src_repo);
+        let dst_scope = Scope::push(dst_repo);
+        let dst_reference = destination
+            .tag()
+            .or(destination.digest().map(|d| d.as_str()))
+            .unwrap_or("latest");
+
+        // What the source names (HEAD is not counted as a pull by Docker Hub) and what the
+        // destination has under the tag, at the same time.
+        let source_digest = async {
+            if let Some(d) = source.digest() {
+                return Ok(Some(d.as_str().to_string()));
+            }
+            self.retry(|| {
+                self.client.head_manifest(
+                    src_reg,
+                    src_repo,
+                    source.manifest_reference(),
+                    &src_scope,
+                )
             })
             .await
-            .map_err(|e| fail(source.registry(), "read the manifest", &e))?;
+        };
+        let have = self.retry(|| {
+            self.client
+                .head_manifest(dst_reg, dst_repo, dst_reference, &dst_scope)
+        });
+        let (source_digest, have) = futures::join!(source_digest, have);
+        let source_digest = source_digest.map_err(|e| fail(src_reg, "read the manifest", &e))?;
+        let have = have.map_err(|e| fail(dst_reg, "read the destination tag", &e))?;
+        if let Some(digest) = source_digest.as_ref().filter(|d| have.as_ref() == Some(*d)) {
+            return Ok(CopyReport {
+                source: source.to_string(),
+                destination: format!("{destination}@{digest}"),
+                digest: digest.clone(),
+                up_to_date: true,
+                ..CopyReport::default()
+            });
+        }
+
+        // Read by digest when it is known, so that what is copied is what was compared.
+        let reference = source_digest
+            .clone()
+            .unwrap_or_else(|| source.manifest_reference().to_string());
+        let (body, content_type, digest) = self
+            .retry(|| {
+                self.client
+                    .get_manifest(src_reg, src_repo, &reference, &src_scope)
+            })
+            .await
+            .map_err(|e| fail(src_reg, "read the manifest", &e))?;
         let mut report = CopyReport {
             source: source.to_string(),
-            destination: format!("{}@{digest}", destination),
+            destination: format!("{destination}@{digest}"),
             digest: digest.clone(),
             ..CopyReport::default()
         };
-        // The destination already has this exact manifest under the tag: nothing to send.
-        let have = self
-            .retry(|| async {
-                match self.client.fetch_manifest_digest(&dst, &dst_auth).await {
-                    Ok(d) => Ok(Some(d)),
-                    Err(e) if is_not_found(&e) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await
-            .map_err(|e| fail(destination.registry(), "read the destination tag", &e))?;
         if have.as_deref() == Some(digest.as_str()) {
             report.up_to_date = true;
             return Ok(report);
         }
-        self.retry(|| self.client.auth(&dst, &dst_auth, RegistryOperation::Push))
-            .await
-            .map_err(|e| fail(destination.registry(), "authenticate for push", &e))?;
-        let manifest: Value = serde_json::from_slice(&body)
-            .map_err(|e| fail(source.registry(), "parse the manifest", &e))?;
-        if let Some(children) = manifest["manifests"].as_array() {
-            for child in children {
-                let Some(child_digest) = child["digest"].as_str() else {
-                    continue;
-                };
-                let child_ref = src.clone_with_digest(child_digest.to_string());
-                let (child_body, _) = self
-                    .retry(|| {
-                        self.client
-                            .pull_manifest_raw(&child_ref, &src_auth, MANIFEST_MEDIA_TYPES)
-                    })
-                    .await
-                    .map_err(|e| fail(source.registry(), "read a platform manifest", &e))?;
-                let child_manifest: Value = serde_json::from_slice(&child_body)
-                    .map_err(|e| fail(source.registry(), "parse a platform manifest", &e))?;
-                self.copy_blobs(&src, &dst, &child_manifest, &mut report)
-                    .await
-                    .map_err(|(registry, action, e)| fail(&registry, action, &e))?;
-                let media_type = media_type(&child_manifest, child["mediaType"].as_str());
-                self.push_manifest(
-                    &dst.clone_with_digest(child_digest.to_string()),
-                    child_body,
-                    media_type,
-                )
-                .await
-                .map_err(|e| fail(destination.registry(), "push a platform manifest", &e))?;
-                report.manifests_pushed += 1;
-            }
-        } else {
-            self.copy_blobs(&src, &dst, &manifest, &mut report)
-                .await
-                .map_err(|(registry, action, e)| fail(&registry, action, &e))?;
-        }
-        let media_type = media_type(&manifest, None);
-        self.push_manifest(&dst, body, media_type)
-            .await
-            .map_err(|e| fail(destination.registry(), "push the manifest", &e))?;
-        report.manifests_pushed += 1;
+        let at = Endpoints {
+            src_reg,
+            src_repo,
+            dst_reg,
+            dst_repo,
+        };
+        let mut counts = Counts::default();
+        self.copy_manifest(
+            &at,
+            body,
+            content_type,
+            None,
+            dst_reference.to_string(),
+            &mut counts,
+        )
+        .await
+        .map_err(|(registry, action, e)| fail(&registry, action, &e))?;
+        report.blobs_copied = counts.copied;
+        report.bytes_copied = counts.bytes;
+        report.blobs_skipped = counts.skipped;
+        report.blobs_mounted = counts.mounted;
+        report.manifests_pushed = counts.manifests;
         Ok(report)
     }
 
-    async fn push_manifest(
-        &self,
-        dst: &Reference,
-        body: bytes::Bytes,
-        media_type: String,
-    ) -> Result<(), OciDistributionError> {
-        let content_type = http::HeaderValue::from_str(&media_type)
-            .unwrap_or(http::HeaderValue::from_static(MANIFEST_MEDIA_TYPES[2]));
-        self.retry(|| {
-            self.client
-                .push_manifest_raw(dst, body.clone(), content_type.clone())
+    /// One manifest or index, already read: its children (for an index) or its blobs first,
+    /// then the manifest itself, byte for byte, under `reference`.
+    fn copy_manifest<'a>(
+        &'a self,
+        at: &'a Endpoints<'a>,
+        body: Bytes,
+        content_type: Option<String>,
+        descriptor_type: Option<&'a str>,
+        reference: String,
+        counts: &'a mut Counts,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let manifest: Value = serde_json::from_slice(&body).map_err(|e| {
+                (
+                    at.src_reg.to_string(),
+                    "parse the manifest",
+                    ClientError::Invalid(format!("not JSON: {e}")),
+                )
+            })?;
+            if let Some(children) = manifest["manifests"].as_array() {
+                // The platforms at once; a child the destination has is there whole.
+                let children: Vec<Value> = children.clone();
+                let outcomes: Vec<Result<Counts, Failure>> = futures::stream::iter(children)
+                    .map(|child| async move { self.copy_child(at, &child).await })
+                    .buffer_unordered(self.layers_per_image)
+                    .collect()
+                    .await;
+                for outcome in outcomes {
+                    counts.add(&outcome?);
+                }
+            } else {
+                self.copy_blobs(at, &manifest, counts).await?;
+            }
+            let media_type = manifest["mediaType"]
+                .as_str()
+                .map(str::to_string)
+                .or(content_type.filter(|t| MANIFEST_MEDIA_TYPES.contains(&t.as_str())))
+                .or(descriptor_type.map(str::to_string))
+                .unwrap_or_else(|| {
+                    if manifest.get("manifests").is_some() {
+                        MANIFEST_MEDIA_TYPES[0].to_string()
+                    } else {
+                        MANIFEST_MEDIA_TYPES[2].to_string()
+                    }
+                });
+            self.retry(|| {
+                self.client.put_manifest(
+                    at.dst_reg,
+                    at.dst_repo,
+                    &reference,
+                    body.clone(),
+                    &media_type,
+                )
+            })
+            .await
+            .map_err(|e| (at.dst_reg.to_string(), "push the manifest", e))?;
+            counts.manifests += 1;
+            Ok(())
         })
-        .await
-        .map(|_| ())
     }
 
-    /// The config and layers of one image manifest: skipped when the destination has them,
-    /// else streamed from the source with a monolithic upload.
+    /// One child of an index: skipped when the destination has it, else read and copied.
+    async fn copy_child(&self, at: &Endpoints<'_>, child: &Value) -> Result<Counts, Failure> {
+        let mut counts = Counts::default();
+        let Some(digest) = child["digest"].as_str() else {
+            return Ok(counts);
+        };
+        let dst_scope = Scope::push(at.dst_repo);
+        let have = self
+            .retry(|| {
+                self.client
+                    .head_manifest(at.dst_reg, at.dst_repo, digest, &dst_scope)
+            })
+            .await
+            .map_err(|e| (at.dst_reg.to_string(), "read a platform manifest", e))?;
+        if have.as_deref() == Some(digest) {
+            return Ok(counts);
+        }
+        let src_scope = Scope::pull(at.src_repo);
+        let (body, content_type, _) = self
+            .retry(|| {
+                self.client
+                    .get_manifest(at.src_reg, at.src_repo, digest, &src_scope)
+            })
+            .await
+            .map_err(|e| (at.src_reg.to_string(), "read a platform manifest", e))?;
+        self.copy_manifest(
+            at,
+            body,
+            content_type,
+            child["mediaType"].as_str(),
+            digest.to_string(),
+            &mut counts,
+        )
+        .await?;
+        Ok(counts)
+    }
+
+    /// The config and layers of one image manifest, several at once.
     async fn copy_blobs(
         &self,
-        src: &Reference,
-        dst: &Reference,
+        at: &Endpoints<'_>,
         manifest: &Value,
-        report: &mut CopyReport,
-    ) -> Result<(), (String, &'static str, OciDistributionError)> {
-        use futures::StreamExt as _;
+        counts: &mut Counts,
+    ) -> Result<(), Failure> {
         let blobs: Vec<(String, Option<u64>)> = std::iter::once(&manifest["config"])
             .chain(manifest["layers"].as_array().into_iter().flatten())
+            // Foreign layers (`urls`) are not the registry's to hold.
+            .filter(|b| b["urls"].as_array().is_none_or(Vec::is_empty))
             .filter_map(|b| Some((b["digest"].as_str()?.to_string(), b["size"].as_u64())))
             .collect();
         let outcomes: Vec<_> = futures::stream::iter(blobs)
-            .map(|(digest, size)| async move { self.copy_blob(src, dst, &digest, size).await })
-            .buffer_unordered(self.layers_per_image.max(1))
+            .map(|(digest, size)| async move { self.copy_blob(at, &digest, size).await })
+            .buffer_unordered(self.layers_per_image)
             .collect()
             .await;
         for outcome in outcomes {
             match outcome? {
-                None => report.blobs_skipped += 1,
-                Some(bytes) => {
-                    report.blobs_copied += 1;
-                    report.bytes_copied += bytes;
+                BlobOutcome::Skipped => counts.skipped += 1,
+                BlobOutcome::Mounted => counts.mounted += 1,
+                BlobOutcome::Copied(bytes) => {
+                    counts.copied += 1;
+                    counts.bytes += bytes;
                 }
             }
         }
         Ok(())
     }
 
-    /// One blob: `None` when the destination has it, else the bytes sent. The same blob for the
-    /// same repository is handled once at a time, so images sharing it upload it once; uploads
-    /// to one registry are limited by its semaphore.
-    async fn copy_blob(
-        &self,
-        src: &Reference,
-        dst: &Reference,
-        digest: &str,
-        size: Option<u64>,
-    ) -> Result<Option<u64>, (String, &'static str, OciDistributionError)> {
-        let key = format!("{}/{}@{digest}", dst.registry(), dst.repository());
-        let slot = self.blobs.lock().await.entry(key).or_default().clone();
-        let mut done = slot.lock().await;
-        if *done {
-            return Ok(None);
-        }
-        let limit = self
-            .registry_limits
+    /// The gate of a registry.
+    async fn limit(&self, registry: &str) -> Arc<Gate> {
+        self.registry_limits
             .lock()
             .await
-            .entry(dst.registry().to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_registry.max(1))))
-            .clone();
-        let _permit = limit.acquire_owned().await.ok();
-        // One unit of retry: check, then stream from the source into a monolithic upload.
-        // A retry starts with the check, so an upload whose answer was lost is not repeated.
-        let copied = self
-            .retry(|| async {
-                if self.client.blob_exists(dst, digest).await? {
-                    return Ok(None);
-                }
-                let stream = self.client.pull_blob_stream(src, digest).await?;
-                let size = size.or(stream.content_length);
-                let body = stream.stream.map_err(OciDistributionError::from);
-                self.client
-                    .push_blob_stream(dst, body, digest, size)
-                    .await?;
-                Ok(Some(size.unwrap_or(0)))
-            })
-            .await
-            .map_err(|e| (dst.registry().to_string(), "copy a blob", e))?;
-        *done = true;
-        Ok(copied)
+            .entry(registry.to_string())
+            .or_insert_with(|| Gate::new(self.per_registry))
+            .clone()
     }
 
-    /// The digest of the manifest (or index) an image names at its registry, `None` when the
-    /// registry has no such image. Reads only (HEAD).
-    pub async fn manifest_digest(&self, image: &ImageRef) -> Result<Option<String>, CopyError> {
-        let r = to_oci(image);
-        let fail = |e: &dyn std::fmt::Display| CopyError {
-            image: image.to_string(),
-            registry: image.registry().to_string(),
-            action: "read the manifest digest".into(),
-            message: e.to_string(),
+    /// One blob. While it is handled, no other task handles the same blob for the same
+    /// destination registry: a second repository wanting it waits, then mounts it.
+    async fn copy_blob(
+        &self,
+        at: &Endpoints<'_>,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<BlobOutcome, Failure> {
+        let key = format!("{}@{digest}", at.dst_reg);
+        let slot = self.blobs.lock().await.entry(key).or_default().clone();
+        let mut holders = slot.lock().await;
+        if holders.contains(at.dst_repo) {
+            return Ok(BlobOutcome::Skipped);
+        }
+        // Same registry at both ends: the source repository holds it.
+        if at.src_reg == at.dst_reg && at.src_repo != at.dst_repo {
+            holders.insert(at.src_repo.to_string());
+        }
+        let from = holders.iter().find(|r| *r != at.dst_repo).cloned();
+        // Both registries' limits, always taken in the same order; the largest blob waiting
+        // goes first, so that the longest copy starts early and the others fill in around it.
+        let mut registries = [at.src_reg, at.dst_reg];
+        registries.sort_unstable();
+        let weight = size.unwrap_or(0);
+        let _first = self.limit(registries[0]).await.enter(weight).await;
+        let _second = if registries[1] != registries[0] {
+            Some(self.limit(registries[1]).await.enter(weight).await)
+        } else {
+            None
         };
-        let auth = self
-            .credentials
-            .for_registry(image.registry())
-            .map_err(|e| fail(&e))?;
-        self.retry(|| async {
-            match self.client.fetch_manifest_digest(&r, &auth).await {
-                Ok(d) => Ok(Some(d)),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(|e| fail(&e))
+        let dst_scope = Scope::push(at.dst_repo);
+        // One unit of retry: check, then mount or stream from the source into a monolithic
+        // upload. A retry starts with the check, so an upload whose answer was lost is not
+        // repeated.
+        let outcome = self
+            .retry(|| async {
+                if self
+                    .client
+                    .has_blob(at.dst_reg, at.dst_repo, digest, &dst_scope)
+                    .await?
+                {
+                    return Ok(BlobOutcome::Skipped);
+                }
+                let mount = from.as_deref().map(|from| (digest, from));
+                let started = match self.client.start_upload(at.dst_reg, at.dst_repo, mount).await {
+                    // A token service that will not cover the other repository: upload instead.
+                    Err(ClientError::Refused(_)) if mount.is_some() => {
+                        self.client.start_upload(at.dst_reg, at.dst_repo, None).await?
+                    }
+                    other => other?,
+                };
+                let session = match started {
+                    Upload::Mounted => return Ok(BlobOutcome::Mounted),
+                    Upload::Session(url) => url,
+                };
+                let response = self.client.get_blob(at.src_reg, at.src_repo, digest).await?;
+                let size = match (size, response.content_length()) {
+                    (Some(want), Some(got)) if want != got => {
+                        return Err(ClientError::Invalid(format!(
+                            "the source sent {got} bytes for {digest}, its manifest says {want}"
+                        )));
+                    }
+                    (Some(n), _) | (None, Some(n)) => n,
+                    (None, None) => {
+                        return Err(ClientError::Invalid(format!(
+                            "the size of {digest} is unknown (no size in the manifest, no Content-Length)"
+                        )));
+                    }
+                };
+                let body = reqwest::Body::wrap_stream(response.bytes_stream());
+                self.client
+                    .put_blob(at.dst_reg, at.dst_repo, session, digest, size, body)
+                    .await?;
+                Ok(BlobOutcome::Copied(size))
+            })
+            .await
+            .map_err(|e| (at.dst_reg.to_string(), "copy a blob", e))?;
+        holders.insert(at.dst_repo.to_string());
+        Ok(outcome)
     }
 
     /// Copies many images, `images_at_once` at a time; one report or error per pair, in order.
@@ -375,7 +521,6 @@ impl Copier {
         pairs: &[(ImageRef, ImageRef)],
         images_at_once: usize,
     ) -> Vec<Result<CopyReport, CopyError>> {
-        use futures::StreamExt as _;
         futures::stream::iter(pairs)
             .map(|(from, to)| self.copy(from, to))
             .buffered(images_at_once.max(1))
@@ -384,77 +529,183 @@ impl Copier {
     }
 }
 
-/// 429, 5xx, connection errors and broken streams are worth another try; the rest is final.
-/// (oci-client keeps no response headers in its errors, so a `Retry-After` cannot be read here:
-/// the backoff stands in for it.)
-fn retry_decision(e: &OciDistributionError) -> RetryDecision {
-    match e {
-        OciDistributionError::ServerError { code, .. } if *code == 429 || *code >= 500 => {
-            RetryDecision::Retry
+/// A counting gate: `capacity` holders at once; when it is full, the largest waiting blob is
+/// let in next (then the earliest among equals).
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+}
+
+struct GateState {
+    free: usize,
+    waiting: std::collections::BinaryHeap<Waiter>,
+    arrivals: u64,
+}
+
+struct Waiter {
+    size: u64,
+    arrival: std::cmp::Reverse<u64>,
+    wake: tokio::sync::oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        (self.size, self.arrival) == (other.size, other.arrival)
+    }
+}
+
+impl Eq for Waiter {}
+
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.size, self.arrival).cmp(&(other.size, other.arrival))
+    }
+}
+
+/// A place in a [`Gate`], given back when dropped.
+struct Pass {
+    gate: Arc<Gate>,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.gate.release();
+    }
+}
+
+/// Waiting for a place; if the wait is abandoned after the place was given, it is given back.
+struct Waiting {
+    gate: Arc<Gate>,
+    wake: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut wake) = self.wake.take() {
+            wake.close();
+            if wake.try_recv().is_ok() {
+                self.gate.release();
+            }
         }
-        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-            RetryDecision::Retry
+    }
+}
+
+impl Gate {
+    fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: std::sync::Mutex::new(GateState {
+                free: capacity.max(1),
+                waiting: std::collections::BinaryHeap::new(),
+                arrivals: 0,
+            }),
+        })
+    }
+
+    /// Waits for a place for a blob of `size` bytes.
+    async fn enter(self: Arc<Self>, size: u64) -> Pass {
+        let mut waiting = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.free > 0 && state.waiting.is_empty() {
+                state.free -= 1;
+                drop(state);
+                return Pass { gate: self };
+            }
+            let (wake, woken) = tokio::sync::oneshot::channel();
+            state.arrivals += 1;
+            let arrival = std::cmp::Reverse(state.arrivals);
+            state.waiting.push(Waiter {
+                size,
+                arrival,
+                wake,
+            });
+            Waiting {
+                gate: self.clone(),
+                wake: Some(woken),
+            }
+        };
+        if let Some(woken) = waiting.wake.as_mut() {
+            // Err only if the gate went away; the place is ours either way.
+            let _ = woken.await;
         }
-        _ => RetryDecision::Stop,
+        waiting.wake = None;
+        Pass { gate: self }
+    }
+
+    /// Gives a place back: to the largest waiting blob still waiting, else to the free count.
+    fn release(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(waiter) = state.waiting.pop() {
+            if waiter.wake.send(()).is_ok() {
+                return;
+            }
+        }
+        state.free += 1;
     }
 }
 
-/// A 404 for a manifest or tag: it is not there (yet).
-fn is_not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                oci_client::errors::OciErrorCode::ManifestUnknown
-                    | oci_client::errors::OciErrorCode::NameUnknown
-            )
-        }),
-        _ => false,
-    }
+/// Where one image comes from and goes.
+struct Endpoints<'a> {
+    src_reg: &'a str,
+    src_repo: &'a str,
+    dst_reg: &'a str,
+    dst_repo: &'a str,
 }
 
-/// The manifest's media type: its `mediaType`, the descriptor's, or what its shape says.
-fn media_type(manifest: &Value, descriptor: Option<&str>) -> String {
-    if let Some(t) = manifest["mediaType"].as_str() {
-        return t.to_string();
-    }
-    if let Some(t) = descriptor {
-        return t.to_string();
-    }
-    if manifest.get("manifests").is_some() {
-        MANIFEST_MEDIA_TYPES[0].to_string()
-    } else {
-        MANIFEST_MEDIA_TYPES[2].to_string()
-    }
+/// What a manifest's copy did, added up.
+#[derive(Default)]
+struct Counts {
+    copied: usize,
+    bytes: u64,
+    skipped: usize,
+    mounted: usize,
+    manifests: usize,
 }
 
-/// Our reference as oci-client's.
-fn to_oci(r: &ImageRef) -> Reference {
-    match (r.tag(), r.digest()) {
-        (Some(t), Some(d)) => Reference::with_tag_and_digest(
-            r.registry().to_string(),
-            r.repository().to_string(),
-            t.to_string(),
-            d.to_string(),
-        ),
-        (_, Some(d)) => Reference::with_digest(
-            r.registry().to_string(),
-            r.repository().to_string(),
-            d.to_string(),
-        ),
-        (t, None) => Reference::with_tag(
-            r.registry().to_string(),
-            r.repository().to_string(),
-            t.unwrap_or("latest").to_string(),
-        ),
+impl Counts {
+    fn add(&mut self, other: &Self) {
+        self.copied += other.copied;
+        self.bytes += other.bytes;
+        self.skipped += other.skipped;
+        self.mounted += other.mounted;
+        self.manifests += other.manifests;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_gate_lets_the_largest_waiting_blob_in_first() {
+        let gate = Gate::new(1);
+        let first = gate.clone().enter(10).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for size in [5u64, 500, 50] {
+            let (gate, order) = (gate.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _pass = gate.enter(size).await;
+                order.lock().unwrap().push(size);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A waiter that gives up does not keep a place.
+        let abandoned = tokio::time::timeout(Duration::from_millis(5), gate.clone().enter(9999));
+        assert!(abandoned.await.is_err());
+        drop(first);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![500, 50, 5]);
+        let _again = gate.clone().enter(1).await;
+        assert_eq!(gate.state.lock().unwrap().free, 0);
+    }
 
     #[test]
     fn loopback_registries() {

@@ -1,14 +1,20 @@
 //! Registry credentials the way Docker finds them: `auths` in the Docker config file
 //! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), then `credHelpers` for the
-//! registry, then `credsStore`; anonymous when none has an entry.
+//! registry, then `credsStore`; anonymous when none has an entry. Google's registries (gcr.io,
+//! `*.gcr.io`, `*.pkg.dev`) can take an OAuth access token from a [`TokenSource`] instead, sent
+//! as the password of the user `oauth2accesstoken`, as Docker's gcloud helper does.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use base64::Engine as _;
-use oci_client::secrets::RegistryAuth;
+use futures::future::BoxFuture;
+
+/// The user name that goes with a Google OAuth access token used as a registry password.
+pub const GOOGLE_TOKEN_USER: &str = "oauth2accesstoken";
 
 /// Credentials that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,8 +26,95 @@ pub struct CredentialError {
     pub message: String,
 }
 
-/// Where credentials come from, per registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Hands out OAuth access tokens (Google's registries take one as a password). The source
+/// caches and refreshes its tokens itself: it is asked each time a registry token is
+/// exchanged, so it should answer from its cache while the token is still good (Google's live
+/// 60 minutes).
+pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// A currently valid access token.
+    fn token(&self) -> BoxFuture<'_, Result<String, CredentialError>>;
+}
+
+/// Access tokens from Google credentials (such as
+/// [`Connection::access_token_credentials`](kfsec_core::Connection::access_token_credentials)),
+/// which cache and refresh them.
+#[derive(Debug, Clone)]
+pub struct GoogleTokens(pub google_cloud_auth::credentials::AccessTokenCredentials);
+
+impl TokenSource for GoogleTokens {
+    fn token(&self) -> BoxFuture<'_, Result<String, CredentialError>> {
+        Box::pin(async move {
+            self.0
+                .access_token()
+                .await
+                .map(|t| t.token)
+                .map_err(|e| CredentialError {
+                    registry: "Google registries".into(),
+                    message: format!(
+                        "cannot get an access token from Application Default Credentials: {e} (run `gcloud auth application-default login`)"
+                    ),
+                })
+        })
+    }
+}
+
+/// How to authenticate to one registry.
+#[derive(Clone)]
+pub enum RegistryAuth {
+    /// No credentials.
+    Anonymous,
+    /// A user and a password (or identity token), sent as HTTP basic auth: to the registry
+    /// itself, or to its token service when it asks for bearer tokens.
+    Basic(String, String),
+    /// An access token from a source, used as the password of [`GOOGLE_TOKEN_USER`]; the
+    /// source is asked for a fresh one each time it is needed.
+    AccessToken(Arc<dyn TokenSource>),
+}
+
+impl RegistryAuth {
+    /// The user and password to send now, `None` for anonymous (an access token source is
+    /// asked for its current token).
+    pub async fn user_password(&self) -> Result<Option<(String, String)>, CredentialError> {
+        match self {
+            Self::Anonymous => Ok(None),
+            Self::Basic(u, p) => Ok(Some((u.clone(), p.clone()))),
+            Self::AccessToken(source) => {
+                Ok(Some((GOOGLE_TOKEN_USER.into(), source.token().await?)))
+            }
+        }
+    }
+
+    /// Whether there are no credentials.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Self::Anonymous)
+    }
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Basic(u, _) => write!(f, "Basic({u:?}, [redacted])"),
+            Self::AccessToken(source) => write!(f, "AccessToken({source:?})"),
+        }
+    }
+}
+
+impl PartialEq for RegistryAuth {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Anonymous, Self::Anonymous) => true,
+            (Self::Basic(a, b), Self::Basic(c, d)) => a == c && b == d,
+            (Self::AccessToken(a), Self::AccessToken(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for RegistryAuth {}
+
+/// Where credentials come from, per registry. `Debug` shows no secret.
+#[derive(Clone, Default)]
 pub struct Credentials {
     /// `auths`: registry -> (user, password).
     basic: BTreeMap<String, (String, String)>,
@@ -29,7 +122,47 @@ pub struct Credentials {
     helpers: BTreeMap<String, String>,
     /// `credsStore`: the helper for every other registry.
     store: Option<String>,
+    /// Access-token sources for single registries.
+    tokens: BTreeMap<String, Arc<dyn TokenSource>>,
+    /// The access-token source for Google's registries.
+    google: Option<Arc<dyn TokenSource>>,
 }
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("basic", &self.basic.keys().collect::<Vec<_>>())
+            .field("helpers", &self.helpers)
+            .field("store", &self.store)
+            .field("tokens", &self.tokens.keys().collect::<Vec<_>>())
+            .field("google", &self.google.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        let same_source = |a: &Arc<dyn TokenSource>, b: &Arc<dyn TokenSource>| Arc::ptr_eq(a, b);
+        self.basic == other.basic
+            && self.helpers == other.helpers
+            && self.store == other.store
+            && self.tokens.len() == other.tokens.len()
+            && self
+                .tokens
+                .iter()
+                .zip(&other.tokens)
+                .all(|((k, a), (l, b))| k == l && same_source(a, b))
+            && match (&self.google, &other.google) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same_source(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Credentials {}
+
+pub use crate::reference::is_google_registry;
 
 /// `https://index.docker.io/v1/` and friends name Docker Hub; keys may carry a scheme and path.
 fn registry_key(key: &str) -> String {
@@ -119,12 +252,38 @@ impl Credentials {
         self
     }
 
-    /// The credentials for a registry (`docker.io`, `127.0.0.1:5000`): `auths`, else its
-    /// helper, else `credsStore`, else anonymous. A helper that has no entry means anonymous.
+    /// Uses access tokens from `source` for Google's registries (`gcr.io`, `*.gcr.io`,
+    /// `*.pkg.dev`), as the password of `oauth2accesstoken`, as Docker's gcloud helper does.
+    /// The source is asked each time a registry token is exchanged, so it must cache (Google's
+    /// access tokens live 60 minutes). It comes before the Docker config's helpers for these
+    /// registries; an explicit `auths` entry or [`with_basic`](Self::with_basic) still wins.
+    pub fn with_google_token(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.google = Some(source);
+        self
+    }
+
+    /// Uses access tokens from `source` for one registry, like
+    /// [`with_google_token`](Self::with_google_token) does for Google's (for a registry that
+    /// Google serves under another name, or for tests).
+    pub fn with_token_source(mut self, registry: &str, source: Arc<dyn TokenSource>) -> Self {
+        self.tokens.insert(registry_key(registry), source);
+        self
+    }
+
+    /// The credentials for a registry (`docker.io`, `127.0.0.1:5000`): `auths` (or
+    /// [`with_basic`](Self::with_basic)), else its token source, else the Google token source
+    /// for Google's registries, else its helper, else `credsStore`, else anonymous. A helper
+    /// that has no entry means anonymous. Helpers are programs: this blocks while one runs.
     pub fn for_registry(&self, registry: &str) -> Result<RegistryAuth, CredentialError> {
         let key = registry_key(registry);
         if let Some((u, p)) = self.basic.get(&key) {
             return Ok(RegistryAuth::Basic(u.clone(), p.clone()));
+        }
+        if let Some(source) = self.tokens.get(&key) {
+            return Ok(RegistryAuth::AccessToken(source.clone()));
+        }
+        if let Some(source) = self.google.as_ref().filter(|_| is_google_registry(&key)) {
+            return Ok(RegistryAuth::AccessToken(source.clone()));
         }
         let Some(helper) = self.helpers.get(&key).or(self.store.as_ref()) else {
             return Ok(RegistryAuth::Anonymous);
@@ -217,8 +376,70 @@ mod tests {
             Credentials::from_docker_config(&dir.path().join("none.json")).unwrap(),
             Credentials::anonymous()
         );
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        assert!(!format!("{:?}", c.for_registry("docker.io").unwrap()).contains("s3cret"));
         std::fs::write(&path, r#"{"auths": {"gcr.io": {"auth": "!!"}}}"#).unwrap();
         let e = Credentials::from_docker_config(&path).unwrap_err();
         assert!(e.to_string().contains("auths.gcr.io.auth"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod google_tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed(&'static str);
+
+    impl TokenSource for Fixed {
+        fn token(&self) -> BoxFuture<'_, Result<String, CredentialError>> {
+            Box::pin(async move { Ok(self.0.to_string()) })
+        }
+    }
+
+    #[test]
+    fn google_registries() {
+        for r in [
+            "gcr.io",
+            "eu.gcr.io",
+            "us-docker.pkg.dev",
+            "europe-west1-docker.pkg.dev",
+            "us-docker.pkg.dev:443",
+        ] {
+            assert!(is_google_registry(r), "{r}");
+        }
+        for r in [
+            "docker.io",
+            "quay.io",
+            "gcr.io.example.com",
+            "mygcr.io",
+            "127.0.0.1:5000",
+        ] {
+            assert!(!is_google_registry(r), "{r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_google_token_is_the_password_of_oauth2accesstoken_for_google_registries_only() {
+        let source: Arc<dyn TokenSource> = Arc::new(Fixed("ya29.token"));
+        let c = Credentials::anonymous()
+            .with_google_token(source.clone())
+            .with_basic("eu.gcr.io", "_json_key", "{}");
+        let auth = c.for_registry("us-docker.pkg.dev").unwrap();
+        assert_eq!(auth, RegistryAuth::AccessToken(source));
+        assert_eq!(
+            auth.user_password().await.unwrap(),
+            Some(("oauth2accesstoken".into(), "ya29.token".into()))
+        );
+        assert_eq!(c.for_registry("gcr.io").unwrap(), auth);
+        // An explicit entry wins; other registries are not given Google's token.
+        assert_eq!(
+            c.for_registry("eu.gcr.io").unwrap(),
+            RegistryAuth::Basic("_json_key".into(), "{}".into())
+        );
+        assert_eq!(
+            c.for_registry("docker.io").unwrap(),
+            RegistryAuth::Anonymous
+        );
     }
 }

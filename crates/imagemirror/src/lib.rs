@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod client;
 pub mod cloudbuild;
 pub mod copy;
 pub mod credentials;
@@ -9,7 +10,7 @@ pub mod reference;
 pub mod spec;
 
 pub use copy::{Copier, CopyError, CopyReport};
-pub use credentials::{CredentialError, Credentials};
+pub use credentials::{CredentialError, Credentials, GoogleTokens, RegistryAuth, TokenSource};
 pub use manifests::{ImageUse, ManifestError, Rewritten, rewrite, scan};
 pub use mirror::{
     ImageMirror, ImageOutcome, ImageResult, MirrorError, MirrorPlan, MirrorReport, PlannedImage,

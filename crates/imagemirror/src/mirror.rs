@@ -62,6 +62,8 @@ pub enum ImageOutcome {
         bytes_copied: u64,
         /// Blobs the destination had already.
         blobs_skipped: usize,
+        /// Blobs mounted from another repository of the destination registry (not uploaded).
+        blobs_mounted: usize,
     },
     /// The image could not be mirrored; the message names the image, the registry and why.
     Failed {
@@ -140,6 +142,7 @@ impl MirrorReport {
                     blobs_copied,
                     bytes_copied,
                     blobs_skipped,
+                    blobs_mounted,
                     ..
                 } => {
                     if *up_to_date {
@@ -150,7 +153,7 @@ impl MirrorReport {
                         bytes += bytes_copied;
                         let _ = writeln!(
                             out,
-                            "  + {} -> {pinned} ({blobs_copied} blobs, {} copied; {blobs_skipped} already there)",
+                            "  + {} -> {pinned} ({blobs_copied} blobs, {} copied; {blobs_mounted} mounted, {blobs_skipped} already there)",
                             i.source,
                             human_bytes(*bytes_copied)
                         );
@@ -311,7 +314,7 @@ pub struct ImageMirror {
 impl ImageMirror {
     /// Checks the spec and builds the clients: for an emulated connection every registry is
     /// its `registry` endpoint, with no credentials; otherwise the Docker config's
-    /// credentials. The cloudbuild backend also builds a Cloud Build client.
+    /// credentials, and the connection's access token for Google's registries. The cloudbuild backend also builds a Cloud Build client.
     pub async fn new(conn: &Connection, spec: Spec) -> Result<Self, MirrorError> {
         spec.validate()?;
         let route =
@@ -326,9 +329,17 @@ impl ImageMirror {
         let credentials = if conn.is_emulated() {
             Credentials::anonymous()
         } else {
-            match Credentials::default_path() {
+            let docker = match Credentials::default_path() {
                 Some(path) => Credentials::from_docker_config(&path)?,
                 None => Credentials::anonymous(),
+            };
+            // Google's registries take the connection's access token (as Docker's gcloud
+            // helper gives it), unless the Docker config names them itself.
+            match conn.access_token_credentials()? {
+                Some(tokens) => docker.with_google_token(std::sync::Arc::new(
+                    crate::credentials::GoogleTokens(tokens),
+                )),
+                None => docker,
             }
         };
         let mut registries: Vec<String> = route.iter().cloned().collect();
@@ -505,6 +516,7 @@ impl ImageMirror {
                                 blobs_copied: 0,
                                 bytes_copied: 0,
                                 blobs_skipped: 0,
+                                blobs_mounted: 0,
                             },
                             StepResult::Failed { message } => ImageOutcome::Failed {
                                 message: format!(
@@ -537,6 +549,7 @@ impl ImageMirror {
                 blobs_copied: r.blobs_copied,
                 bytes_copied: r.bytes_copied,
                 blobs_skipped: r.blobs_skipped,
+                blobs_mounted: r.blobs_mounted,
             },
             Err(e) => ImageOutcome::Failed {
                 message: self.describe(w, &e),
@@ -583,6 +596,7 @@ impl ImageMirror {
                         blobs_copied: 0,
                         bytes_copied: 0,
                         blobs_skipped: 0,
+                        blobs_mounted: 0,
                     },
                     Ok(None) => ImageOutcome::Failed {
                         message: format!(
@@ -665,6 +679,7 @@ mod tests {
                     blobs_copied: 1,
                     bytes_copied: 10,
                     blobs_skipped: 0,
+                    blobs_mounted: 0,
                 },
             }],
         };

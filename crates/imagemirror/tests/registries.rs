@@ -2,7 +2,10 @@
 //! ports): generated layers, images sharing base layers, an index with three platforms; the
 //! manifests must be byte-identical at both ends (`skopeo inspect --raw`), and a second mirror
 //! must send no blob request (read from the destination's access log); through proxies that
-//! fail a fifth of requests the mirror still completes with the same bytes.
+//! fail a fifth of requests the mirror still completes with the same bytes; `Retry-After` is
+//! waited for; a layer shared by two repositories is uploaded once and mounted; bearer tokens
+//! (with a mount's two-repository scope) and Google access tokens are used; refused
+//! credentials fail at once, naming the registry.
 
 use std::process::Command;
 use std::time::Duration;
@@ -11,6 +14,8 @@ use std::time::Duration;
 mod faulty_proxy;
 #[path = "support/registry.rs"]
 mod registry;
+#[path = "support/token_proxy.rs"]
+mod token_proxy;
 
 use kfsec_core::Backoff;
 use kfsec_imagemirror::{Copier, Destination, ImageRef};
@@ -235,11 +240,12 @@ async fn mirrors_are_byte_identical_and_a_second_mirror_sends_no_blob_request() 
         .collect();
     // All three at once, four layers of each at once.
     let reports = copier.copy_all(&pairs, 3).await;
-    let mut copied = 0;
+    let (mut copied, mut mounted) = (0, 0);
     for ((from, to), report) in pairs.iter().zip(reports) {
         let report = report.unwrap();
         assert!(!report.up_to_date);
         copied += report.blobs_copied;
+        mounted += report.blobs_mounted;
         // Byte-identical at both ends, for the index and for every platform.
         let theirs = raw(from.to_string()).await;
         assert_eq!(raw(to.to_string()).await, theirs, "{from}");
@@ -253,10 +259,25 @@ async fn mirrors_are_byte_identical_and_a_second_mirror_sends_no_blob_request() 
             );
         }
     }
-    // The shared base layer is uploaded once per destination repository, not once per image
-    // in it: 3 repositories (app-a, app-b, multi) hold it.
-    // app-a: base + 2 + config; app-b: base + 1 + config; multi: base + 3 own + 3 configs.
-    assert_eq!(copied, 4 + 3 + 7);
+    // The shared base layer is uploaded once, and mounted into the two other repositories
+    // (app-a, app-b, multi hold it): app-a: base + 2 + config; app-b: base + 1 + config;
+    // multi: base + 3 own + 3 configs.
+    assert_eq!(copied, 4 + 3 + 7 - 2);
+    assert_eq!(mounted, 2);
+    let base = sha(&layer(1, 300_000));
+    let hex = base.trim_start_matches("sha256:");
+    let lines = destination.log_lines();
+    let base_uploads: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("\"PUT ") && l.contains(hex))
+        .collect();
+    assert_eq!(base_uploads.len(), 1, "{base_uploads:#?}");
+    let mounts = lines
+        .iter()
+        .filter(|l| l.contains("\"POST ") && l.contains("mount=") && l.contains(hex))
+        .filter(|l| l.contains("\" 201 "))
+        .count();
+    assert_eq!(mounts, 2, "{lines:#?}");
 
     // A second mirror, by a new copier (nothing remembered): no blob request at all.
     let before = destination.log_lines().len();
@@ -383,18 +404,48 @@ async fn credentials_come_from_the_docker_config_and_refused_ones_name_the_regis
         .unwrap();
     let copier = || Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
 
-    // No credentials, then wrong ones: refused, naming the image and the registry.
-    for credentials in [
-        kfsec_imagemirror::Credentials::anonymous(),
-        kfsec_imagemirror::Credentials::anonymous().with_basic(&destination.addr, "alice", "wrong"),
+    // No credentials, then wrong ones: refused, naming the image and the registry and how
+    // to give credentials, at once (a refusal is final, not retried).
+    for (credentials, given) in [
+        (
+            kfsec_imagemirror::Credentials::anonymous(),
+            "no credentials were given",
+        ),
+        (
+            kfsec_imagemirror::Credentials::anonymous().with_basic(
+                &destination.addr,
+                "alice",
+                "wrong",
+            ),
+            "credentials given were refused",
+        ),
     ] {
+        let before = destination.log_lines().len();
+        let started = std::time::Instant::now();
         let err = copier()
             .with_credentials(credentials)
             .copy(&from, &to)
             .await
             .unwrap_err();
         assert_eq!(err.registry, destination.addr, "{err}");
-        assert!(err.to_string().contains(&from.to_string()), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&from.to_string()), "{text}");
+        assert!(
+            text.contains(&format!("{} refused", destination.addr)),
+            "{text}"
+        );
+        assert!(text.contains(given), "{text}");
+        assert!(
+            text.contains(&format!("docker login {}", destination.addr)),
+            "{text}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "retried?");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let refusals = destination.log_lines()[before..]
+            .iter()
+            .filter(|l| l.contains("\" 401 "))
+            .count();
+        assert!(refusals <= 2, "{refusals} refused requests: retried");
     }
 
     // From a Docker config file, as `docker login` writes it.
@@ -431,4 +482,185 @@ async fn credentials_come_from_the_docker_config_and_refused_ones_name_the_regis
     .await
     .unwrap();
     assert_eq!(ours, theirs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_on_429_is_waited_for() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    // The source's first answer is 429 with `Retry-After: 1`; the backoff alone would wait
+    // milliseconds.
+    let proxy = faulty_proxy::start_throttling(&source.addr, 1, "1").await;
+    let from = ImageRef::parse(&images[0].replace(&source.addr, &proxy.addr)).unwrap();
+    let to = from
+        .mirrored(&Destination::parse(&format!("{}/mirror", destination.addr)).unwrap())
+        .unwrap();
+    let copier = Copier::new([proxy.addr.as_str(), destination.addr.as_str()], &[]).with_retries(
+        5,
+        Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+    );
+    let report = copier.copy(&from, &to).await.unwrap();
+    assert_eq!(report.blobs_copied, 4);
+    let seen = proxy.seen();
+    assert!(seen[0].1, "the first request was throttled");
+    let waited = seen[1].0 - seen[0].0;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "the retry came after {waited:?}, not after the second asked for"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(raw(to.to_string()).await, raw(images[0].clone()).await);
+}
+
+/// A token source that counts how often it is asked.
+#[derive(Debug)]
+struct FakeGoogle {
+    token: &'static str,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl kfsec_imagemirror::TokenSource for FakeGoogle {
+    fn token(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<String, kfsec_imagemirror::CredentialError>> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move { Ok(self.token.to_string()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_token_source_is_the_password_of_oauth2accesstoken() {
+    let source = Registry::start().await;
+    // As Artifact Registry takes it: user `oauth2accesstoken`, the access token as password.
+    let destination = Registry::start_with_password("oauth2accesstoken", "ya29.fake").await;
+    let images = fill(&source).await;
+    let from = ImageRef::parse(&images[0]).unwrap();
+    let to = from
+        .mirrored(&Destination::parse(&format!("{}/mirror", destination.addr)).unwrap())
+        .unwrap();
+    let copier = || Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+
+    let good = std::sync::Arc::new(FakeGoogle {
+        token: "ya29.fake",
+        asked: Default::default(),
+    });
+    let credentials = kfsec_imagemirror::Credentials::anonymous()
+        .with_token_source(&destination.addr, good.clone());
+    let report = copier()
+        .with_credentials(credentials)
+        .copy(&from, &to)
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_copied, 4);
+    assert!(good.asked.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    let stale = std::sync::Arc::new(FakeGoogle {
+        token: "ya29.expired",
+        asked: Default::default(),
+    });
+    let credentials =
+        kfsec_imagemirror::Credentials::anonymous().with_token_source(&destination.addr, stale);
+    let to = ImageRef::parse(&format!("{}/other/app:1", destination.addr)).unwrap();
+    let err = copier()
+        .with_credentials(credentials)
+        .copy(&from, &to)
+        .await
+        .unwrap_err();
+    assert_eq!(err.registry, destination.addr);
+    assert!(
+        err.to_string().contains("credentials given were refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_fetched_cached_and_scoped_for_mounts() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    let src = token_proxy::start(&source.addr, "reader", "r-pw").await;
+    let dst = token_proxy::start(&destination.addr, "writer", "w-pw").await;
+    let credentials = kfsec_imagemirror::Credentials::anonymous()
+        .with_basic(&src.addr, "reader", "r-pw")
+        .with_basic(&dst.addr, "writer", "w-pw");
+    let copier =
+        Copier::new([src.addr.as_str(), dst.addr.as_str()], &[]).with_credentials(credentials);
+    let dest = Destination::parse(&format!("{}/mirror", dst.addr)).unwrap();
+    let mut reports = Vec::new();
+    // app-a then app-b: they share the base layer, which app-b's repository mounts.
+    for image in &images[..2] {
+        let from = ImageRef::parse(&image.replace(&source.addr, &src.addr)).unwrap();
+        let to = from.mirrored(&dest).unwrap();
+        reports.push(copier.copy(&from, &to).await.unwrap());
+        let direct = to.to_string().replace(&dst.addr, &destination.addr);
+        assert_eq!(raw(direct).await, raw(image.clone()).await);
+    }
+    assert_eq!(reports[1].blobs_mounted, 1, "{:?}", reports[1]);
+    let src_host = src.addr.replace(':', "-");
+    let a = format!("mirror/{src_host}/team/app-a");
+    let b = format!("mirror/{src_host}/team/app-b");
+    let asked = dst.token_requests();
+    assert!(
+        asked.contains(&vec![
+            format!("repository:{b}:pull,push"),
+            format!("repository:{a}:pull"),
+        ]),
+        "{asked:#?}"
+    );
+    // Cached per scope: the destination's scopes are app-a, app-b and the mount.
+    assert!(asked.len() <= 4, "{asked:#?}");
+    // Blob downloads went to storage on another host without the registry's Authorization.
+    let (served, leaked) = src.storage_requests();
+    assert_eq!(
+        served,
+        4 + 2,
+        "app-a's four blobs, app-b's own layer and config"
+    );
+    assert_eq!(leaked, 0);
+
+    // A token service refusing the credentials is final, and named.
+    let wrong = Copier::new([src.addr.as_str(), dst.addr.as_str()], &[]).with_credentials(
+        kfsec_imagemirror::Credentials::anonymous()
+            .with_basic(&src.addr, "reader", "r-pw")
+            .with_basic(&dst.addr, "writer", "nope"),
+    );
+    let before = dst.token_requests().len();
+    let from = ImageRef::parse(&images[2].replace(&source.addr, &src.addr)).unwrap();
+    let err = wrong
+        .copy(&from, &from.mirrored(&dest).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.registry, dst.addr, "{err}");
+    assert!(err.to_string().contains("token service refused"), "{err}");
+    assert_eq!(
+        dst.token_requests().len(),
+        before,
+        "refused token requests are not recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_the_token_service_refuses_falls_back_to_an_upload() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    let dst = token_proxy::start_refusing_mounts(&destination.addr, "writer", "w-pw").await;
+    let copier = Copier::new([source.addr.as_str(), dst.addr.as_str()], &[]).with_credentials(
+        kfsec_imagemirror::Credentials::anonymous().with_basic(&dst.addr, "writer", "w-pw"),
+    );
+    let dest = Destination::parse(&format!("{}/mirror", dst.addr)).unwrap();
+    let mut reports = Vec::new();
+    for image in &images[..2] {
+        let from = ImageRef::parse(image).unwrap();
+        reports.push(
+            copier
+                .copy(&from, &from.mirrored(&dest).unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    // app-b's base layer could not be mounted: uploaded like its other blobs.
+    assert_eq!(reports[1].blobs_mounted, 0, "{:?}", reports[1]);
+    assert_eq!(reports[1].blobs_copied, 3, "{:?}", reports[1]);
 }

@@ -1,8 +1,9 @@
 //! A proxy in front of a registry that fails a share of requests the way networks and busy
 //! registries do: 429 with `Retry-After`, 503, and connections dropped before or after the
-//! request reached the registry.
+//! request reached the registry; or that throttles its first requests with a `Retry-After`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -37,6 +38,11 @@ struct Proxy {
     rng: Arc<Mutex<StdRng>>,
     http: reqwest::Client,
     faults: Arc<Mutex<usize>>,
+    /// How many of the next requests to answer 429 with `retry_after`.
+    throttle: Arc<Mutex<usize>>,
+    retry_after: &'static str,
+    /// When each request came, and whether it was throttled.
+    seen: Arc<Mutex<Vec<(Instant, bool)>>>,
 }
 
 /// A running proxy; stops when dropped.
@@ -44,6 +50,7 @@ pub(crate) struct FaultyProxy {
     /// `127.0.0.1:PORT`.
     pub(crate) addr: String,
     faults: Arc<Mutex<usize>>,
+    seen: Arc<Mutex<Vec<(Instant, bool)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -51,6 +58,12 @@ impl FaultyProxy {
     /// How many requests it failed so far.
     pub(crate) fn faults(&self) -> usize {
         *self.faults.lock().unwrap()
+    }
+
+    /// When each request came so far, and whether it was throttled.
+    #[allow(dead_code)] // only the Retry-After test reads it
+    pub(crate) fn seen(&self) -> Vec<(Instant, bool)> {
+        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -62,6 +75,27 @@ impl std::ops::Drop for FaultyProxy {
 
 /// Starts a proxy to `upstream` (`127.0.0.1:PORT`) failing `rate` of requests, seeded.
 pub(crate) async fn start(upstream: &str, rate: f64, seed: u64) -> FaultyProxy {
+    start_with(upstream, rate, seed, 0, "0").await
+}
+
+/// Starts a proxy to `upstream` that answers its first `first` requests with 429 and
+/// `Retry-After: retry_after`, and passes the rest.
+#[allow(dead_code)] // only the Retry-After test uses it
+pub(crate) async fn start_throttling(
+    upstream: &str,
+    first: usize,
+    retry_after: &'static str,
+) -> FaultyProxy {
+    start_with(upstream, 0.0, 0, first, retry_after).await
+}
+
+async fn start_with(
+    upstream: &str,
+    rate: f64,
+    seed: u64,
+    throttle: usize,
+    retry_after: &'static str,
+) -> FaultyProxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let faults = Arc::new(Mutex::new(0));
@@ -75,7 +109,11 @@ pub(crate) async fn start(upstream: &str, rate: f64, seed: u64) -> FaultyProxy {
             .build()
             .unwrap(),
         faults: faults.clone(),
+        throttle: Arc::new(Mutex::new(throttle)),
+        retry_after,
+        seen: Arc::default(),
     };
+    let seen = proxy.seen.clone();
     let router = Router::new().fallback(handle).with_state(proxy);
     let task = tokio::spawn(async move {
         loop {
@@ -105,7 +143,12 @@ pub(crate) async fn start(upstream: &str, rate: f64, seed: u64) -> FaultyProxy {
             });
         }
     });
-    FaultyProxy { addr, faults, task }
+    FaultyProxy {
+        addr,
+        faults,
+        seen,
+        task,
+    }
 }
 
 fn dropped() -> Response {
@@ -115,6 +158,21 @@ fn dropped() -> Response {
 }
 
 async fn handle(State(p): State<Proxy>, req: Request) -> Response {
+    let throttled = {
+        let mut left = p.throttle.lock().unwrap();
+        let hit = *left > 0;
+        *left = left.saturating_sub(1);
+        hit
+    };
+    p.seen.lock().unwrap().push((Instant::now(), throttled));
+    if throttled {
+        return (
+            http::StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", p.retry_after)],
+            "slow down",
+        )
+            .into_response();
+    }
     let fault = {
         let mut rng = p.rng.lock().unwrap();
         (rng.r#gen::<f64>() < p.rate).then(|| rng.gen_range(0..4u8))

@@ -79,8 +79,13 @@ impl Registry {
         panic!("docker-registry did not start on {}", registry.addr);
     }
 
+    /// The process id (the benchmark reads its CPU time).
+    #[allow(dead_code)] // only the benchmark uses it
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Access-log lines so far.
-    #[allow(dead_code)] // the benchmark does not read the log
     pub(crate) fn log_lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
