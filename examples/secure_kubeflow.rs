@@ -6,12 +6,13 @@
 //! cargo run --example secure-kubeflow -- --google           # real Google, Application Default Credentials
 //! ```
 //!
-//! Today it runs three stages: VPC Service Controls (services, access policy, access level,
+//! Today it runs four stages: VPC Service Controls (services, access policy, access level,
 //! perimeter: steps 1-8 of the guide), the network and the private GKE cluster (custom-mode
 //! network, subnet with Private Google Access, route to the VIP, firewall rules, private cluster:
-//! "Deploy Kubeflow with Private GKE") and private DNS to the restricted VIP (step 9, bound to that
-//! network), verifies them, and prints a summary that also lists the stages later releases add
-//! (image mirror, workload, IAP ingress). It never claims a stage it did not run.
+//! "Deploy Kubeflow with Private GKE"), private DNS to the restricted VIP (step 9, bound to that
+//! network), and every image the workload needs mirrored into the perimeter's registry and
+//! pinned by digest (steps 2 and 13); it verifies them, and prints a summary that also lists the
+//! stages later releases add (workload, IAP ingress). It never claims a stage it did not run.
 
 // Each example uses part of the shared module.
 #[allow(dead_code)]
@@ -21,6 +22,7 @@ mod common;
 use clap::Parser;
 use kfsec_core::Severity;
 use kfsec_gkeprivate::GkePrivate;
+use kfsec_imagemirror::ImageMirror;
 use kfsec_privatedns::{DnsSpec, PrivateDns};
 use kfsec_vpcsc::{Spec, Vpcsc, VpcscSpec};
 
@@ -35,7 +37,6 @@ struct Cli {
 
 /// Stages of the workflow that later releases add, with the config section each reads.
 const PENDING: &[(&str, &str)] = &[
-    ("images mirrored inside the perimeter", "images"),
     ("workload deployed with mirrored images", "workload"),
     ("IAP-protected HTTPS ingress", "ingress"),
 ];
@@ -91,7 +92,18 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let gke_spec = common::gke_spec(&config, &mut errors);
-    let Some(((spec, dns_spec), gke_spec)) = specs.zip(gke_spec).filter(|_| errors.is_empty())
+    let images_spec = common::images_spec(&config, &mut errors);
+    let wanted = images_spec.as_ref().and_then(|s| match s.wanted() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            errors.extend_under("", e);
+            None
+        }
+    });
+    let Some((((spec, dns_spec), gke_spec), (images_spec, wanted))) = specs
+        .zip(gke_spec)
+        .zip(images_spec.zip(wanted))
+        .filter(|_| errors.is_empty())
     else {
         common::invalid(&errors)
     };
@@ -153,10 +165,21 @@ async fn main() -> anyhow::Result<()> {
         "  (to check resolution through the VPC's resolver: cargo run --example privatedns -- verify --resolver IP:PORT)"
     );
 
+    println!(
+        "\n[4/6] Images mirrored inside the perimeter: {} images into {}",
+        wanted.images.len() + wanted.malformed.len(),
+        images_spec.images.destination
+    );
+    let mirror = ImageMirror::new(&session.connection, images_spec)
+        .await?
+        .with_progress(common::progress_bars());
+    let images = mirror.apply(&wanted).await;
+    print!("{}", images.render_text());
+
     for (i, (stage, section)) in PENDING.iter().enumerate() {
         println!(
             "\n[{}/6] {stage}: not implemented yet (config section `{section}` is accepted, not yet applied)",
-            i + 4
+            i + 5
         );
     }
 
@@ -173,9 +196,21 @@ async fn main() -> anyhow::Result<()> {
     println!("  VPC Service Controls  {}", state(high(&findings)));
     println!("  Network and cluster   {}", state(high(&gke_findings)));
     println!("  Private DNS           {}", state(high(&dns_findings)));
-    println!("  other stages          pending (3 of 6 stages run today)");
+    let mirrored = images.images.len() - images.failures();
+    if images.has_failures() {
+        println!(
+            "  Images                {mirrored} of {} mirrored: see the FAILED lines above",
+            images.images.len()
+        );
+    } else {
+        println!("  Images                all {mirrored} mirrored and pinned by digest");
+    }
+    println!("  other stages          pending (4 of 6 stages run today)");
     if high(&findings) + high(&gke_findings) + high(&dns_findings) > 0 {
         std::process::exit(common::EXIT_FINDINGS);
+    }
+    if images.has_failures() {
+        std::process::exit(common::EXIT_PARTIAL);
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! emulator whose request log shows what each run sent.
 
 mod gkeprivate;
+mod imagemirror;
 mod privatedns;
 mod vpcsc;
 
@@ -84,7 +85,11 @@ mod secure_kubeflow {
             "{stdout}"
         );
         assert!(
-            stdout.contains("pending (3 of 6 stages run today)"),
+            stdout.contains("  Images                all 4 mirrored and pinned by digest"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("pending (4 of 6 stages run today)"),
             "{stdout}"
         );
     }

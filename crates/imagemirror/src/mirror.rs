@@ -133,7 +133,7 @@ impl MirrorReport {
     /// One line per image and a total.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let (mut copied, mut bytes, mut current) = (0, 0u64, 0);
+        let (mut copied, mut bytes, mut current, mut mounted) = (0, 0u64, 0, 0);
         for i in &self.images {
             match &i.outcome {
                 ImageOutcome::Mirrored {
@@ -151,6 +151,7 @@ impl MirrorReport {
                     } else {
                         copied += 1;
                         bytes += bytes_copied;
+                        mounted += blobs_mounted;
                         let _ = writeln!(
                             out,
                             "  + {} -> {pinned} ({blobs_copied} blobs, {} copied; {blobs_mounted} mounted, {blobs_skipped} already there)",
@@ -166,7 +167,7 @@ impl MirrorReport {
         }
         let _ = writeln!(
             out,
-            "{} images: {copied} copied ({}), {current} up to date, {} failed",
+            "{} images: {copied} copied ({} uploaded, {mounted} blobs mounted), {current} up to date, {} failed",
             self.images.len(),
             human_bytes(bytes),
             self.failures()
