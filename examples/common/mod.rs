@@ -337,6 +337,14 @@ pub(crate) fn progress_bars() -> Progress {
                     bar.set_message(format!("{step} (retry {attempt}: {reason})"));
                 }
             }
+            ProgressEvent::Bytes { step, done, .. } => {
+                if let Some(bar) = bars.get(step) {
+                    bar.set_message(format!(
+                        "{step} ({} sent)",
+                        kfsec_imagemirror::mirror::human_bytes(*done)
+                    ));
+                }
+            }
             ProgressEvent::Waiting {
                 step,
                 elapsed,

@@ -200,6 +200,26 @@ impl Copier {
         source: &ImageRef,
         destination: &ImageRef,
     ) -> Result<CopyReport, CopyError> {
+        self.copy_reporting(source, destination, &kfsec_core::Progress::none(), "")
+            .await
+    }
+
+    /// [`Copier::copy`], sending [`ProgressEvent::Bytes`](kfsec_core::ProgressEvent::Bytes)
+    /// for `step` to `progress` as blob bytes stream to the destination (every 256 KiB or so; a
+    /// retried blob's bytes are taken back first).
+    pub async fn copy_reporting(
+        &self,
+        source: &ImageRef,
+        destination: &ImageRef,
+        progress: &kfsec_core::Progress,
+        step: &str,
+    ) -> Result<CopyReport, CopyError> {
+        let meter = Arc::new(Meter {
+            progress: progress.clone(),
+            step: step.to_string(),
+            done: std::sync::atomic::AtomicU64::new(0),
+            shown: std::sync::atomic::AtomicU64::new(0),
+        });
         let fail = |registry: &str, action: &str, e: &dyn std::fmt::Display| CopyError {
             image: source.to_string(),
             registry: registry.to_string(),
@@ -274,6 +294,7 @@ impl Copier {
             src_repo,
             dst_reg,
             dst_repo,
+            meter: &meter,
         };
         let mut counts = Counts::default();
         self.copy_manifest(
@@ -464,11 +485,17 @@ impl Copier {
             None
         };
         let dst_scope = Scope::push(at.dst_repo);
+        // Bytes of this blob counted by the attempt that is running (taken back on a retry).
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // One unit of retry: check, then mount or stream from the source into a monolithic
         // upload. A retry starts with the check, so an upload whose answer was lost is not
         // repeated.
         let outcome = self
             .retry(|| async {
+                let before = counted.swap(0, std::sync::atomic::Ordering::Relaxed);
+                if before > 0 {
+                    at.meter.add(-(before as i64));
+                }
                 if self
                     .client
                     .has_blob(at.dst_reg, at.dst_repo, digest, &dst_scope)
@@ -502,10 +529,21 @@ impl Copier {
                         )));
                     }
                 };
-                let body = reqwest::Body::wrap_stream(response.bytes_stream());
+                let body = {
+                    use futures::StreamExt as _;
+                    let (counted, meter) = (counted.clone(), at.meter.clone());
+                    reqwest::Body::wrap_stream(response.bytes_stream().inspect(move |chunk| {
+                        if let Ok(bytes) = chunk {
+                            let n = bytes.len() as u64;
+                            counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            meter.add(n as i64);
+                        }
+                    }))
+                };
                 self.client
                     .put_blob(at.dst_reg, at.dst_repo, session, digest, size, body)
                     .await?;
+                counted.store(0, std::sync::atomic::Ordering::Relaxed);
                 Ok(BlobOutcome::Copied(size))
             })
             .await
@@ -654,6 +692,41 @@ struct Endpoints<'a> {
     src_repo: &'a str,
     dst_reg: &'a str,
     dst_repo: &'a str,
+    meter: &'a Arc<Meter>,
+}
+
+/// Bytes sent so far for one image, reported as progress.
+struct Meter {
+    progress: kfsec_core::Progress,
+    step: String,
+    done: std::sync::atomic::AtomicU64,
+    /// `done` when last reported.
+    shown: std::sync::atomic::AtomicU64,
+}
+
+impl Meter {
+    /// Adds (or, negative, takes back) bytes; reports when 256 KiB more have gone by.
+    fn add(&self, n: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = if n >= 0 {
+            self.done.fetch_add(n.unsigned_abs(), Relaxed) + n.unsigned_abs()
+        } else {
+            self.done.fetch_sub(n.unsigned_abs(), Relaxed) - n.unsigned_abs()
+        };
+        let shown = self.shown.load(Relaxed);
+        if done.abs_diff(shown) >= 256 << 10
+            && self
+                .shown
+                .compare_exchange(shown, done, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.progress.emit(kfsec_core::ProgressEvent::Bytes {
+                step: self.step.clone(),
+                done,
+                total: None,
+            });
+        }
+    }
 }
 
 /// What a manifest's copy did, added up.

@@ -372,7 +372,8 @@ impl ImageMirror {
         })
     }
 
-    /// Sends progress events: a step per image (direct) or per build (cloudbuild).
+    /// Sends progress events: a step per image with the bytes it has sent (direct), or a step
+    /// per build (cloudbuild).
     pub fn with_progress(mut self, progress: Progress) -> Self {
         if let Some(cb) = self.cloudbuild.take() {
             self.cloudbuild = Some(cb.with_progress(progress.clone()));
@@ -540,7 +541,12 @@ impl ImageMirror {
         self.progress.started(&step);
         let outcome = match self
             .copier
-            .copy(&self.wire(&w.source), &self.wire(&w.mirror))
+            .copy_reporting(
+                &self.wire(&w.source),
+                &self.wire(&w.mirror),
+                &self.progress,
+                &step,
+            )
             .await
         {
             Ok(r) => ImageOutcome::Mirrored {

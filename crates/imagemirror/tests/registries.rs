@@ -664,3 +664,45 @@ async fn a_mount_the_token_service_refuses_falls_back_to_an_upload() {
     assert_eq!(reports[1].blobs_mounted, 0, "{:?}", reports[1]);
     assert_eq!(reports[1].blobs_copied, 3, "{:?}", reports[1]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_sent_are_reported_as_progress() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    let from = ImageRef::parse(&images[0]).unwrap();
+    let to = ImageRef::parse(&format!("{}/progress/app:1", destination.addr)).unwrap();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let progress = kfsec_core::Progress::new(move |e| {
+        if let kfsec_core::ProgressEvent::Bytes { step, done, .. } = e {
+            sink.lock().unwrap().push((step.clone(), *done));
+        }
+    });
+    let copier = Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    let report = copier
+        .copy_reporting(&from, &to, &progress, "mirror app")
+        .await
+        .unwrap();
+    let events = events.lock().unwrap().clone();
+    assert!(
+        report.bytes_copied > 512 << 10,
+        "the image is too small to see progress: {report:?}"
+    );
+    assert!(events.len() >= 2, "{events:?}");
+    assert!(events.iter().all(|(step, _)| step == "mirror app"));
+    assert!(
+        events.iter().all(|(_, done)| *done <= report.bytes_copied),
+        "{events:?} against {}",
+        report.bytes_copied
+    );
+    // A warm copy sends no bytes, so reports none.
+    let quiet = std::sync::Arc::new(std::sync::Mutex::new(0));
+    let count = quiet.clone();
+    let progress = kfsec_core::Progress::new(move |_| *count.lock().unwrap() += 1);
+    copier
+        .copy_reporting(&from, &to, &progress, "again")
+        .await
+        .unwrap();
+    assert_eq!(*quiet.lock().unwrap(), 0);
+}
