@@ -2,18 +2,9 @@
 
 use kfsec_emulator::{Emulator, EmulatorOptions};
 
-use crate::{run, text};
+use crate::{run, running_emulator, text};
 
 const CONFIG: &str = "examples/config/kf-dev.yaml";
-
-async fn running_emulator(options: EmulatorOptions) -> (Emulator, tempfile::TempDir, String) {
-    let emu = Emulator::start(options).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("endpoints.json");
-    emu.write_endpoints_file(&path).unwrap();
-    let path = path.to_str().unwrap().to_string();
-    (emu, dir, path)
-}
 
 fn mutating(emu: &Emulator, since: usize) -> Vec<String> {
     emu.requests()[since..]

@@ -3,19 +3,10 @@
 
 use kfsec_emulator::{Emulator, EmulatorOptions};
 
-use crate::{run, text};
+use crate::{run, running_emulator, text};
 
 const CONFIG: &str = "examples/config/kf-dev.yaml";
 const WORKLOAD: &str = "examples/config/sample-workload.yaml";
-
-async fn running_emulator() -> (Emulator, tempfile::TempDir, String) {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("endpoints.json");
-    emu.write_endpoints_file(&path).unwrap();
-    let path = path.to_str().unwrap().to_string();
-    (emu, dir, path)
-}
 
 /// The example config with its `images` section replaced.
 fn config_with_images(dir: &tempfile::TempDir, images: &str) -> String {
@@ -98,7 +89,7 @@ async fn apply_on_the_embedded_emulator_mirrors_every_image_of_the_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mirrors_match_their_sources_a_second_apply_sends_nothing_and_rewrite_pins_them() {
-    let (emu, dir, endpoints) = running_emulator().await;
+    let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
     let out = run(
         "imagemirror",
         &["apply", "--config", CONFIG, "--endpoints", &endpoints],
@@ -198,7 +189,7 @@ async fn mirrors_match_their_sources_a_second_apply_sends_nothing_and_rewrite_pi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_images_fail_alone_name_the_image_and_registry_and_the_exit_code_says_so() {
-    let (emu, dir, endpoints) = running_emulator().await;
+    let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
     let config = config_with_images(
         &dir,
         &format!(
@@ -237,7 +228,7 @@ async fn bad_images_fail_alone_name_the_image_and_registry_and_the_exit_code_say
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_images_section_is_refused_before_any_request() {
-    let (emu, dir, endpoints) = running_emulator().await;
+    let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
     let config = config_with_images(
         &dir,
         "  destination: us-docker.pkg.dev/kf-dev/kubeflow-mirror:latest\n  backend: cloud_build\n  manifests: [does/not/exist.yaml]\n",
@@ -255,7 +246,7 @@ async fn an_invalid_images_section_is_refused_before_any_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cloudbuild_backend_mirrors_through_builds_and_reads_each_digest_back() {
-    let (emu, dir, endpoints) = running_emulator().await;
+    let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
     let config = config_with_images(
         &dir,
         &format!(

@@ -40,6 +40,18 @@ pub(crate) async fn run(name: &str, args: &[&str]) -> Output {
     .unwrap()
 }
 
+/// An emulator on loopback ports and its endpoints file (kept while the directory lives).
+pub(crate) async fn running_emulator(
+    options: kfsec_emulator::EmulatorOptions,
+) -> (kfsec_emulator::Emulator, tempfile::TempDir, String) {
+    let emu = kfsec_emulator::Emulator::start(options).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("endpoints.json");
+    emu.write_endpoints_file(&path).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    (emu, dir, path)
+}
+
 pub(crate) fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,19 +1,10 @@
 //! `cargo run --example privatedns -- plan|apply|verify|export-zone`.
 
-use kfsec_emulator::{Emulator, EmulatorOptions};
+use kfsec_emulator::EmulatorOptions;
 
-use crate::{run, text};
+use crate::{run, running_emulator, text};
 
 const CONFIG: &str = "examples/config/kf-dev.yaml";
-
-async fn running_emulator() -> (Emulator, tempfile::TempDir, String) {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("endpoints.json");
-    emu.write_endpoints_file(&path).unwrap();
-    let path = path.to_str().unwrap().to_string();
-    (emu, dir, path)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_on_the_embedded_emulator_creates_the_three_zones() {
@@ -38,7 +29,7 @@ async fn apply_on_the_embedded_emulator_creates_the_three_zones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_apply_against_a_running_emulator_sends_no_mutating_request() {
-    let (emu, _dir, endpoints) = running_emulator().await;
+    let (emu, _dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
     let first = run(
         "privatedns",
         &["apply", "--config", CONFIG, "--endpoints", &endpoints],
@@ -118,7 +109,7 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_exits_non_zero_naming_the_field_before_any_request() {
-    let (emu, dir, endpoints) = running_emulator().await;
+    let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
     let good = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kf-dev.yaml"))
         .unwrap();
     for (i, (from, to, field, fix)) in BROKEN.iter().enumerate() {

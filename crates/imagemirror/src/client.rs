@@ -298,7 +298,12 @@ impl Client {
     /// The registry's credentials, from the Docker config or its helper (run once, off the
     /// async threads).
     async fn registry_auth(&self, registry: &str) -> Result<RegistryAuth, ClientError> {
-        if let Some(auth) = self.auth.lock().unwrap().get(registry) {
+        if let Some(auth) = self
+            .auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(registry)
+        {
             return Ok(auth.clone());
         }
         let credentials = self.credentials.clone();
@@ -309,7 +314,7 @@ impl Client {
             .map_err(|e| ClientError::Refused(e.to_string()))?;
         self.auth
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(registry.to_string(), auth.clone());
         Ok(auth)
     }
@@ -321,7 +326,12 @@ impl Client {
         registry: &str,
         scope: &Scope,
     ) -> Result<Option<HeaderValue>, ClientError> {
-        let challenge = self.challenges.lock().unwrap().get(registry).cloned();
+        let challenge = self
+            .challenges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(registry)
+            .cloned();
         match challenge.flatten() {
             None => Ok(None),
             Some(Challenge::Basic) => {
@@ -334,7 +344,12 @@ impl Client {
             }
             Some(Challenge::Bearer { realm, service }) => {
                 let key = (registry.to_string(), scope.key());
-                let cached = self.tokens.lock().unwrap().get(&key).cloned();
+                let cached = self
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&key)
+                    .cloned();
                 let token = match cached.filter(|t| t.until > Instant::now()) {
                     Some(t) => t.value,
                     None => {
@@ -342,7 +357,10 @@ impl Client {
                             .fetch_token(registry, &realm, service.as_deref(), scope)
                             .await?;
                         let value = t.value.clone();
-                        self.tokens.lock().unwrap().insert(key, t);
+                        self.tokens
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(key, t);
                         value
                     }
                 };
@@ -394,7 +412,10 @@ impl Client {
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             // Stale helper output is read again next time.
-            self.auth.lock().unwrap().remove(registry);
+            self.auth
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(registry);
             return Err(ClientError::Refused(refusal(
                 registry,
                 status,
@@ -455,7 +476,7 @@ impl Client {
                 let known = self
                     .challenges
                     .lock()
-                    .unwrap()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(registry)
                     .cloned()
                     .flatten();
@@ -463,11 +484,11 @@ impl Client {
                     // A new challenge, or the token we sent is no longer good: fetch again.
                     self.tokens
                         .lock()
-                        .unwrap()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&(registry.to_string(), scope.key()));
                     self.challenges
                         .lock()
-                        .unwrap()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .insert(registry.to_string(), challenge);
                     continue;
                 }
@@ -721,7 +742,7 @@ impl Client {
             // The token ran out while the blob was on its way: fetch a new one on the retry.
             self.tokens
                 .lock()
-                .unwrap()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .retain(|(r, _), _| r != registry);
             return Err(ClientError::TokenExpired(format!(
                 "{registry} refused the upload's token ({status})"
