@@ -9,6 +9,7 @@ mod dns;
 mod error;
 mod gcloud_config;
 mod iam;
+mod iap;
 mod registry;
 mod resourcemanager;
 mod server;
@@ -46,6 +47,7 @@ const APIS: &[(&str, Handler)] = &[
     (compute::API, Handler::Google(compute::dispatch)),
     (container::API, Handler::Google(container::dispatch)),
     (cloudbuild::API, Handler::Google(cloudbuild::dispatch)),
+    (iap::API, Handler::Google(iap::dispatch)),
     (registry::API, Handler::Registry(registry::dispatch)),
 ];
 

@@ -144,6 +144,8 @@ pub(crate) struct State {
     pub(crate) registry: crate::registry::RegistryState,
     /// Cloud Build builds.
     pub(crate) cloudbuild: crate::cloudbuild::CloudBuildState,
+    /// IAP policies and settings.
+    pub(crate) iap: crate::iap::IapState,
 }
 
 impl State {
@@ -177,6 +179,7 @@ impl State {
             operation_failures: Vec::new(),
             registry: crate::registry::RegistryState::seed(),
             cloudbuild: crate::cloudbuild::CloudBuildState::default(),
+            iap: crate::iap::IapState::default(),
         }
     }
 

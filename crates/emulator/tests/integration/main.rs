@@ -12,6 +12,7 @@ mod faults;
 mod gcloud;
 mod gcloud_cli;
 mod iam;
+mod iap;
 mod lro;
 mod registry;
 mod wire;
