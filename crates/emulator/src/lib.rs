@@ -10,6 +10,7 @@ mod error;
 mod gcloud_config;
 mod iam;
 mod iap;
+mod kubernetes;
 mod registry;
 mod resourcemanager;
 mod server;
@@ -48,6 +49,7 @@ const APIS: &[(&str, Handler)] = &[
     (container::API, Handler::Google(container::dispatch)),
     (cloudbuild::API, Handler::Google(cloudbuild::dispatch)),
     (iap::API, Handler::Google(iap::dispatch)),
+    (kubernetes::API, Handler::Kubernetes(kubernetes::dispatch)),
     (registry::API, Handler::Registry(registry::dispatch)),
 ];
 

@@ -146,6 +146,8 @@ pub(crate) struct State {
     pub(crate) cloudbuild: crate::cloudbuild::CloudBuildState,
     /// IAP policies and settings.
     pub(crate) iap: crate::iap::IapState,
+    /// Kubernetes objects.
+    pub(crate) kube: crate::kubernetes::KubeState,
 }
 
 impl State {
@@ -180,13 +182,16 @@ impl State {
             registry: crate::registry::RegistryState::seed(),
             cloudbuild: crate::cloudbuild::CloudBuildState::default(),
             iap: crate::iap::IapState::default(),
+            kube: crate::kubernetes::KubeState::seed(),
         }
     }
 
     /// Brings time-driven effects up to date: build steps whose time has come run against the
     /// registry. Called before each request is handled and before the state is read.
     pub(crate) fn settle(&mut self) {
-        crate::cloudbuild::settle(self, Instant::now());
+        let now = Instant::now();
+        crate::cloudbuild::settle(self, now);
+        crate::kubernetes::settle(self, now);
     }
 
     /// Whether the operation of `api` described by `description` (for example
