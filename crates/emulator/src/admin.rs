@@ -28,6 +28,8 @@ pub(crate) fn state_json(st: &State) -> Value {
         crate::container::API: crate::container::state_json(st),
         crate::cloudbuild::API: crate::cloudbuild::state_json(st),
         crate::registry::API: crate::registry::state_json(st),
+        crate::iap::API: crate::iap::state_json(st),
+        crate::kubernetes::API: crate::kubernetes::state_json(st),
     })
 }
 

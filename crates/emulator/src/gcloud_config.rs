@@ -16,8 +16,10 @@ pub(crate) fn config_text(endpoints: &BTreeMap<String, String>) -> String {
          [api_endpoint_overrides]\n",
     );
     for (api, url) in endpoints {
-        // The registry is not a gcloud API: clients map image hosts to it themselves.
-        if api != crate::admin::API && api != crate::registry::API {
+        // The registry and Kubernetes are not gcloud APIs: clients map image hosts to the
+        // registry themselves, and reach Kubernetes through a kubeconfig.
+        if api != crate::admin::API && api != crate::registry::API && api != crate::kubernetes::API
+        {
             let _ = writeln!(s, "{api} = {url}");
         }
     }
@@ -49,8 +51,10 @@ mod tests {
         );
         e.insert("iam".to_string(), "http://127.0.0.1:3/".to_string());
         e.insert("registry".to_string(), "http://127.0.0.1:4/".to_string());
+        e.insert("kubernetes".to_string(), "http://127.0.0.1:5/".to_string());
         let text = config_text(&e);
         assert!(!text.contains("registry"));
+        assert!(!text.contains("kubernetes"));
         assert!(text.contains("serviceusage = http://127.0.0.1:2/\n"));
         assert!(text.contains("iam = http://127.0.0.1:3/\n"));
         assert!(!text.contains("admin"));

@@ -9,6 +9,8 @@ mod dns;
 mod error;
 mod gcloud_config;
 mod iam;
+mod iap;
+mod kubernetes;
 mod registry;
 mod resourcemanager;
 mod server;
@@ -46,6 +48,8 @@ const APIS: &[(&str, Handler)] = &[
     (compute::API, Handler::Google(compute::dispatch)),
     (container::API, Handler::Google(container::dispatch)),
     (cloudbuild::API, Handler::Google(cloudbuild::dispatch)),
+    (iap::API, Handler::Google(iap::dispatch)),
+    (kubernetes::API, Handler::Kubernetes(kubernetes::dispatch)),
     (registry::API, Handler::Registry(registry::dispatch)),
 ];
 

@@ -214,25 +214,25 @@ pub(crate) fn dispatch(st: &mut State, _env: &Env, req: &ApiRequest) -> ApiResul
 pub(crate) const SEED_OWNER: &str = "user:alice@example.com";
 
 /// The etag of a policy that was never written, as Google answers it.
-const EMPTY_ETAG: &str = "ACAB";
+pub(crate) const EMPTY_ETAG: &str = "ACAB";
 
 /// One role binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Binding {
-    role: String,
+pub(crate) struct Binding {
+    pub(crate) role: String,
     /// Sorted and deduplicated, as Google answers them.
-    members: BTreeSet<String>,
+    pub(crate) members: BTreeSet<String>,
     /// The IAM condition (`{expression, title, description, location}`), when conditional.
-    condition: Option<Value>,
+    pub(crate) condition: Option<Value>,
 }
 
 /// A project's IAM policy (`google.iam.v1.Policy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IamPolicy {
-    etag: String,
+    pub(crate) etag: String,
     /// Normalized: no binding without members, one binding per (role, condition), sorted by role.
-    bindings: Vec<Binding>,
-    audit_configs: Vec<Value>,
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) audit_configs: Vec<Value>,
 }
 
 impl IamPolicy {
@@ -249,7 +249,8 @@ impl IamPolicy {
         }
     }
 
-    fn empty() -> Self {
+    /// A policy that was never written (etag `ACAB`).
+    pub(crate) fn empty() -> Self {
         Self {
             etag: EMPTY_ETAG.into(),
             bindings: Vec::new(),
@@ -288,7 +289,7 @@ impl IamPolicy {
 }
 
 /// A policy etag: base64 of 8 bytes starting `07 05`, so it reads `BwX...` like Google's.
-fn etag_from(x: u64) -> String {
+pub(crate) fn etag_from(x: u64) -> String {
     let mut b = x.to_be_bytes();
     b[0] = 0x07;
     b[1] = 0x05;
@@ -317,7 +318,7 @@ fn policy_denied() -> ApiError {
 }
 
 /// An int32 field sent as a number (the SDK) or a string; absent means 0.
-fn int_field(v: Option<&Value>, field: &str) -> ApiResult<i64> {
+pub(crate) fn int_field(v: Option<&Value>, field: &str) -> ApiResult<i64> {
     match v {
         None | Some(Value::Null) => Some(0),
         Some(Value::Number(n)) => n.as_i64(),
@@ -332,7 +333,7 @@ fn int_field(v: Option<&Value>, field: &str) -> ApiResult<i64> {
     })
 }
 
-fn check_version(version: i64, field: &str) -> ApiResult<()> {
+pub(crate) fn check_version(version: i64, field: &str) -> ApiResult<()> {
     if matches!(version, 0 | 1 | 3) {
         Ok(())
     } else {
@@ -490,7 +491,7 @@ fn normalize_condition(v: Option<&Value>, i: usize) -> ApiResult<Option<Value>> 
 }
 
 /// Validates and normalizes the bindings of a new policy.
-fn parse_bindings(st: &State, v: Option<&Value>) -> ApiResult<Vec<Binding>> {
+pub(crate) fn parse_bindings(st: &State, v: Option<&Value>) -> ApiResult<Vec<Binding>> {
     let items = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,

@@ -48,6 +48,9 @@ pub(crate) enum Handler {
     /// An OCI distribution registry: bytes in and out, faults answered with the distribution
     /// error body, no body size limit.
     Registry(RawDispatch),
+    /// A Kubernetes API server: JSON or YAML in, JSON out, errors and faults answered as
+    /// `Status` objects, no body size limit (CustomResourceDefinitions are large).
+    Kubernetes(RawDispatch),
 }
 
 /// A fault injected instead of (or after) handling a request.
@@ -170,6 +173,18 @@ fn fault_response(handler: Handler, fault: Fault) -> Response {
             "service unavailable (emulated fault)",
         )
         .into_response(),
+        (Handler::Kubernetes(_), true) => crate::kubernetes::KubeError::new(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later (emulated fault)",
+        )
+        .into_response(),
+        (Handler::Kubernetes(_), false) => crate::kubernetes::KubeError::new(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request (emulated fault)",
+        )
+        .into_response(),
     };
     if throttled {
         r.headers_mut()
@@ -227,7 +242,7 @@ async fn api_handler(
                 }
             }
         }
-        Handler::Registry(dispatch) => {
+        Handler::Registry(dispatch) | Handler::Kubernetes(dispatch) => {
             let req = RawRequest {
                 method,
                 uri,
@@ -293,7 +308,9 @@ pub(crate) fn api_router(shared: Arc<Shared>, api: &'static str, handler: Handle
     });
     match handler {
         Handler::Google(_) => router,
-        Handler::Registry(_) => router.layer(axum::extract::DefaultBodyLimit::disable()),
+        Handler::Registry(_) | Handler::Kubernetes(_) => {
+            router.layer(axum::extract::DefaultBodyLimit::disable())
+        }
     }
 }
 

@@ -144,6 +144,10 @@ pub(crate) struct State {
     pub(crate) registry: crate::registry::RegistryState,
     /// Cloud Build builds.
     pub(crate) cloudbuild: crate::cloudbuild::CloudBuildState,
+    /// IAP policies and settings.
+    pub(crate) iap: crate::iap::IapState,
+    /// Kubernetes objects.
+    pub(crate) kube: crate::kubernetes::KubeState,
 }
 
 impl State {
@@ -177,13 +181,17 @@ impl State {
             operation_failures: Vec::new(),
             registry: crate::registry::RegistryState::seed(),
             cloudbuild: crate::cloudbuild::CloudBuildState::default(),
+            iap: crate::iap::IapState::default(),
+            kube: crate::kubernetes::KubeState::seed(),
         }
     }
 
     /// Brings time-driven effects up to date: build steps whose time has come run against the
     /// registry. Called before each request is handled and before the state is read.
     pub(crate) fn settle(&mut self) {
-        crate::cloudbuild::settle(self, Instant::now());
+        let now = Instant::now();
+        crate::cloudbuild::settle(self, now);
+        crate::kubernetes::settle(self, now);
     }
 
     /// Whether the operation of `api` described by `description` (for example

@@ -24,7 +24,7 @@ async fn state_requests_reset_and_faults() {
         }
     };
 
-    assert_eq!(em.endpoints().len(), 10);
+    assert_eq!(em.endpoints().len(), 12);
     for api in [
         "accesscontextmanager",
         "serviceusage",
@@ -35,6 +35,8 @@ async fn state_requests_reset_and_faults() {
         "container",
         "cloudbuild",
         "registry",
+        "iap",
+        "kubernetes",
         "admin",
     ] {
         assert!(em.endpoint(api).unwrap().starts_with("http://127.0.0.1:"));

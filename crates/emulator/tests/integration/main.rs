@@ -12,6 +12,8 @@ mod faults;
 mod gcloud;
 mod gcloud_cli;
 mod iam;
+mod iap;
+mod kubernetes;
 mod lro;
 mod registry;
 mod wire;
