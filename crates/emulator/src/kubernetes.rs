@@ -1927,7 +1927,7 @@ fn backend_name(ns: &str, svc: &str, port: &str) -> String {
     format!("k8s1-{cluster}-{middle}-{hash}")
 }
 
-fn ingress_backends(ns: &str, spec: &Value) -> Map<String, Value> {
+fn ingress_backends(objects: &BTreeMap<Key, Stored>, ns: &str, spec: &Value) -> Map<String, Value> {
     let mut out = Map::new();
     let mut add = |backend: &Value, ns: &str| {
         let svc = &backend["service"];
@@ -1937,7 +1937,17 @@ fn ingress_backends(ns: &str, spec: &Value) -> Map<String, Value> {
                 .map(|n| n.to_string())
                 .or_else(|| svc["port"]["name"].as_str().map(String::from))
                 .unwrap_or_default();
-            out.insert(backend_name(ns, name, &port), json!("HEALTHY"));
+            // GKE's own default backend always answers; a backend whose Service does not
+            // exist (yet) has no endpoints, so GKE cannot say it is healthy.
+            let exists = (ns == "kube-system" && name == "default-http-backend")
+                || objects.contains_key(&(
+                    "v1".to_string(),
+                    "Service".to_string(),
+                    ns.to_string(),
+                    name.to_string(),
+                ));
+            let health = if exists { "HEALTHY" } else { "Unknown" };
+            out.insert(backend_name(ns, name, &port), json!(health));
         }
     };
     if spec["defaultBackend"].is_object() {
@@ -1969,13 +1979,16 @@ pub(crate) fn settle(st: &mut State, now: Instant) {
         .collect();
     for key in due {
         let rv = st.kube.rv + 1;
-        let Some(stored) = st.kube.objects.get_mut(&key) else {
+        let Some(stored) = st.kube.objects.get(&key) else {
             continue;
         };
         let mut obj = stored.obj.clone();
         let (_, kind, ns, name) = &key;
         if kind == "Ingress" {
-            let backends = Value::Object(ingress_backends(ns, &obj["spec"])).to_string();
+            // Recomputed at every settle: a backend Service made after the Ingress turns
+            // its backend healthy.
+            let backends =
+                Value::Object(ingress_backends(&st.kube.objects, ns, &obj["spec"])).to_string();
             obj["status"] = json!({"loadBalancer": {"ingress": [{"ip": ingress_ip(ns, name)}]}});
             obj["metadata"]["annotations"]["ingress.kubernetes.io/backends"] = json!(backends);
         } else if kind == "Deployment" {
@@ -1996,6 +2009,9 @@ pub(crate) fn settle(st: &mut State, now: Instant) {
             }
             obj["status"] = status;
         }
+        let Some(stored) = st.kube.objects.get_mut(&key) else {
+            continue;
+        };
         if obj != stored.obj {
             obj["metadata"]["resourceVersion"] = json!(rv.to_string());
             stored.obj = obj;

@@ -442,21 +442,60 @@ async fn ingress_gets_an_address_and_backends_after_lro() {
             .any(|n| n.starts_with("k8s1-") && n.contains("-kf-app-web-80-")),
         "{backends}"
     );
-    assert!(
+    // GKE's default backend answers; the app's has no Service yet, so no health.
+    let health = |backends: &Value, part: &str| {
         backends
             .as_object()
             .unwrap()
-            .values()
-            .all(|v| v == "HEALTHY")
+            .iter()
+            .find(|(k, _)| k.contains(part))
+            .map(|(_, v)| v.as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        health(&backends, "-kube-system-default-http-backend-80-"),
+        "HEALTHY"
+    );
+    assert_eq!(
+        health(&backends, "-kf-app-web-80-"),
+        "Unknown",
+        "{backends}"
     );
     assert_ne!(
         ready["metadata"]["resourceVersion"],
         created["metadata"]["resourceVersion"]
     );
 
+    // Once the workload's Service exists, its backend turns healthy.
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: kf-app\nspec:\n  ports:\n  - port: 80\n";
+    let (status, body) = send(
+        &em,
+        Method::PATCH,
+        "api/v1/namespaces/kf-app/services/web?fieldManager=kfsec",
+        APPLY,
+        service,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, later) = get(&em, url).await;
+    let backends: Value = serde_json::from_str(
+        later["metadata"]["annotations"]["ingress.kubernetes.io/backends"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        backends
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v == "HEALTHY"),
+        "{backends}"
+    );
+
     // Stable: reading again changes nothing; re-applying keeps the controller's annotation.
     let (_, again) = get(&em, url).await;
-    assert_eq!(again, ready);
+    assert_eq!(again, later);
     let (_, reapplied) = send(
         &em,
         Method::PATCH,
@@ -465,7 +504,7 @@ async fn ingress_gets_an_address_and_backends_after_lro() {
         ingress,
     )
     .await;
-    assert_eq!(reapplied, ready);
+    assert_eq!(reapplied, later);
     assert_eq!(
         em.state()["kubernetes"]["networking.k8s.io/v1/Ingress"]["kf-app/web"]["status"]["loadBalancer"]
             ["ingress"][0]["ip"],
