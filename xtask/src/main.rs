@@ -1,7 +1,9 @@
 //! `cargo xtask test`: the one command that runs every check of the workspace, as CI does.
 //!
 //! 1. installs the real components the tests use when they are missing (Debian packages
-//!    docker-registry, skopeo, bind9, bind9-utils) and fails loudly when gcloud is absent;
+//!    docker-registry, skopeo, bind9, bind9-utils, openssl; `kubernetes-validate` from PyPI and
+//!    `@kubernetes-models/gke` from npm into `target/test-tools/`) and fails loudly when
+//!    gcloud (with its kubectl) is absent;
 //! 2. `cargo fmt --all --check`;
 //! 3. `cargo clippy --workspace --all-targets -- -D warnings`;
 //! 4. `cargo test --workspace` (unit, mock, wire, emulator and real-component tests, doctests);
@@ -16,7 +18,68 @@ const PACKAGES: &[(&str, &str)] = &[
     ("skopeo", "skopeo"),
     ("bind9", "named"),
     ("bind9-utils", "named-checkzone"),
+    ("openssl", "openssl"),
 ];
+
+/// PyPI's `kubernetes-validate`, which checks the rendered core kinds against Kubernetes'
+/// published OpenAPI schemas (pinned so that a new release cannot change a test's verdict).
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+/// npm's validators generated from the published GKE CRD schemas (BackendConfig,
+/// FrontendConfig, ManagedCertificate).
+const GKE_MODELS: &str = "@kubernetes-models/gke@4.6.2";
+
+/// Where the PyPI and npm test tools go: `<workspace>/target/test-tools` (the tests look there).
+fn tools_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("test-tools")
+}
+
+/// Installs a tool into `tools_dir()` once: `marker` records the pinned version installed.
+fn install_tool(name: &str, version: &str, command: &mut Command) -> Result<(), String> {
+    let marker = tools_dir().join(format!("{name}.installed"));
+    if std::fs::read_to_string(&marker).is_ok_and(|v| v == version) {
+        println!("==> {version} present");
+        return Ok(());
+    }
+    std::fs::create_dir_all(tools_dir()).map_err(|e| format!("{}: {e}", tools_dir().display()))?;
+    run(&format!("install {version}"), command)?;
+    std::fs::write(&marker, version).map_err(|e| format!("{}: {e}", marker.display()))
+}
+
+fn install_tools() -> Result<(), String> {
+    let dir = tools_dir();
+    let venv = dir.join("venv");
+    if !venv.join("bin").join("pip").is_file() {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        run(
+            "python3 -m venv target/test-tools/venv",
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        )?;
+    }
+    install_tool(
+        "kubernetes-validate",
+        KUBERNETES_VALIDATE,
+        Command::new(venv.join("bin").join("pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            KUBERNETES_VALIDATE,
+        ]),
+    )?;
+    if !on_path("npm") || !on_path("node") {
+        return Err("Node.js and npm are needed for the GKE custom resource schema test: install them (apt-get install nodejs npm) and run again.".into());
+    }
+    install_tool(
+        "gke-models",
+        GKE_MODELS,
+        Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir.join("node"))
+            .arg(GKE_MODELS),
+    )
+}
 
 fn on_path(command: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| {
@@ -91,7 +154,10 @@ fn install_missing() -> Result<(), String> {
     if !on_path("gcloud") {
         return Err("gcloud is not installed: the tests run the real gcloud CLI against the emulator. Install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install) and run again.".into());
     }
-    Ok(())
+    if !on_path("kubectl") {
+        return Err("kubectl is not installed: the tests run it against the emulator's Kubernetes API. Install it with the Google Cloud CLI (gcloud components install kubectl, or apt-get install kubectl from Google's repository) and run again.".into());
+    }
+    install_tools()
 }
 
 fn is_root() -> bool {
