@@ -1,0 +1,108 @@
+//! Errors of kfsec-iapingress. No variant carries a secret: messages name objects and fields,
+//! never their values.
+
+use std::time::Duration;
+
+use kfsec_core::{CloudError, ConnectionError, ValidationErrors};
+
+/// Everything that can go wrong making the IAP-protected entrance.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngressError {
+    /// The spec is invalid; nothing was called.
+    #[error("{0}")]
+    Invalid(#[from] ValidationErrors),
+    /// The clients could not be built.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// A Google API call failed.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// The Kubernetes API refused or failed a request.
+    #[error("Kubernetes API: {what}: {message}{}", hint(*code))]
+    Kubernetes {
+        /// What was being done (`apply Ingress kubeflow/envoy-ingress`).
+        what: String,
+        /// The HTTP status, 0 when the request did not get an answer.
+        code: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// No Kubernetes cluster could be reached.
+    #[error(
+        "no Kubernetes cluster to talk to: {0} (run `gcloud container clusters get-credentials` or the gkeprivate example's `kubeconfig`, or set KUBECONFIG)"
+    )]
+    NoCluster(String),
+    /// The certificate could not be made or read.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The ingress did not get an address and healthy backends in time.
+    #[error(
+        "the ingress {ingress} was not ready after {waited:?}: {state}. GKE takes 10-20 minutes; run `apply` again to keep waiting (nothing is created twice), and see `kubectl describe ingress -n {namespace}` for the load balancer's events"
+    )]
+    NotReady {
+        /// The ingress (`kubeflow/envoy-ingress`).
+        ingress: String,
+        /// Its namespace.
+        namespace: String,
+        /// What was still missing.
+        state: String,
+        /// How long kfsec waited.
+        waited: Duration,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}: {message}")]
+    Write {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An answer lacked something it always has.
+    #[error("unexpected: {0}; run again with RUST_LOG=debug and report it")]
+    Unexpected(String),
+}
+
+fn hint(code: u16) -> &'static str {
+    match code {
+        401 | 403 => {
+            " (check that your credentials may change this cluster: `kubectl auth can-i --list`)"
+        }
+        404 => {
+            " (is the namespace there, and are GKE's CRDs installed? they are on every GKE cluster)"
+        }
+        409 => {
+            " (another field manager owns the field: kfsec applies with --force-conflicts only to its own objects)"
+        }
+        0 => " (is the cluster reachable from here? a private endpoint needs a machine in the VPC)",
+        _ => "",
+    }
+}
+
+impl IngressError {
+    pub(crate) fn kube(what: impl Into<String>, e: kube::Error) -> Self {
+        let what = what.into();
+        match e {
+            kube::Error::Api(status) => Self::Kubernetes {
+                what,
+                code: status.code,
+                message: status.message,
+            },
+            other => Self::Kubernetes {
+                what,
+                code: 0,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Whether a re-run may succeed without a change (a transient failure).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Kubernetes { code, .. } => matches!(code, 0 | 429 | 500 | 502 | 503 | 504),
+            Self::Cloud(e) => matches!(e.retry_decision(), kfsec_core::RetryDecision::Retry),
+            Self::NotReady { .. } => true,
+            _ => false,
+        }
+    }
+}
