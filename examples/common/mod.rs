@@ -293,6 +293,43 @@ pub(crate) fn images_spec(
     Some(spec)
 }
 
+/// The kfsec-iapingress spec from the `project`, `deployment` and `ingress` keys, validated
+/// (the custom OAuth client's environment variables included); `None` with the problems added
+/// to `errors`.
+pub(crate) fn ingress_spec(
+    config: &Config,
+    errors: &mut ValidationErrors,
+) -> Option<kfsec_iapingress::Spec> {
+    /// The section the ingress reads.
+    #[derive(serde::Deserialize)]
+    struct Sections {
+        ingress: kfsec_iapingress::IngressSpec,
+    }
+    if config.deployment.is_none() && !errors.errors.iter().any(|e| e.path == "deployment") {
+        errors.push(
+            "deployment",
+            "`deployment` is required for the ingress (it labels every object)",
+        );
+    }
+    let sections = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.extend_under("", e);
+            return None;
+        }
+    };
+    let spec = kfsec_iapingress::Spec {
+        project: config.project.clone()?,
+        deployment: config.deployment.clone()?,
+        ingress: sections.ingress,
+    };
+    if let Err(e) = spec.validate() {
+        errors.extend_under("", e);
+        return None;
+    }
+    Some(spec)
+}
+
 /// Progress events drawn as spinners on stderr; when stderr is not a terminal (CI logs, pipes),
 /// plain lines instead: waits every few seconds per step, and retries.
 pub(crate) fn progress_bars() -> Progress {

@@ -2,6 +2,7 @@
 //! emulator whose request log shows what each run sent.
 
 mod gkeprivate;
+mod iapingress;
 mod imagemirror;
 mod privatedns;
 mod vpcsc;
@@ -24,15 +25,25 @@ pub(crate) fn example(name: &str) -> PathBuf {
 
 /// Runs an example from the workspace root, as the README does.
 pub(crate) async fn run(name: &str, args: &[&str]) -> Output {
+    run_with_env(name, args, &[("RUST_LOG", "warn")]).await
+}
+
+/// Runs an example from the workspace root with these environment variables added.
+pub(crate) async fn run_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let (exe, args) = (
         example(name),
         args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
     );
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         Command::new(exe)
             .args(args)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .env("RUST_LOG", "warn")
+            .envs(env)
             .output()
             .unwrap()
     })
