@@ -363,6 +363,25 @@ impl GkePrivate {
     }
 
     async fn apply_inner(&self, plan: &GkePlan) -> Result<Report, GkeError> {
+        let mut report = self.apply_network(plan).await?;
+        report.extend(self.apply_cluster(plan).await?);
+        Ok(report)
+    }
+
+    /// The network half of [`GkePrivate::apply`]: network, subnet, route and firewall rules.
+    /// Private DNS needs only these, so an orchestrator can start it while the cluster is
+    /// still being made.
+    pub async fn apply_network(&self, plan: &GkePlan) -> Result<Report, GkeError> {
+        Box::pin(self.apply_network_inner(plan)).await
+    }
+
+    /// The cluster half of [`GkePrivate::apply`]: the nodes' service account, its roles and
+    /// the cluster (waited for). Run it after [`GkePrivate::apply_network`].
+    pub async fn apply_cluster(&self, plan: &GkePlan) -> Result<Report, GkeError> {
+        Box::pin(self.apply_cluster_inner(plan)).await
+    }
+
+    async fn apply_network_inner(&self, plan: &GkePlan) -> Result<Report, GkeError> {
         let spec = &plan.spec;
         spec.validate()?;
         let mut report = Report::new();
@@ -413,6 +432,13 @@ impl GkePrivate {
                 detail,
             );
         }
+        Ok(report)
+    }
+
+    async fn apply_cluster_inner(&self, plan: &GkePlan) -> Result<Report, GkeError> {
+        let spec = &plan.spec;
+        spec.validate()?;
+        let mut report = Report::new();
         let email = spec.node_service_account();
         let sa = self
             .step(&format!("service account {email}"), || {

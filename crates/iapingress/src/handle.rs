@@ -181,6 +181,13 @@ impl IapIngress {
         }
     }
 
+    /// Talks to the cluster through `kube` (for example one built from the GKE cluster's
+    /// endpoint and CA) instead of the connection's.
+    pub fn with_kube(mut self, kube: kube::Client) -> Self {
+        self.kube = kube;
+        self
+    }
+
     /// Sends progress events (steps, waiting for the load balancer) to `progress`.
     pub fn with_progress(mut self, progress: Progress) -> Self {
         self.progress = progress;

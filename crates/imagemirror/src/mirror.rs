@@ -494,8 +494,11 @@ impl ImageMirror {
         match &self.cloudbuild {
             None => {
                 use futures::StreamExt as _;
-                let results: Vec<ImageResult> = futures::stream::iter(&wanted.images)
-                    .map(|w| self.copy_one(w))
+                // The futures are made first, not by a closure inside the stream, so that the
+                // future of `apply` is provably Send (rust-lang/rust#100013): embedders run it
+                // on a multi-threaded runtime.
+                let copies: Vec<_> = wanted.images.iter().map(|w| self.copy_one(w)).collect();
+                let results: Vec<ImageResult> = futures::stream::iter(copies)
                     .buffered(self.spec.images.concurrency.images.max(1))
                     .collect()
                     .await;
