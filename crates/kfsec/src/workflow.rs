@@ -1,0 +1,606 @@
+//! The whole workflow: every concern's steps in one dependency graph.
+//!
+//! ```text
+//! perimeter (dry run) ─────────────────────────────────────────┐
+//! network ─┬─ dns ─────────────────────────────────────────────┤
+//!          └─ cluster ─┬─ workload ── ingress                  ├─ enforce
+//! images ──────────────┘                                       │
+//!   └──────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Images are mirrored while the registry is reachable, before the perimeter is enforced; the
+//! perimeter is first applied in dry run (unless it is already enforced), and enforced last,
+//! after `verify` finds nothing high about it, when the config says `mode: enforced` or the
+//! caller asks for it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use kfsec_core::{Connection, Finding, Plan, Progress, Severity};
+
+use crate::config::Config;
+use crate::graph::{Step, StepOutput, StepResult, StepState};
+use crate::workload::Workload;
+
+/// What the workflow can fail with before it starts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowError {
+    /// A concern's handle could not be built (its message says which API).
+    #[error("{0}")]
+    Setup(String),
+    /// Reading live state failed.
+    #[error("{stage}: {message}")]
+    Read {
+        /// The stage.
+        stage: &'static str,
+        /// The error.
+        message: String,
+    },
+}
+
+/// How `apply` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Enforce the perimeter even when the config says `mode: dry_run`.
+    pub enforce: bool,
+    /// Leave the perimeter in dry run even when the config says `mode: enforced` (to look at
+    /// the dry-run logs first, as Google recommends).
+    pub dry_run_only: bool,
+}
+
+/// The result of `apply`: every step, in graph order, and the time it all took.
+#[derive(Debug, Clone)]
+pub struct WorkflowReport {
+    /// Each step's result.
+    pub steps: Vec<StepResult>,
+    /// The wall time.
+    pub elapsed: Duration,
+}
+
+impl WorkflowReport {
+    /// Whether any step failed or was skipped.
+    pub fn is_complete(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|s| matches!(s.state, StepState::Done { .. }))
+    }
+
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&StepResult> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// One line per step (what ran, what failed and why, what was skipped and why), then every
+    /// resource line of the steps that ran.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            let took = s
+                .span
+                .map(|(a, b)| format!(" ({:.1}s)", (b - a).as_secs_f64()))
+                .unwrap_or_default();
+            let line = match &s.state {
+                StepState::Done { summary } => {
+                    format!("  done     {:<10} {}{took}: {summary}", s.id, s.title)
+                }
+                StepState::Failed { error } => {
+                    format!("  FAILED   {:<10} {}{took}: {error}", s.id, s.title)
+                }
+                StepState::Skipped { reason } => {
+                    format!("  skipped  {:<10} {}: {reason}", s.id, s.title)
+                }
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Every resource line of every step, grouped by step.
+    pub fn render_details(&self) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            if s.report.entries.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("[{}] {}\n", s.id, s.title));
+            out.push_str(&s.report.render_text());
+        }
+        out
+    }
+}
+
+/// The plan of every concern (read only).
+#[derive(Debug, Clone)]
+pub struct WorkflowPlan {
+    /// `(stage, plan)` in workflow order; a stage that cannot be planned yet (the cluster
+    /// does not exist) has a plan with a note.
+    pub stages: Vec<(&'static str, Plan)>,
+    /// The images: one line per image, whether it is mirrored already.
+    pub images: String,
+    /// Whether every image is mirrored already.
+    pub images_up_to_date: bool,
+}
+
+impl WorkflowPlan {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.stages.iter().all(|(_, p)| p.is_empty()) && self.images_up_to_date
+    }
+
+    /// Every stage's plan for people.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for (stage, plan) in &self.stages {
+            out.push_str(&format!("[{stage}]\n"));
+            out.push_str(&plan.render_text());
+        }
+        out.push_str("[images]\n");
+        out.push_str(&self.images);
+        out
+    }
+
+    /// Every stage's plan as one JSON object keyed by stage.
+    pub fn to_json(&self) -> String {
+        let mut map = serde_json::Map::new();
+        for (stage, plan) in &self.stages {
+            map.insert(
+                (*stage).to_string(),
+                serde_json::from_str(&plan.to_json()).unwrap_or_default(),
+            );
+        }
+        map.insert(
+            "images".into(),
+            serde_json::Value::String(self.images.clone()),
+        );
+        serde_json::to_string_pretty(&map).unwrap_or_default()
+    }
+}
+
+/// The workflow's handle: one connection, every concern's client.
+#[derive(Clone)]
+pub struct Kfsec {
+    conn: Connection,
+    progress: Progress,
+}
+
+impl std::fmt::Debug for Kfsec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kfsec").finish_non_exhaustive()
+    }
+}
+
+fn setup(e: impl std::fmt::Display) -> WorkflowError {
+    WorkflowError::Setup(e.to_string())
+}
+
+/// A step's output from a concern's report.
+fn output(report: kfsec_core::Report) -> StepOutput {
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for e in &report.entries {
+        match e.outcome {
+            kfsec_core::Outcome::Created => created += 1,
+            kfsec_core::Outcome::Updated => updated += 1,
+            _ => unchanged += 1,
+        }
+    }
+    StepOutput {
+        summary: format!("{created} created, {updated} updated, {unchanged} unchanged"),
+        report,
+    }
+}
+
+/// The step's error, or the report's first failure.
+fn checked(report: kfsec_core::Report) -> Result<StepOutput, String> {
+    if let Some(failed) = report.entries.iter().find_map(|e| match &e.outcome {
+        kfsec_core::Outcome::Failed { error } => {
+            Some(format!("{} {}: {error}", e.resource.kind, e.resource.name))
+        }
+        _ => None,
+    }) {
+        return Err(failed);
+    }
+    Ok(output(report))
+}
+
+impl Kfsec {
+    /// A handle on the APIs behind `conn` (the Kubernetes side: the emulator's `kubernetes`
+    /// endpoint, or for Google the cluster the config names, once it exists).
+    pub fn new(conn: &Connection) -> Self {
+        Self {
+            conn: conn.clone(),
+            progress: Progress::none(),
+        }
+    }
+
+    /// Sends every concern's progress events to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    async fn vpcsc(&self) -> Result<kfsec_vpcsc::Vpcsc, String> {
+        Ok(kfsec_vpcsc::Vpcsc::new(&self.conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .with_progress(self.progress.clone()))
+    }
+
+    async fn gke(&self) -> Result<kfsec_gkeprivate::GkePrivate, String> {
+        Ok(kfsec_gkeprivate::GkePrivate::new(&self.conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .with_progress(self.progress.clone()))
+    }
+
+    async fn dns(&self) -> Result<kfsec_privatedns::PrivateDns, String> {
+        Ok(kfsec_privatedns::PrivateDns::new(&self.conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .with_progress(self.progress.clone()))
+    }
+
+    async fn mirror(&self, config: &Config) -> Result<kfsec_imagemirror::ImageMirror, String> {
+        Ok(
+            kfsec_imagemirror::ImageMirror::new(&self.conn, config.images.clone())
+                .await
+                .map_err(|e| e.to_string())?
+                .with_progress(self.progress.clone()),
+        )
+    }
+
+    /// The cluster's Kubernetes API: the emulator's, or the GKE cluster's (its endpoint and
+    /// CA from GKE, credentials from gke-gcloud-auth-plugin).
+    pub async fn kube(&self, config: &Config) -> Result<kube::Client, String> {
+        if self.conn.is_emulated() {
+            return kfsec_iapingress::kube_client(&self.conn)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let gke = self.gke().await?;
+        let cluster = gke.cluster(&config.gke).await.map_err(|e| e.to_string())?;
+        let kube_config = kfsec_gkeprivate::kubeconfig::kube_config(&config.gke, &cluster)
+            .await
+            .map_err(|e| e.to_string())?;
+        kube::Client::try_from(kube_config).map_err(|e| e.to_string())
+    }
+
+    async fn ingress(&self, config: &Config) -> Result<kfsec_iapingress::IapIngress, String> {
+        Ok(kfsec_iapingress::IapIngress::new(&self.conn)
+            .await
+            .map_err(|e| e.to_string())?
+            .with_kube(self.kube(config).await?)
+            .with_progress(self.progress.clone()))
+    }
+
+    /// What `apply` would change, stage by stage (reads only). The workload and the ingress
+    /// are planned only once the cluster exists.
+    pub async fn plan(&self, config: &Config) -> Result<WorkflowPlan, WorkflowError> {
+        let read =
+            |stage: &'static str| move |message: String| WorkflowError::Read { stage, message };
+        let vpcsc = self.vpcsc().await.map_err(setup)?;
+        let gke = self.gke().await.map_err(setup)?;
+        let dns = self.dns().await.map_err(setup)?;
+        let mirror = self.mirror(config).await.map_err(setup)?;
+        let wanted = mirror.wanted().map_err(|e| setup(e.to_string()))?;
+        let (p1, p2, p3, images) = tokio::join!(
+            async { vpcsc.plan(&config.vpcsc).await.map_err(|e| e.to_string()) },
+            async { gke.plan(&config.gke).await.map_err(|e| e.to_string()) },
+            async { dns.plan(&config.dns).await.map_err(|e| e.to_string()) },
+            mirror.plan(&wanted),
+        );
+        let mut stages = vec![
+            ("perimeter", p1.map_err(read("perimeter"))?.plan),
+            ("network and cluster", p2.map_err(read("cluster"))?.plan),
+            ("dns", p3.map_err(read("dns"))?.plan),
+        ];
+        let cluster_exists = gke.cluster(&config.gke).await.is_ok();
+        if let Some(ingress) = &config.ingress {
+            if cluster_exists {
+                let handle = self.ingress(config).await.map_err(setup)?;
+                let plan = handle
+                    .plan(ingress)
+                    .await
+                    .map_err(|e| read("ingress")(e.to_string()))?;
+                stages.push(("ingress", plan.plan));
+            } else {
+                stages.push(("ingress", Plan::new()));
+            }
+        }
+        Ok(WorkflowPlan {
+            stages,
+            images: images.render_text(),
+            images_up_to_date: images.is_empty(),
+        })
+    }
+
+    /// Applies the whole config: every step of the graph above, independent branches at once;
+    /// a failed step stops only what depends on it.
+    pub async fn apply(
+        &self,
+        config: &Config,
+        options: ApplyOptions,
+    ) -> Result<WorkflowReport, WorkflowError> {
+        let start = Instant::now();
+        let vpcsc = self.vpcsc().await.map_err(setup)?;
+        let gke = self.gke().await.map_err(setup)?;
+        let dns = self.dns().await.map_err(setup)?;
+        let mirror = self.mirror(config).await.map_err(setup)?;
+        let wanted = mirror.wanted().map_err(|e| setup(e.to_string()))?;
+        let want_enforced = !options.dry_run_only
+            && (options.enforce
+                || config.vpcsc.vpcsc.perimeter.mode == kfsec_vpcsc::Mode::Enforced);
+
+        // What steps hand on to later ones.
+        let gke_plan: Mutex<Option<kfsec_gkeprivate::GkePlan>> = Mutex::new(None);
+        let mirrors: Mutex<Option<kfsec_imagemirror::MirrorReport>> = Mutex::new(None);
+        let dry_run_spec = {
+            let mut s = config.vpcsc.clone();
+            s.vpcsc.perimeter.mode = kfsec_vpcsc::Mode::DryRun;
+            s
+        };
+        // The steps borrow all of this; they run before this function returns.
+        let (vpcsc, gke, dns, mirror, wanted) = (&vpcsc, &gke, &dns, &mirror, &wanted);
+        let (gke_plan, mirrors, dry_run_spec) = (&gke_plan, &mirrors, &dry_run_spec);
+
+        let mut steps = vec![
+            Step::new(
+                "perimeter",
+                "VPC Service Controls: services, access policy, access level, perimeter (dry run first)",
+                &[],
+                move || {
+                    async move {
+                        let observed = vpcsc
+                            .observe(&config.vpcsc)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let enforced_now = observed
+                            .perimeter
+                            .as_ref()
+                            .and_then(|p| p.status.as_ref())
+                            .is_some_and(|s| s.resources.contains(&observed.project_resource));
+                        // An enforced perimeter stays enforced; otherwise dry run until `enforce`.
+                        let spec = if enforced_now {
+                            &config.vpcsc
+                        } else {
+                            dry_run_spec
+                        };
+                        let plan = vpcsc.plan(spec).await.map_err(|e| e.to_string())?;
+                        checked(vpcsc.apply(&plan).await.map_err(|e| e.to_string())?)
+                    }
+                    .boxed()
+                },
+            ),
+            Step::new(
+                "network",
+                "network, subnet with Private Google Access, route to the VIP, firewall rules",
+                &[],
+                move || {
+                    async move {
+                        let plan = gke.plan(&config.gke).await.map_err(|e| e.to_string())?;
+                        let report = gke.apply_network(&plan).await.map_err(|e| e.to_string())?;
+                        *gke_plan.lock().expect("gke plan") = Some(plan);
+                        checked(report)
+                    }
+                    .boxed()
+                },
+            ),
+            Step::new(
+                "dns",
+                "private DNS zones to the restricted VIP",
+                &["network"],
+                move || {
+                    async move {
+                        let plan = dns.plan(&config.dns).await.map_err(|e| e.to_string())?;
+                        checked(dns.apply(&plan).await.map_err(|e| e.to_string())?)
+                    }
+                    .boxed()
+                },
+            ),
+            Step::new(
+                "cluster",
+                "the nodes' service account and the private GKE cluster",
+                &["network"],
+                move || {
+                    async move {
+                        let plan = gke_plan.lock().expect("gke plan").clone();
+                        let plan = plan.ok_or("the network step made no plan")?;
+                        checked(gke.apply_cluster(&plan).await.map_err(|e| e.to_string())?)
+                    }
+                    .boxed()
+                },
+            ),
+            Step::new(
+                "images",
+                "every image mirrored into the perimeter's registry, pinned by digest",
+                &[],
+                move || {
+                    async move {
+                        let report = mirror.apply(wanted).await;
+                        let failed = report.failures();
+                        let n = report.images.len();
+                        let text = report.render_text();
+                        let mut lines = kfsec_core::Report::new();
+                        for image in &report.images {
+                            if let kfsec_imagemirror::ImageOutcome::Mirrored {
+                                pinned,
+                                up_to_date,
+                                ..
+                            } = &image.outcome
+                            {
+                                lines.record_with(
+                                    kfsec_core::ResourceRef::new("image", &image.source),
+                                    if *up_to_date {
+                                        kfsec_core::Outcome::Unchanged
+                                    } else {
+                                        kfsec_core::Outcome::Created
+                                    },
+                                    pinned.clone(),
+                                );
+                            }
+                        }
+                        *mirrors.lock().expect("mirrors") = Some(report);
+                        if failed > 0 {
+                            return Err(format!("{failed} of {n} images failed:\n{text}"));
+                        }
+                        Ok(StepOutput {
+                            summary: format!("all {n} mirrored and pinned by digest"),
+                            report: lines,
+                        })
+                    }
+                    .boxed()
+                },
+            ),
+        ];
+        if let Some(workload) = &config.workload {
+            steps.push(Step::new(
+                "workload",
+                "the workload, its images pinned to the mirrors, applied server-side",
+                &["cluster", "images"],
+                move || {
+                    async move {
+                        let report = mirrors.lock().expect("mirrors").clone();
+                        let report = report.ok_or("the images step left no report")?;
+                        let docs = crate::workload::prepare(workload, &report)
+                            .map_err(|e| e.to_string())?;
+                        let kube = self.kube(config).await?;
+                        let w = Workload::new(kube).with_progress(self.progress.clone());
+                        let applied = w
+                            .apply(&docs, Duration::from_secs(workload.wait_seconds))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let mut out = output(applied);
+                        out.summary = format!("{} documents: {}", docs.len(), out.summary);
+                        Ok(out)
+                    }
+                    .boxed()
+                },
+            ));
+        }
+        if let Some(ingress_spec) = &config.ingress {
+            let needs: &[&'static str] = if config.workload.is_some() {
+                &["cluster", "workload"]
+            } else {
+                &["cluster"]
+            };
+            steps.push(Step::new(
+                "ingress",
+                "IAP-protected HTTPS entrance and who may pass",
+                needs,
+                move || {
+                    async move {
+                        let handle = self.ingress(config).await?;
+                        let plan = handle.plan(ingress_spec).await.map_err(|e| e.to_string())?;
+                        checked(handle.apply(&plan).await.map_err(|e| e.to_string())?)
+                    }
+                    .boxed()
+                },
+            ));
+        }
+        if want_enforced {
+            steps.push(Step::new(
+                "enforce",
+                "the perimeter enforced, once verify finds nothing high in dry run",
+                &["perimeter", "images", "dns"],
+                move || {
+                    async move {
+                        let observed = vpcsc
+                            .observe(&config.vpcsc)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let enforced_now = observed
+                            .perimeter
+                            .as_ref()
+                            .and_then(|p| p.status.as_ref())
+                            .is_some_and(|s| s.resources.contains(&observed.project_resource));
+                        if !enforced_now {
+                            let findings = vpcsc
+                                .verify(dry_run_spec)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            // What dry run itself causes (not enforced yet) is what this step
+                            // ends; anything else high (the project outside the perimeter, a
+                            // level missing) stops it.
+                            let blocking = |f: &&Finding| {
+                                f.severity == Severity::High
+                                    && f.code != "perimeter.dry_run_only"
+                                    && !(f.code == "perimeter.service_unrestricted"
+                                        && f.message.contains("in dry run only"))
+                            };
+                            if let Some(f) = findings.iter().find(blocking) {
+                                return Err(format!(
+                                    "not enforced: verify found {} ({}): {}",
+                                    f.code, f.resource, f.message
+                                ));
+                            }
+                        }
+                        let mut enforced = config.vpcsc.clone();
+                        enforced.vpcsc.perimeter.mode = kfsec_vpcsc::Mode::Enforced;
+                        let plan = vpcsc.plan(&enforced).await.map_err(|e| e.to_string())?;
+                        checked(vpcsc.apply(&plan).await.map_err(|e| e.to_string())?)
+                    }
+                    .boxed()
+                },
+            ));
+        }
+        let progress = self.progress.clone();
+        let results = crate::graph::run(steps, |id, state| match state {
+            None => progress.started(&format!("stage {id}")),
+            Some(StepState::Done { .. }) => progress.finished(&format!("stage {id}"), true),
+            Some(StepState::Failed { .. }) => progress.finished(&format!("stage {id}"), false),
+            Some(StepState::Skipped { .. }) => {}
+        })
+        .await
+        .map_err(WorkflowError::Setup)?;
+        Ok(WorkflowReport {
+            steps: results,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Every concern's findings about the live state, by stage.
+    pub async fn verify(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<(&'static str, Vec<Finding>)>, WorkflowError> {
+        let read =
+            |stage: &'static str| move |message: String| WorkflowError::Read { stage, message };
+        let vpcsc = self.vpcsc().await.map_err(setup)?;
+        let gke = self.gke().await.map_err(setup)?;
+        let dns = self.dns().await.map_err(setup)?;
+        let mut out = vec![
+            (
+                "perimeter",
+                vpcsc
+                    .verify(&config.vpcsc)
+                    .await
+                    .map_err(|e| read("perimeter")(e.to_string()))?,
+            ),
+            (
+                "network and cluster",
+                gke.verify(&config.gke)
+                    .await
+                    .map_err(|e| read("cluster")(e.to_string()))?,
+            ),
+            (
+                "dns",
+                dns.verify(&config.dns)
+                    .await
+                    .map_err(|e| read("dns")(e.to_string()))?,
+            ),
+        ];
+        if let Some(spec) = &config.ingress {
+            let handle = self.ingress(config).await.map_err(setup)?;
+            out.push((
+                "ingress",
+                handle
+                    .verify(spec)
+                    .await
+                    .map_err(|e| read("ingress")(e.to_string()))?,
+            ));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,377 @@
+//! The workload: the guide's `kfctl apply k8s`, with every image pinned to its mirror.
+//!
+//! The manifests (for example `kustomize build` output) are rewritten with
+//! [`kfsec_imagemirror::MirrorReport::rewrite`]; a single image without a mirror stops the whole
+//! workload before anything is applied, since the private nodes could not pull it. The
+//! documents are then applied with server-side apply in dependency order:
+//! CustomResourceDefinitions, then Namespaces, then everything else in file order (field manager
+//! `kfsec-workload`). An object
+//! whose live state already holds every field of the document is not sent again, so a second
+//! apply sends no mutating request. Deployments are then waited on until available.
+
+use std::time::{Duration, Instant};
+
+use kfsec_core::{Outcome, Progress, ProgressEvent, Report, ResourceRef};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use serde_json::Value;
+
+use crate::config::WorkloadSpec;
+
+/// The field manager of every apply. Not `kfsec` (the ingress's): server-side apply removes
+/// the fields a manager stops sending, so one manager for both would have the ingress's
+/// annotations of the workload's `envoy` Service drop its ports, and the workload's next apply
+/// drop the annotations.
+pub const FIELD_MANAGER: &str = "kfsec-workload";
+
+/// What can stop the workload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkloadError {
+    /// A manifest could not be read or parsed.
+    #[error("{path}: {message}")]
+    Manifest {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Images without a mirror: nothing was applied.
+    #[error(
+        "{} image(s) have no mirror, so the private nodes could not pull them; nothing was deployed: {}. Mirror them (images.sources or images.manifests) and run again",
+        .0.len(),
+        .0.join("; ")
+    )]
+    Unmirrored(Vec<String>),
+    /// The Kubernetes API refused or failed a request.
+    #[error("{what}: {message}")]
+    Kubernetes {
+        /// What was being done.
+        what: String,
+        /// The API's message.
+        message: String,
+    },
+    /// Deployments not available before the deadline.
+    #[error(
+        "not available after {waited:?}: {}. See `kubectl describe deployment -n NAMESPACE NAME` for why; run apply again to keep waiting",
+        .deployments.join(", ")
+    )]
+    NotAvailable {
+        /// `namespace/name` of each.
+        deployments: Vec<String>,
+        /// How long kfsec waited.
+        waited: Duration,
+    },
+}
+
+/// One document of the workload, rewritten and ready to apply.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file it came from.
+    pub file: String,
+    /// Its object, with images pinned.
+    pub object: Value,
+}
+
+impl Document {
+    fn kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap_or("")
+    }
+    fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or("")
+    }
+    fn namespace(&self) -> Option<&str> {
+        self.object["metadata"]["namespace"].as_str()
+    }
+    /// `Kind namespace/name` (or `Kind name`).
+    pub fn display(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{} {ns}/{}", self.kind(), self.name()),
+            None => format!("{} {}", self.kind(), self.name()),
+        }
+    }
+    fn rank(&self) -> u8 {
+        match self.kind() {
+            "CustomResourceDefinition" => 0,
+            "Namespace" => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// The workload's documents with images pinned to `mirrors`, CRDs and Namespaces first;
+/// refuses (naming each use) when an image has no mirror.
+pub fn prepare(
+    spec: &WorkloadSpec,
+    mirrors: &kfsec_imagemirror::MirrorReport,
+) -> Result<Vec<Document>, WorkloadError> {
+    let mut docs = Vec::new();
+    let mut unmirrored = Vec::new();
+    for path in &spec.manifests {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Manifest {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        let rewritten = mirrors
+            .rewrite(&file, &text)
+            .map_err(|e| WorkloadError::Manifest {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+        for (use_, why) in &rewritten.unmapped {
+            unmirrored.push(format!(
+                "{} in {} ({}:{}){}",
+                use_.image,
+                use_.object,
+                file,
+                use_.line,
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            ));
+        }
+        for doc in serde_yaml::Deserializer::from_str(&rewritten.text) {
+            let value: Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| WorkloadError::Manifest {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
+            if value.is_null() {
+                continue;
+            }
+            if value["apiVersion"].as_str().is_none() || value["kind"].as_str().is_none() {
+                return Err(WorkloadError::Manifest {
+                    path: file,
+                    message: format!("a document without apiVersion or kind: {value}"),
+                });
+            }
+            docs.push(Document {
+                file: file.clone(),
+                object: value,
+            });
+        }
+    }
+    if !unmirrored.is_empty() {
+        return Err(WorkloadError::Unmirrored(unmirrored));
+    }
+    docs.sort_by_key(Document::rank);
+    Ok(docs)
+}
+
+fn gvk(object: &Value) -> GroupVersionKind {
+    let api_version = object["apiVersion"].as_str().unwrap_or("");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap_or(""))
+}
+
+fn kube_error(what: String, e: kube::Error) -> WorkloadError {
+    let message = match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    };
+    WorkloadError::Kubernetes { what, message }
+}
+
+/// Applies workloads to one cluster.
+#[derive(Clone)]
+pub struct Workload {
+    kube: kube::Client,
+    progress: Progress,
+}
+
+impl std::fmt::Debug for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workload").finish_non_exhaustive()
+    }
+}
+
+impl Workload {
+    /// A handle on the cluster behind `kube`.
+    pub fn new(kube: kube::Client) -> Self {
+        Self {
+            kube,
+            progress: Progress::none(),
+        }
+    }
+
+    /// Sends progress events (each object, waiting for Deployments) to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    async fn resource(
+        &self,
+        doc: &Document,
+    ) -> Result<(ApiResource, ApiCapabilities), WorkloadError> {
+        let gvk = gvk(&doc.object);
+        kube::discovery::pinned_kind(&self.kube, &gvk)
+            .await
+            .map_err(|e| {
+                kube_error(
+                    format!(
+                        "find {} {} in the cluster's API (is its CustomResourceDefinition applied?)",
+                        doc.object["apiVersion"].as_str().unwrap_or(""),
+                        doc.kind()
+                    ),
+                    e,
+                )
+            })
+    }
+
+    fn api(&self, ar: &ApiResource, caps: &ApiCapabilities, doc: &Document) -> Api<DynamicObject> {
+        match (&caps.scope, doc.namespace()) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.kube.clone(), ns, ar),
+            (Scope::Namespaced, None) => Api::default_namespaced_with(self.kube.clone(), ar),
+            (Scope::Cluster, _) => Api::all_with(self.kube.clone(), ar),
+        }
+    }
+
+    /// Whether each document differs from the live object (`true`: it would be applied).
+    pub async fn diff(&self, docs: &[Document]) -> Result<Vec<(String, bool)>, WorkloadError> {
+        let mut out = Vec::new();
+        for doc in docs {
+            // A kind that a CRD of this workload defines is not known yet: it will be applied.
+            let Ok((ar, caps)) = self.resource(doc).await else {
+                out.push((doc.display(), true));
+                continue;
+            };
+            let live = self
+                .api(&ar, &caps, doc)
+                .get_opt(doc.name())
+                .await
+                .map_err(|e| kube_error(format!("read {}", doc.display()), e))?;
+            let differs = match live {
+                None => true,
+                Some(live) => {
+                    let live = serde_json::to_value(live).unwrap_or(Value::Null);
+                    !kfsec_iapingress::objects::is_subset(&doc.object, &live)
+                }
+            };
+            out.push((doc.display(), differs));
+        }
+        Ok(out)
+    }
+
+    /// Applies what differs, in order, then waits up to `wait` for every Deployment to be
+    /// available (`Duration::ZERO`: no wait). Stops at the first refusal.
+    pub async fn apply(&self, docs: &[Document], wait: Duration) -> Result<Report, WorkloadError> {
+        let mut report = Report::new();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        for doc in docs {
+            let (ar, caps) = self.resource(doc).await?;
+            let api = self.api(&ar, &caps, doc);
+            let live = api
+                .get_opt(doc.name())
+                .await
+                .map_err(|e| kube_error(format!("read {}", doc.display()), e))?;
+            let resource = ResourceRef::new(doc.kind(), doc.display_name());
+            let outcome = match &live {
+                Some(l)
+                    if kfsec_iapingress::objects::is_subset(
+                        &doc.object,
+                        &serde_json::to_value(l).unwrap_or(Value::Null),
+                    ) =>
+                {
+                    Outcome::Unchanged
+                }
+                _ => {
+                    self.progress.started(&format!("apply {}", doc.display()));
+                    let result = api
+                        .patch(doc.name(), &params, &Patch::Apply(&doc.object))
+                        .await
+                        .map_err(|e| kube_error(format!("apply {}", doc.display()), e));
+                    self.progress
+                        .finished(&format!("apply {}", doc.display()), result.is_ok());
+                    result?;
+                    if live.is_some() {
+                        Outcome::Updated
+                    } else {
+                        Outcome::Created
+                    }
+                }
+            };
+            report.record(resource, outcome);
+        }
+        if !wait.is_zero() {
+            self.wait_available(docs, wait).await?;
+        }
+        Ok(report)
+    }
+
+    /// Polls every Deployment of `docs` until its `Available` condition is true.
+    pub async fn wait_available(
+        &self,
+        docs: &[Document],
+        wait: Duration,
+    ) -> Result<(), WorkloadError> {
+        let deployments: Vec<&Document> = docs
+            .iter()
+            .filter(|d| d.kind() == "Deployment" && d.object["apiVersion"] == "apps/v1")
+            .collect();
+        if deployments.is_empty() {
+            return Ok(());
+        }
+        let step = format!("wait for {} Deployments", deployments.len());
+        self.progress.started(&step);
+        let start = Instant::now();
+        loop {
+            let mut waiting = Vec::new();
+            for d in &deployments {
+                let ns = d.namespace().unwrap_or("default");
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    self.kube.clone(),
+                    ns,
+                    &ApiResource::from_gvk(&gvk(&d.object)),
+                );
+                let live = api
+                    .get_opt(d.name())
+                    .await
+                    .map_err(|e| kube_error(format!("read {}", d.display()), e))?;
+                let available = live.is_some_and(|l| {
+                    l.data["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Available" && c["status"] == "True")
+                    })
+                });
+                if !available {
+                    waiting.push(format!("{ns}/{}", d.name()));
+                }
+            }
+            if waiting.is_empty() {
+                self.progress.finished(&step, true);
+                return Ok(());
+            }
+            if start.elapsed() >= wait {
+                self.progress.finished(&step, false);
+                return Err(WorkloadError::NotAvailable {
+                    deployments: waiting,
+                    waited: start.elapsed(),
+                });
+            }
+            self.progress.emit(ProgressEvent::Waiting {
+                step: step.clone(),
+                operation: "deployments".into(),
+                status: Some(format!("{} not available yet", waiting.len())),
+                elapsed: start.elapsed(),
+            });
+            tokio::time::sleep(
+                Duration::from_millis(250).min(wait.saturating_sub(start.elapsed())),
+            )
+            .await;
+        }
+    }
+}
+
+impl Document {
+    fn display_name(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{ns}/{}", self.name()),
+            None => self.name().to_string(),
+        }
+    }
+}

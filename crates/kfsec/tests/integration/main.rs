@@ -1,0 +1,5 @@
+//! Integration tests of the kfsec facade: the config checked in one pass, and the whole
+//! workflow on the emulator (every stage, then a second apply that sends nothing).
+
+mod config;
+mod workflow;

@@ -1,0 +1,125 @@
+//! The whole workflow on the emulator: every stage, the sample workload included, then a
+//! second apply that sends no mutating request.
+
+use std::time::Duration;
+
+use kfsec::graph::StepState;
+use kfsec::prelude::*;
+use kfsec_emulator::{Emulator, EmulatorOptions};
+
+use crate::config::in_workspace;
+
+fn connection(emu: &Emulator) -> Connection {
+    Connection::emulated(
+        emu.endpoints()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+fn config() -> kfsec::Config {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/config/kf-dev.yaml"
+    ))
+    .unwrap();
+    in_workspace(&text).unwrap()
+}
+
+/// Mutating requests after the `since`-th (reads sent as POST are not).
+fn mutating(emu: &Emulator, since: usize) -> Vec<String> {
+    emu.requests()[since..]
+        .iter()
+        .filter(|r| {
+            !matches!(r.method.as_str(), "GET" | "HEAD")
+                && !r.path.ends_with("/wait")
+                && !r.path.ends_with(":getIamPolicy")
+        })
+        .map(|r| format!("{} {} {}", r.api, r.method, r.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_runs_every_stage_then_a_second_apply_sends_nothing() {
+    let emu = Emulator::start(EmulatorOptions {
+        lro: Duration::from_millis(200),
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    let config = config();
+    let kfsec = Kfsec::new(&connection(&emu));
+    let report = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    assert!(report.is_complete(), "{}", report.render_text());
+    let ids: Vec<&str> = report.steps.iter().map(|s| s.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "perimeter",
+            "network",
+            "dns",
+            "cluster",
+            "images",
+            "workload",
+            "ingress",
+            "enforce"
+        ]
+    );
+
+    // What each stage left, as the emulator holds it.
+    let state = emu.state();
+    let k8s = &state["kubernetes"];
+    let deployment = &k8s["apps/v1/Deployment"]["kubeflow/ml-pipeline-ui"];
+    let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert!(
+        image.starts_with(
+            "us-docker.pkg.dev/kf-dev/kubeflow-mirror/gcr.io/ml-pipeline/frontend:2.0.5@sha256:"
+        ),
+        "{image}"
+    );
+    assert!(
+        k8s["networking.k8s.io/v1/Ingress"]["kubeflow/envoy-ingress"]["status"]["loadBalancer"]
+            .is_object()
+    );
+    let perimeter = &state["accesscontextmanager"];
+    assert!(perimeter.to_string().contains("KubeflowZone"));
+    assert!(state["container"]["clusters"].as_array().unwrap().len() == 1);
+
+    // Branches overlapped: DNS and the cluster both started before the other ended.
+    let span = |id: &str| report.step(id).unwrap().span.unwrap();
+    let (dns, cluster) = (span("dns"), span("cluster"));
+    assert!(
+        dns.0 < cluster.1 && cluster.0 < dns.1,
+        "{dns:?} {cluster:?}"
+    );
+
+    // Verify finds nothing high.
+    let findings = kfsec.verify(&config).await.unwrap();
+    for (stage, f) in &findings {
+        assert!(
+            f.iter().all(|f| f.severity < Severity::High),
+            "{stage}: {}",
+            kfsec_core::finding::render_findings(f)
+        );
+    }
+
+    // The second apply: every step runs, nothing is sent.
+    let since = emu.requests().len();
+    let plan = kfsec.plan(&config).await.unwrap();
+    assert!(plan.is_empty(), "{}", plan.render_text());
+    let again = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    assert!(again.is_complete(), "{}", again.render_text());
+    assert_eq!(mutating(&emu, since), Vec::<String>::new());
+    for s in &again.steps {
+        if let StepState::Done { summary } = &s.state {
+            assert!(
+                !summary.contains(" 1 created") && !summary.starts_with("1 created"),
+                "{}: {summary}",
+                s.id
+            );
+        }
+    }
+}
