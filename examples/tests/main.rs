@@ -73,7 +73,80 @@ pub(crate) fn text(out: &Output) -> (String, String) {
 mod secure_kubeflow {
     //! `cargo run --example secure-kubeflow`: the README's first command.
 
-    use crate::{run, text};
+    use kfsec_emulator::EmulatorOptions;
+
+    use crate::{run, running_emulator, text};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_second_run_against_the_same_emulator_sends_no_mutating_request() {
+        let (emu, _dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+        let first = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
+        assert!(first.status.success(), "{:?}", text(&first));
+        let before = emu.requests().len();
+        let plan = run("secure-kubeflow", &["plan", "--endpoints", &endpoints]).await;
+        let (stdout, stderr) = text(&plan);
+        assert!(plan.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("Nothing to change."), "{stdout}");
+        let second = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
+        let (stdout, stderr) = text(&second);
+        assert!(second.status.success(), "{stdout}\n{stderr}");
+        let mutating: Vec<String> = emu.requests()[before..]
+            .iter()
+            .filter(|r| {
+                !matches!(r.method.as_str(), "GET" | "HEAD")
+                    && !r.path.ends_with("/wait")
+                    && !r.path.ends_with(":getIamPolicy")
+            })
+            .map(|r| format!("{} {} {}", r.api, r.method, r.path))
+            .collect();
+        assert_eq!(mutating, Vec::<String>::new(), "{stdout}");
+        let verify = run("secure-kubeflow", &["verify", "--endpoints", &endpoints]).await;
+        assert!(verify.status.success(), "{:?}", text(&verify));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_config_with_several_mistakes_gets_all_of_them_before_any_request() {
+        let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+        let text_in =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kf-dev.yaml"))
+                .unwrap()
+                .replace("zone: us-central1-a", "zone: europe-west4-a")
+                .replace("name: kubeflow\n", "name: kube-flow\n")
+                .replace("master_cidr: 172.16.0.32/28", "master_cidr: 10.10.0.16/28")
+                .replace(
+                    "members: [user:alice@example.com]\n",
+                    "members: [user:alice@example.com, alice]\n",
+                );
+        let config = dir.path().join("bad.yaml");
+        std::fs::write(&config, text_in).unwrap();
+        for command in ["plan", "apply", "verify"] {
+            let out = run(
+                "secure-kubeflow",
+                &[
+                    command,
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--endpoints",
+                    &endpoints,
+                ],
+            )
+            .await;
+            let (stdout, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+            for field in [
+                "zone:",
+                "vpcsc.access_level.name",
+                "cluster.master_cidr",
+                "ingress.members[1]",
+            ] {
+                assert!(
+                    stderr.contains(field),
+                    "{command}: {field} missing:\n{stderr}"
+                );
+            }
+        }
+        assert_eq!(emu.requests().len(), 0);
+    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_main_job_runs_on_the_embedded_emulator_and_prints_a_summary() {
@@ -90,7 +163,7 @@ mod secure_kubeflow {
             "{stdout}"
         );
         assert!(
-            stdout.contains("  VPC Service Controls  in place and verified"),
+            stdout.contains("  VPC Service Controls  in place, enforced and verified"),
             "{stdout}"
         );
         assert!(
@@ -112,8 +185,33 @@ mod secure_kubeflow {
             "{stdout}"
         );
         assert!(
-            stdout.contains("pending (4 of 6 stages run today)"),
+            stdout
+                .contains("  Workload              7 documents: 7 created, 0 updated, 0 unchanged"),
             "{stdout}"
         );
+        assert!(
+            stdout.contains("  IAP ingress           in place and verified"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("every stage checked: nothing above info level"),
+            "{stdout}"
+        );
+        // Every step ran; none was skipped or failed.
+        for id in [
+            "perimeter",
+            "network",
+            "dns",
+            "cluster",
+            "images",
+            "workload",
+            "ingress",
+            "enforce",
+        ] {
+            assert!(
+                stdout.contains(&format!("  done     {id:<10} ")),
+                "{id} did not run:\n{stdout}"
+            );
+        }
     }
 }
