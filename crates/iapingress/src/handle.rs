@@ -238,10 +238,35 @@ impl IapIngress {
             .context(format!("read the IAM policy of {resource}"))?)
     }
 
+    /// A Kubernetes read, tried again (as the SDK clients do for Google's APIs) when it got
+    /// no answer, 429 or 5xx.
+    async fn kube_read<T, Fut>(&self, mut read: impl FnMut() -> Fut) -> Result<T, IngressError>
+    where
+        Fut: std::future::Future<Output = Result<T, IngressError>>,
+    {
+        kfsec_core::retry::retry(
+            self.policies.rpc_attempts,
+            self.policies.rpc_backoff,
+            |e: &IngressError| {
+                if e.is_transient() {
+                    RetryDecision::Retry
+                } else {
+                    RetryDecision::Stop
+                }
+            },
+            |_| read(),
+        )
+        .await
+    }
+
     async fn get_live(&self, d: &Desired) -> Result<Option<Value>, IngressError> {
-        let live = api(&self.kube, d).get_opt(&d.name).await.map_err(|e| {
-            IngressError::kube(format!("read {} {}", d.kind.kind, d.display_name()), e)
-        })?;
+        let live = self
+            .kube_read(|| async {
+                api(&self.kube, d).get_opt(&d.name).await.map_err(|e| {
+                    IngressError::kube(format!("read {} {}", d.kind.kind, d.display_name()), e)
+                })
+            })
+            .await?;
         Ok(live.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
     }
 
@@ -555,15 +580,19 @@ impl IapIngress {
     ) -> Result<(Option<String>, Vec<(String, String)>), IngressError> {
         let ingress: Api<k8s_openapi::api::networking::v1::Ingress> =
             Api::namespaced(self.kube.clone(), &spec.ingress.namespace);
-        let live = ingress.get_opt(&spec.ingress.name).await.map_err(|e| {
-            IngressError::kube(
-                format!(
-                    "read Ingress {}/{}",
-                    spec.ingress.namespace, spec.ingress.name
-                ),
-                e,
-            )
-        })?;
+        let live = self
+            .kube_read(|| async {
+                ingress.get_opt(&spec.ingress.name).await.map_err(|e| {
+                    IngressError::kube(
+                        format!(
+                            "read Ingress {}/{}",
+                            spec.ingress.namespace, spec.ingress.name
+                        ),
+                        e,
+                    )
+                })
+            })
+            .await?;
         let Some(live) = live else {
             return Ok((None, Vec::new()));
         };
@@ -591,9 +620,13 @@ impl IapIngress {
         let services: Api<k8s_openapi::api::core::v1::Service> =
             Api::namespaced(self.kube.clone(), &spec.ingress.namespace);
         let name = &spec.ingress.backend.service;
-        let live = services.get_opt(name).await.map_err(|e| {
-            IngressError::kube(format!("read Service {}/{name}", spec.ingress.namespace), e)
-        })?;
+        let live = self
+            .kube_read(|| async {
+                services.get_opt(name).await.map_err(|e| {
+                    IngressError::kube(format!("read Service {}/{name}", spec.ingress.namespace), e)
+                })
+            })
+            .await?;
         Ok(live.is_some())
     }
 

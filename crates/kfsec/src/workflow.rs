@@ -466,7 +466,9 @@ impl Kfsec {
                         let docs = crate::workload::prepare(workload, &report)
                             .map_err(|e| e.to_string())?;
                         let kube = self.kube(config).await?;
-                        let w = Workload::new(kube).with_progress(self.progress.clone());
+                        let w = Workload::new(kube)
+                            .with_progress(self.progress.clone())
+                            .with_policies(self.conn.policies().clone());
                         let applied = w
                             .apply(&docs, Duration::from_secs(workload.wait_seconds))
                             .await

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use kfsec_core::{Outcome, Progress, ProgressEvent, Report, ResourceRef};
+use kfsec_core::{Outcome, Policies, Progress, ProgressEvent, Report, ResourceRef, RetryDecision};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -49,6 +49,8 @@ pub enum WorkloadError {
     Kubernetes {
         /// What was being done.
         what: String,
+        /// The HTTP status (0: no answer).
+        code: u16,
         /// The API's message.
         message: String,
     },
@@ -169,11 +171,25 @@ fn gvk(object: &Value) -> GroupVersionKind {
 }
 
 fn kube_error(what: String, e: kube::Error) -> WorkloadError {
-    let message = match e {
-        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => other.to_string(),
+    let (code, message) = match e {
+        kube::Error::Api(s) => (s.code, format!("{} ({})", s.message, s.code)),
+        other => (0, other.to_string()),
     };
-    WorkloadError::Kubernetes { what, message }
+    WorkloadError::Kubernetes {
+        what,
+        code,
+        message,
+    }
+}
+
+impl WorkloadError {
+    /// Whether trying again may succeed: no answer, 409 (a concurrent writer), 429, 5xx.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Kubernetes { code, .. } if matches!(code, 0 | 409 | 429 | 500 | 502 | 503 | 504)
+        )
+    }
 }
 
 /// Applies workloads to one cluster.
@@ -181,6 +197,7 @@ fn kube_error(what: String, e: kube::Error) -> WorkloadError {
 pub struct Workload {
     kube: kube::Client,
     progress: Progress,
+    policies: Policies,
 }
 
 impl std::fmt::Debug for Workload {
@@ -195,7 +212,15 @@ impl Workload {
         Self {
             kube,
             progress: Progress::none(),
+            policies: Policies::default(),
         }
+    }
+
+    /// Retries and backoff (a connection's `policies()`): a request that fails with no
+    /// answer, 409, 429 or 5xx is tried again from a fresh read.
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Sends progress events (each object, waiting for Deployments) to `progress`.
@@ -261,46 +286,56 @@ impl Workload {
     /// available (`Duration::ZERO`: no wait). Stops at the first refusal.
     pub async fn apply(&self, docs: &[Document], wait: Duration) -> Result<Report, WorkloadError> {
         let mut report = Report::new();
-        let params = PatchParams::apply(FIELD_MANAGER).force();
         for doc in docs {
-            let (ar, caps) = self.resource(doc).await?;
-            let api = self.api(&ar, &caps, doc);
-            let live = api
-                .get_opt(doc.name())
-                .await
-                .map_err(|e| kube_error(format!("read {}", doc.display()), e))?;
             let resource = ResourceRef::new(doc.kind(), doc.display_name());
-            let outcome = match &live {
-                Some(l)
-                    if kfsec_iapingress::objects::is_subset(
-                        &doc.object,
-                        &serde_json::to_value(l).unwrap_or(Value::Null),
-                    ) =>
-                {
-                    Outcome::Unchanged
-                }
-                _ => {
-                    self.progress.started(&format!("apply {}", doc.display()));
-                    let result = api
-                        .patch(doc.name(), &params, &Patch::Apply(&doc.object))
-                        .await
-                        .map_err(|e| kube_error(format!("apply {}", doc.display()), e));
-                    self.progress
-                        .finished(&format!("apply {}", doc.display()), result.is_ok());
-                    result?;
-                    if live.is_some() {
-                        Outcome::Updated
-                    } else {
-                        Outcome::Created
-                    }
+            let decide = |e: &WorkloadError| {
+                if e.is_transient() {
+                    RetryDecision::Retry
+                } else {
+                    RetryDecision::Stop
                 }
             };
+            let outcome = kfsec_core::retry::step(
+                &self.progress,
+                &self.policies,
+                &format!("apply {}", doc.display()),
+                decide,
+                || self.apply_one(doc),
+            )
+            .await?;
             report.record(resource, outcome);
         }
         if !wait.is_zero() {
             self.wait_available(docs, wait).await?;
         }
         Ok(report)
+    }
+
+    /// One document: read, and apply only when the live object lacks some of its fields.
+    async fn apply_one(&self, doc: &Document) -> Result<Outcome, WorkloadError> {
+        let (ar, caps) = self.resource(doc).await?;
+        let api = self.api(&ar, &caps, doc);
+        let live = api
+            .get_opt(doc.name())
+            .await
+            .map_err(|e| kube_error(format!("read {}", doc.display()), e))?;
+        if let Some(l) = &live
+            && kfsec_iapingress::objects::is_subset(
+                &doc.object,
+                &serde_json::to_value(l).unwrap_or(Value::Null),
+            )
+        {
+            return Ok(Outcome::Unchanged);
+        }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(doc.name(), &params, &Patch::Apply(&doc.object))
+            .await
+            .map_err(|e| kube_error(format!("apply {}", doc.display()), e))?;
+        Ok(if live.is_some() {
+            Outcome::Updated
+        } else {
+            Outcome::Created
+        })
     }
 
     /// Polls every Deployment of `docs` until its `Available` condition is true.
@@ -328,10 +363,16 @@ impl Workload {
                     ns,
                     &ApiResource::from_gvk(&gvk(&d.object)),
                 );
-                let live = api
-                    .get_opt(d.name())
-                    .await
-                    .map_err(|e| kube_error(format!("read {}", d.display()), e))?;
+                let live = match api.get_opt(d.name()).await {
+                    Ok(live) => live,
+                    Err(e) => {
+                        let e = kube_error(format!("read {}", d.display()), e);
+                        if !e.is_transient() {
+                            return Err(e);
+                        }
+                        None
+                    }
+                };
                 let available = live.is_some_and(|l| {
                     l.data["status"]["conditions"].as_array().is_some_and(|c| {
                         c.iter()

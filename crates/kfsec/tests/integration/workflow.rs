@@ -7,38 +7,7 @@ use kfsec::graph::StepState;
 use kfsec::prelude::*;
 use kfsec_emulator::{Emulator, EmulatorOptions};
 
-use crate::config::in_workspace;
-
-fn connection(emu: &Emulator) -> Connection {
-    Connection::emulated(
-        emu.endpoints()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )
-}
-
-fn config() -> kfsec::Config {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/config/kf-dev.yaml"
-    ))
-    .unwrap();
-    in_workspace(&text).unwrap()
-}
-
-/// Mutating requests after the `since`-th (reads sent as POST are not).
-fn mutating(emu: &Emulator, since: usize) -> Vec<String> {
-    emu.requests()[since..]
-        .iter()
-        .filter(|r| {
-            !matches!(r.method.as_str(), "GET" | "HEAD")
-                && !r.path.ends_with("/wait")
-                && !r.path.ends_with(":getIamPolicy")
-        })
-        .map(|r| format!("{} {} {}", r.api, r.method, r.path))
-        .collect()
-}
+use crate::common::{config, connection, mutating};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_runs_every_stage_then_a_second_apply_sends_nothing() {
