@@ -145,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
             ApplyOptions {
                 enforce,
                 dry_run_only,
+                ..ApplyOptions::default()
             },
         )
         .await?;

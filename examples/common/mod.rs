@@ -146,6 +146,10 @@ pub(crate) struct Target {
     /// (a cluster stays PROVISIONING that long).
     #[arg(long, global = true, value_name = "N", default_value_t = 500, conflicts_with_all = ["endpoints", "google"])]
     pub(crate) lro_ms: u64,
+    /// Embedded emulator only: how long it takes to answer each request, in milliseconds (a
+    /// network round trip to Google is 20-100).
+    #[arg(long, global = true, value_name = "N", default_value_t = 0, conflicts_with_all = ["endpoints", "google"])]
+    pub(crate) latency_ms: u64,
     /// Embedded emulator only: the probability (0..=1) that a request fails with 429, 503 or a
     /// dropped connection, to watch kfsec retry.
     #[arg(long, global = true, value_name = "F", default_value_t = 0.0, conflicts_with_all = ["endpoints", "google"])]
@@ -191,10 +195,10 @@ impl Target {
             );
         }
         let emulator = Emulator::start(EmulatorOptions {
+            latency: Duration::from_millis(self.latency_ms),
             lro: Duration::from_millis(self.lro_ms),
             fault_rate: self.fault_rate,
             fault_seed: self.fault_seed,
-            ..EmulatorOptions::default()
         })
         .await?;
         let endpoints = emulator

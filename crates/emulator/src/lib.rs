@@ -78,6 +78,10 @@ pub struct RequestRecord {
     pub path: String,
     /// The raw query string (without `?`), empty when there is none.
     pub query: String,
+    /// When it arrived, in milliseconds since the emulator started (for measuring how long
+    /// each step of a client took, and how steps overlapped).
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 /// Errors of the emulator itself (not of the APIs it serves).
@@ -109,6 +113,7 @@ impl Emulator {
             faults: Mutex::new(Faults::new(options.fault_rate, options.fault_seed)),
             latency: options.latency,
             lro: options.lro,
+            started: std::time::Instant::now(),
         });
         let mut routers = Vec::new();
         for (api, handler) in APIS {
@@ -160,6 +165,11 @@ impl Emulator {
         let mut st = self.shared.state();
         st.settle();
         admin::state_json(&st)
+    }
+
+    /// Milliseconds since the emulator started: the clock of [`RequestRecord::at_ms`].
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The request log, oldest first (as `GET /requests` on the admin endpoint).

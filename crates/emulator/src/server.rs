@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Mutex<Faults>,
     pub(crate) latency: Duration,
     pub(crate) lro: Duration,
+    /// When the emulator started (the request log's clock).
+    pub(crate) started: std::time::Instant,
 }
 
 impl Shared {
@@ -206,6 +208,7 @@ async fn api_handler(
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
+        at_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
     });
     tracing::debug!(api = ctx.api, %method, %uri, "request");
     if !shared.latency.is_zero() {

@@ -91,6 +91,8 @@ pub struct StepResult {
     pub id: &'static str,
     /// Its title.
     pub title: String,
+    /// The ids of the steps it needed.
+    pub needs: Vec<&'static str>,
     /// How it ended.
     #[serde(flatten)]
     pub state: StepState,
@@ -134,6 +136,16 @@ pub fn check(steps: &[Step<'_>]) -> Result<(), String> {
 /// the order given. `on_event` hears each start and end.
 pub async fn run<'a>(
     steps: Vec<Step<'a>>,
+    on_event: impl FnMut(&str, Option<&StepState>),
+) -> Result<Vec<StepResult>, String> {
+    run_with(steps, usize::MAX, on_event).await
+}
+
+/// [`run`] with at most `parallel` steps at a time (1: one after another, in the order
+/// given, as a script would run them).
+pub async fn run_with<'a>(
+    steps: Vec<Step<'a>>,
+    parallel: usize,
     mut on_event: impl FnMut(&str, Option<&StepState>),
 ) -> Result<Vec<StepResult>, String> {
     check(&steps)?;
@@ -141,6 +153,9 @@ pub async fn run<'a>(
     let order: Vec<&'static str> = steps.iter().map(|s| s.id).collect();
     let titles: BTreeMap<&'static str, String> =
         steps.iter().map(|s| (s.id, s.title.clone())).collect();
+    let needs: BTreeMap<&'static str, Vec<&'static str>> =
+        steps.iter().map(|s| (s.id, s.needs.clone())).collect();
+    let parallel = parallel.max(1);
     let mut pending: BTreeMap<&'static str, Step<'a>> =
         steps.into_iter().map(|s| (s.id, s)).collect();
     let mut results: BTreeMap<&'static str, StepResult> = BTreeMap::new();
@@ -149,7 +164,12 @@ pub async fn run<'a>(
         // Skip what can no longer run; start what can.
         loop {
             let mut changed = false;
-            let ids: Vec<&'static str> = pending.keys().copied().collect();
+            // In the order given, so that one-at-a-time runs are the script's order.
+            let ids: Vec<&'static str> = order
+                .iter()
+                .copied()
+                .filter(|id| pending.contains_key(id))
+                .collect();
             for id in ids {
                 let step = &pending[id];
                 if let Some(blocker) = step.needs.iter().find(|n| {
@@ -168,6 +188,7 @@ pub async fn run<'a>(
                         StepResult {
                             id,
                             title: titles[id].clone(),
+                            needs: needs[id].clone(),
                             state,
                             span: None,
                             report: kfsec_core::Report::new(),
@@ -175,7 +196,9 @@ pub async fn run<'a>(
                     );
                     pending.remove(id);
                     changed = true;
-                } else if step.needs.iter().all(|n| results.contains_key(n)) {
+                } else if step.needs.iter().all(|n| results.contains_key(n))
+                    && running.len() < parallel
+                {
                     let step = pending.remove(id).expect("pending");
                     on_event(id, None);
                     let began = start.elapsed();
@@ -206,6 +229,7 @@ pub async fn run<'a>(
             StepResult {
                 id,
                 title: titles[id].clone(),
+                needs: needs[id].clone(),
                 state,
                 span: Some((began, start.elapsed())),
                 report,
@@ -301,6 +325,27 @@ mod tests {
         // a and b overlapped: both started before either ended.
         assert_eq!(&log[..2], ["start a", "start b"]);
         assert!(!log.iter().any(|l| l.ends_with(" d") || l.ends_with(" e")));
+    }
+
+    #[tokio::test]
+    async fn one_at_a_time_runs_in_the_order_given() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let steps = vec![
+            step("a", &[], 5, true, log.clone()),
+            step("b", &[], 5, true, log.clone()),
+            step("c", &["a"], 5, true, log.clone()),
+        ];
+        let results = run_with(steps, 1, |_, _| {}).await.unwrap();
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r.state, StepState::Done { .. }))
+        );
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start a", "end a", "start b", "end b", "start c", "end c"]
+        );
+        assert_eq!(results[2].needs, ["a"]);
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct ApplyOptions {
     /// Leave the perimeter in dry run even when the config says `mode: enforced` (to look at
     /// the dry-run logs first, as Google recommends).
     pub dry_run_only: bool,
+    /// Run the steps one after another, in the guide's order, instead of every independent
+    /// branch at once (to measure what the graph saves).
+    pub sequential: bool,
 }
 
 /// The result of `apply`: every step, in graph order, and the time it all took.
@@ -548,7 +551,8 @@ impl Kfsec {
             ));
         }
         let progress = self.progress.clone();
-        let results = crate::graph::run(steps, |id, state| match state {
+        let parallel = if options.sequential { 1 } else { usize::MAX };
+        let results = crate::graph::run_with(steps, parallel, |id, state| match state {
             None => progress.started(&format!("stage {id}")),
             Some(StepState::Done { .. }) => progress.finished(&format!("stage {id}"), true),
             Some(StepState::Failed { .. }) => progress.finished(&format!("stage {id}"), false),
