@@ -5,6 +5,8 @@
 //! cargo run --example secure-kubeflow -- plan [--format json]
 //! cargo run --example secure-kubeflow -- apply [--enforce | --dry-run-only]
 //! cargo run --example secure-kubeflow -- verify             # exit 3 on high-severity findings
+//! cargo run --example secure-kubeflow -- export gcloud      # the Google-side steps as a bash script
+//! cargo run --example secure-kubeflow -- export manifests   # the Kubernetes side, images pinned
 //! cargo run --example secure-kubeflow -- --endpoints FILE   # a running kfsec-emulator
 //! cargo run --example secure-kubeflow -- --google           # real Google, Application Default Credentials
 //! ```
@@ -55,6 +57,19 @@ enum Command {
     },
     /// Every finding about the live state; exit 3 when one is high.
     Verify,
+    /// Print what kfsec does as something else can run it.
+    Export {
+        /// `gcloud`: a bash script of the Google-side steps (images with skopeo);
+        /// `manifests`: the Kubernetes side as YAML, images pinned to the mirrors.
+        #[arg(value_enum)]
+        what: Export,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Export {
+    Gcloud,
+    Manifests,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,6 +134,13 @@ async fn main() -> anyhow::Result<()> {
             }
             if high > 0 {
                 std::process::exit(common::EXIT_FINDINGS);
+            }
+            return Ok(());
+        }
+        Command::Export { what } => {
+            match what {
+                Export::Gcloud => print!("{}", kfsec.export_gcloud(&config).await?),
+                Export::Manifests => print!("{}", kfsec.export_manifests(&config).await?),
             }
             return Ok(());
         }

@@ -398,7 +398,12 @@ impl ImageMirror {
         self.spec.wanted()
     }
 
-    /// How this machine reaches an image: itself, or through the routing registry.
+    /// How this machine reaches an image: itself, or through the routing registry (an
+    /// emulator's, or a pull-through cache that serves every registry host).
+    pub fn wire_reference(&self, image: &ImageRef) -> ImageRef {
+        self.wire(image)
+    }
+
     fn wire(&self, image: &ImageRef) -> ImageRef {
         match &self.route {
             Some(host) => image.routed_through(host),

@@ -4,4 +4,5 @@
 mod common;
 mod config;
 mod faults;
+mod gcloud;
 mod workflow;

@@ -65,6 +65,29 @@ async fn apply_runs_every_stage_then_a_second_apply_sends_nothing() {
         "{dns:?} {cluster:?}"
     );
 
+    // The Kubernetes side, exported: every image pinned, the entrance included, and the
+    // whole of it parses as Kubernetes YAML.
+    let manifests = kfsec.export_manifests(&config).await.unwrap();
+    assert!(
+        manifests.contains("image: us-docker.pkg.dev/kf-dev/kubeflow-mirror/gcr.io/ml-pipeline/frontend:2.0.5@sha256:"),
+        "{manifests}"
+    );
+    assert!(!manifests.contains("image: nginx:1.27"), "{manifests}");
+    assert!(manifests.contains("kind: BackendConfig"), "{manifests}");
+    let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&manifests)
+        .map(|d| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).unwrap();
+            v["kind"].as_str().unwrap_or("").to_string()
+        })
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("Namespace"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|k| k == "Ingress"), "{kinds:?}");
+
     // Verify finds nothing high.
     let findings = kfsec.verify(&config).await.unwrap();
     for (stage, f) in &findings {
