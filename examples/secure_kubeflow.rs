@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example secure-kubeflow                       # embedded emulator: apply, verify, summary
-//! cargo run --example secure-kubeflow -- plan [--format json]
+//! cargo run --example secure-kubeflow -- plan [--format text|json|script]
 //! cargo run --example secure-kubeflow -- apply [--enforce | --dry-run-only]
 //! cargo run --example secure-kubeflow -- verify             # exit 3 on high-severity findings
 //! cargo run --example secure-kubeflow -- export gcloud      # the Google-side steps as a bash script
@@ -76,6 +76,8 @@ enum Export {
 enum Format {
     Text,
     Json,
+    /// The Google-side steps as a runnable gcloud script (as `export gcloud`).
+    Script,
 }
 
 /// The stages of the summary: the step ids that make each, and its name.
@@ -121,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
                 Format::Json => println!("{}", plan.to_json()),
+                Format::Script => print!("{}", kfsec.export_gcloud(&config).await?),
             }
             return Ok(());
         }
