@@ -179,6 +179,16 @@ fn setup(e: impl std::fmt::Display) -> WorkflowError {
     WorkflowError::Setup(e.to_string())
 }
 
+/// Whether the project is inside the perimeter's enforced configuration now.
+async fn enforced(vpcsc: &kfsec_vpcsc::Vpcsc, spec: &kfsec_vpcsc::Spec) -> Result<bool, String> {
+    let observed = vpcsc.observe(spec).await.map_err(|e| e.to_string())?;
+    Ok(observed
+        .perimeter
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .is_some_and(|s| s.resources.contains(&observed.project_resource)))
+}
+
 /// A step's output from a concern's report.
 fn output(report: kfsec_core::Report) -> StepOutput {
     let (mut created, mut updated, mut unchanged) = (0, 0, 0);
@@ -355,15 +365,7 @@ impl Kfsec {
                 &[],
                 move || {
                     async move {
-                        let observed = vpcsc
-                            .observe(&config.vpcsc)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let enforced_now = observed
-                            .perimeter
-                            .as_ref()
-                            .and_then(|p| p.status.as_ref())
-                            .is_some_and(|s| s.resources.contains(&observed.project_resource));
+                        let enforced_now = enforced(vpcsc, &config.vpcsc).await?;
                         // An enforced perimeter stays enforced; otherwise dry run until `enforce`.
                         let spec = if enforced_now {
                             &config.vpcsc
@@ -511,15 +513,7 @@ impl Kfsec {
                 &["perimeter", "images", "dns"],
                 move || {
                     async move {
-                        let observed = vpcsc
-                            .observe(&config.vpcsc)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let enforced_now = observed
-                            .perimeter
-                            .as_ref()
-                            .and_then(|p| p.status.as_ref())
-                            .is_some_and(|s| s.resources.contains(&observed.project_resource));
+                        let enforced_now = enforced(vpcsc, &config.vpcsc).await?;
                         if !enforced_now {
                             let findings = vpcsc
                                 .verify(dry_run_spec)

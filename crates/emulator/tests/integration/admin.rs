@@ -78,7 +78,20 @@ async fn state_requests_reset_and_faults() {
         "default"
     );
 
-    let log = get("requests").await;
+    let mut log = get("requests").await;
+    assert_eq!(serde_json::to_value(em.requests()).unwrap(), log);
+    // Each request carries when it arrived (milliseconds since the emulator started), in order.
+    let times: Vec<u64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(times.iter().all(|t| *t <= em.elapsed_ms()));
+    for r in log.as_array_mut().unwrap() {
+        r.as_object_mut().unwrap().remove("at_ms");
+    }
     assert_eq!(
         log,
         json!([
@@ -86,7 +99,6 @@ async fn state_requests_reset_and_faults() {
             {"api": "accesscontextmanager", "method": "POST", "path": "/v1/accessPolicies", "query": ""},
         ])
     );
-    assert_eq!(serde_json::to_value(em.requests()).unwrap(), log);
 
     let r = http.post(format!("{admin}reset")).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -9,20 +9,32 @@ use kfsec::prelude::*;
 
 use crate::common::{config, connection, emulator, first_difference, resources};
 
-/// The state a fault-free apply leaves.
-async fn baseline() -> serde_json::Value {
+/// The state a fault-free apply leaves, and how long that apply took.
+async fn baseline() -> (serde_json::Value, Duration) {
     let emu = emulator(100, 0.0, 0).await;
     let report = Kfsec::new(&connection(&emu))
         .apply(&config(), ApplyOptions::default())
         .await
         .unwrap();
     assert!(report.is_complete(), "{}", report.render_text());
-    resources(&emu)
+    (resources(&emu), report.elapsed)
+}
+
+/// `n` points in `0..within`, random but the same on every run (xorshift from a fixed seed).
+fn random_points(n: usize, within: Duration, mut seed: u64) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            within.mul_f64((seed % 10_000) as f64 / 10_000.0)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_fifth_of_requests_failing_one_apply_converges_for_20_seeds() {
-    let expected = baseline().await;
+    let (expected, _) = baseline().await;
     let config = config();
     // Four at a time: each run mostly waits on backoffs.
     let runs = futures::stream::iter(0..20u64)
@@ -56,17 +68,15 @@ async fn with_a_fifth_of_requests_failing_one_apply_converges_for_20_seeds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_apply_cancelled_at_any_point_then_run_again_converges_without_duplicates() {
-    let expected = baseline().await;
+    let (expected, took) = baseline().await;
     let config = config();
-    // Cancellation points spread over a run (which takes about 3 s with these operations).
-    for (i, after_ms) in [30u64, 250, 600, 1100, 1700, 2400].into_iter().enumerate() {
+    // Random points within a whole run's time.
+    for (i, after) in random_points(8, took, 0x5eed_cafe).into_iter().enumerate() {
+        let after_ms = after.as_millis();
         let emu = emulator(100, 0.0, 0).await;
         let kfsec = Kfsec::new(&connection(&emu));
-        let cancelled = tokio::time::timeout(
-            Duration::from_millis(after_ms),
-            kfsec.apply(&config, ApplyOptions::default()),
-        )
-        .await;
+        let cancelled =
+            tokio::time::timeout(after, kfsec.apply(&config, ApplyOptions::default())).await;
         let report = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
         assert!(
             report.is_complete(),
