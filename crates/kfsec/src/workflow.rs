@@ -125,12 +125,16 @@ pub struct WorkflowPlan {
     pub images: String,
     /// Whether every image is mirrored already.
     pub images_up_to_date: bool,
+    /// Stages that cannot be planned yet, and why (the cluster does not exist).
+    pub pending: Vec<String>,
 }
 
 impl WorkflowPlan {
     /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
-        self.stages.iter().all(|(_, p)| p.is_empty()) && self.images_up_to_date
+        self.stages.iter().all(|(_, p)| p.is_empty())
+            && self.images_up_to_date
+            && self.pending.is_empty()
     }
 
     /// Every stage's plan for people.
@@ -142,6 +146,9 @@ impl WorkflowPlan {
         }
         out.push_str("[images]\n");
         out.push_str(&self.images);
+        for p in &self.pending {
+            out.push_str(&format!("[later] {p}\n"));
+        }
         out
     }
 
@@ -310,6 +317,35 @@ impl Kfsec {
             ("dns", p3.map_err(read("dns"))?.plan),
         ];
         let cluster_exists = gke.cluster(&config.gke).await.is_ok();
+        let mut pending = Vec::new();
+        if let Some(workload) = config
+            .workload
+            .as_ref()
+            .filter(|_| cluster_exists && images.is_empty())
+        {
+            // The cluster and every mirror exist: the workload can be diffed document by
+            // document against the cluster.
+            let mirrors = mirror.resolve(&wanted).await;
+            let docs = crate::workload::prepare(workload, &mirrors)
+                .map_err(|e| read("workload")(e.to_string()))?;
+            let kube = self.kube(config).await.map_err(setup)?;
+            let plan = Workload::new(kube)
+                .plan(&docs)
+                .await
+                .map_err(|e| read("workload")(e.to_string()))?;
+            stages.push(("workload", plan));
+        } else if config.workload.is_some() {
+            pending.push(format!(
+                "workload: {} applied once the images are mirrored and the cluster exists (see `export manifests` after apply)",
+                config
+                    .workload
+                    .iter()
+                    .flat_map(|w| &w.manifests)
+                    .map(|m| m.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         if let Some(ingress) = &config.ingress {
             if cluster_exists {
                 let handle = self.ingress(config).await.map_err(setup)?;
@@ -319,13 +355,17 @@ impl Kfsec {
                     .map_err(|e| read("ingress")(e.to_string()))?;
                 stages.push(("ingress", plan.plan));
             } else {
-                stages.push(("ingress", Plan::new()));
+                pending.push(format!(
+                    "ingress: planned once the cluster {} exists (apply makes it first)",
+                    config.gke.cluster.name
+                ));
             }
         }
         Ok(WorkflowPlan {
             stages,
             images: images.render_text(),
             images_up_to_date: images.is_empty(),
+            pending,
         })
     }
 

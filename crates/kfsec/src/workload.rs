@@ -256,30 +256,47 @@ impl Workload {
         }
     }
 
-    /// Whether each document differs from the live object (`true`: it would be applied).
-    pub async fn diff(&self, docs: &[Document]) -> Result<Vec<(String, bool)>, WorkloadError> {
-        let mut out = Vec::new();
+    /// What apply would do with each document, as a plan (reads only): create what is
+    /// missing, update what lacks some of the document's fields, leave the rest.
+    pub async fn plan(&self, docs: &[Document]) -> Result<kfsec_core::Plan, WorkloadError> {
+        use kfsec_core::{Action, Change};
+        let mut plan = kfsec_core::Plan::new();
         for doc in docs {
-            // A kind that a CRD of this workload defines is not known yet: it will be applied.
-            let Ok((ar, caps)) = self.resource(doc).await else {
-                out.push((doc.display(), true));
-                continue;
+            let resource = ResourceRef::new(doc.kind(), doc.display_name());
+            // A kind that a CRD of this workload defines is not known yet: it will be created.
+            let live = match self.resource(doc).await {
+                Ok((ar, caps)) => self
+                    .api(&ar, &caps, doc)
+                    .get_opt(doc.name())
+                    .await
+                    .map_err(|e| kube_error(format!("read {}", doc.display()), e))?
+                    .map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
+                Err(_) => None,
             };
-            let live = self
-                .api(&ar, &caps, doc)
-                .get_opt(doc.name())
-                .await
-                .map_err(|e| kube_error(format!("read {}", doc.display()), e))?;
-            let differs = match live {
-                None => true,
-                Some(live) => {
-                    let live = serde_json::to_value(live).unwrap_or(Value::Null);
-                    !kfsec_iapingress::objects::is_subset(&doc.object, &live)
+            let action = match live {
+                None => Action::Create {
+                    fields: vec![("document".into(), Value::String(doc.file.clone()))],
+                },
+                Some(l) => {
+                    let mut out = Vec::new();
+                    kfsec_iapingress::objects::differences(&doc.object, &l, "", &mut out);
+                    if out.is_empty() {
+                        Action::Unchanged
+                    } else {
+                        Action::Update {
+                            diffs: out
+                                .into_iter()
+                                .map(|(p, before, after)| {
+                                    kfsec_core::FieldDiff::new(p, before, after)
+                                })
+                                .collect(),
+                        }
+                    }
                 }
             };
-            out.push((doc.display(), differs));
+            plan.push(Change::new(resource, action));
         }
-        Ok(out)
+        Ok(plan)
     }
 
     /// Applies what differs, in order, then waits up to `wait` for every Deployment to be

@@ -114,4 +114,42 @@ async fn apply_runs_every_stage_then_a_second_apply_sends_nothing() {
             );
         }
     }
+
+    // A changed manifest shows up in the plan, field by field, and nothing else does.
+    let dir = tempfile::tempdir().unwrap();
+    let original = &config.workload.as_ref().unwrap().manifests[0];
+    let changed = dir.path().join("workload.yaml");
+    let text = std::fs::read_to_string(original).unwrap();
+    assert!(text.contains("  replicas: 1\n"));
+    std::fs::write(
+        &changed,
+        text.replacen("  replicas: 1\n", "  replicas: 3\n", 1),
+    )
+    .unwrap();
+    let mut edited = config.clone();
+    edited.workload.as_mut().unwrap().manifests = vec![changed];
+    let plan = kfsec.plan(&edited).await.unwrap();
+    let workload = &plan
+        .stages
+        .iter()
+        .find(|(s, _)| *s == "workload")
+        .unwrap()
+        .1;
+    let changes: Vec<String> = workload
+        .changes
+        .iter()
+        .filter(|c| c.is_mutating())
+        .map(|c| format!("{} {}", c.resource.kind, c.resource.name))
+        .collect();
+    assert_eq!(
+        changes,
+        ["Deployment kubeflow/ml-pipeline-ui"],
+        "{}",
+        plan.render_text()
+    );
+    assert!(
+        plan.render_text().contains("spec.replicas: 1 -> 3"),
+        "{}",
+        plan.render_text()
+    );
 }
