@@ -199,7 +199,9 @@ pub async fn run_with<'a>(
                 } else if step.needs.iter().all(|n| results.contains_key(n))
                     && running.len() < parallel
                 {
-                    let step = pending.remove(id).expect("pending");
+                    let Some(step) = pending.remove(id) else {
+                        continue;
+                    };
                     on_event(id, None);
                     let began = start.elapsed();
                     let fut = (step.run)();

@@ -426,7 +426,9 @@ impl Kfsec {
                     async move {
                         let plan = gke.plan(&config.gke).await.map_err(|e| e.to_string())?;
                         let report = gke.apply_network(&plan).await.map_err(|e| e.to_string())?;
-                        *gke_plan.lock().expect("gke plan") = Some(plan);
+                        *gke_plan
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan);
                         checked(report)
                     }
                     .boxed()
@@ -450,7 +452,10 @@ impl Kfsec {
                 &["network"],
                 move || {
                     async move {
-                        let plan = gke_plan.lock().expect("gke plan").clone();
+                        let plan = gke_plan
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .clone();
                         let plan = plan.ok_or("the network step made no plan")?;
                         checked(gke.apply_cluster(&plan).await.map_err(|e| e.to_string())?)
                     }
@@ -486,7 +491,9 @@ impl Kfsec {
                                 );
                             }
                         }
-                        *mirrors.lock().expect("mirrors") = Some(report);
+                        *mirrors
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report);
                         if failed > 0 {
                             return Err(format!("{failed} of {n} images failed:\n{text}"));
                         }
@@ -506,7 +513,10 @@ impl Kfsec {
                 &["cluster", "images"],
                 move || {
                     async move {
-                        let report = mirrors.lock().expect("mirrors").clone();
+                        let report = mirrors
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .clone();
                         let report = report.ok_or("the images step left no report")?;
                         let docs = crate::workload::prepare(workload, &report)
                             .map_err(|e| e.to_string())?;
