@@ -69,6 +69,8 @@ pub enum Action {
     },
     /// The resource already matches the spec.
     Unchanged,
+    /// The resource exists, kfsec made it, and `destroy` deletes it.
+    Delete,
 }
 
 /// One resource's change.
@@ -137,7 +139,7 @@ impl Plan {
         !self.changes.iter().any(Change::is_mutating)
     }
 
-    /// Counts of (create, update, unchanged).
+    /// Counts of (create, update, unchanged); deletions are counted by [`Plan::deletions`].
     pub fn counts(&self) -> (usize, usize, usize) {
         self.changes
             .iter()
@@ -145,10 +147,20 @@ impl Plan {
                 Action::Create { .. } => (c + 1, u, n),
                 Action::Update { .. } => (c, u + 1, n),
                 Action::Unchanged => (c, u, n + 1),
+                Action::Delete => (c, u, n),
             })
     }
 
-    /// The plan for people, like `terraform plan`: `+` create, `~` update, `=` unchanged.
+    /// How many resources would be deleted (a destroy plan).
+    pub fn deletions(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Delete))
+            .count()
+    }
+
+    /// The plan for people, like `terraform plan`: `+` create, `~` update, `-` delete, `=`
+    /// unchanged (or kept, in a destroy plan).
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for change in &self.changes {
@@ -156,6 +168,7 @@ impl Plan {
                 Action::Create { .. } => '+',
                 Action::Update { .. } => '~',
                 Action::Unchanged => '=',
+                Action::Delete => '-',
             };
             let _ = writeln!(out, "  {sign} {}", change.resource);
             match &change.action {
@@ -175,14 +188,21 @@ impl Plan {
                         );
                     }
                 }
-                Action::Unchanged => {}
+                Action::Unchanged | Action::Delete => {}
             }
             for note in &change.notes {
                 let _ = writeln!(out, "      note: {note}");
             }
         }
         let (c, u, n) = self.counts();
-        let _ = writeln!(out, "Plan: {c} to create, {u} to update, {n} unchanged.");
+        match self.deletions() {
+            0 => {
+                let _ = writeln!(out, "Plan: {c} to create, {u} to update, {n} unchanged.");
+            }
+            d => {
+                let _ = writeln!(out, "Plan: {d} to delete, {n} kept.");
+            }
+        }
         out
     }
 

@@ -16,6 +16,8 @@ pub enum Outcome {
     Updated,
     /// It already matched; no call was made.
     Unchanged,
+    /// It was deleted (by `destroy`).
+    Deleted,
     /// It was not attempted.
     Skipped {
         /// Why.
@@ -89,12 +91,14 @@ impl Report {
             .any(|e| matches!(e.outcome, Outcome::Failed { .. }))
     }
 
-    /// Whether nothing was created or updated.
+    /// Whether nothing was created, updated or deleted.
     pub fn changed_nothing(&self) -> bool {
-        !self
-            .entries
-            .iter()
-            .any(|e| matches!(e.outcome, Outcome::Created | Outcome::Updated))
+        !self.entries.iter().any(|e| {
+            matches!(
+                e.outcome,
+                Outcome::Created | Outcome::Updated | Outcome::Deleted
+            )
+        })
     }
 
     /// The report for people.
@@ -105,6 +109,7 @@ impl Report {
                 Outcome::Created => ("created  ", String::new()),
                 Outcome::Updated => ("updated  ", String::new()),
                 Outcome::Unchanged => ("unchanged", String::new()),
+                Outcome::Deleted => ("deleted  ", String::new()),
                 Outcome::Skipped { reason } => ("skipped  ", format!(": {reason}")),
                 Outcome::Failed { error } => ("FAILED   ", format!(": {error}")),
             };
@@ -116,6 +121,16 @@ impl Report {
             let _ = writeln!(out, "  {word} {}{detail}{extra}", e.resource);
         }
         let count = |f: fn(&Outcome) -> bool| self.entries.iter().filter(|e| f(&e.outcome)).count();
+        let deleted = count(|o| matches!(o, Outcome::Deleted));
+        if deleted > 0 {
+            let _ = writeln!(
+                out,
+                "Destroy: {deleted} deleted, {} kept, {} failed.",
+                count(|o| matches!(o, Outcome::Unchanged | Outcome::Skipped { .. })),
+                count(|o| matches!(o, Outcome::Failed { .. })),
+            );
+            return out;
+        }
         let _ = writeln!(
             out,
             "Apply: {} created, {} updated, {} unchanged, {} failed.",

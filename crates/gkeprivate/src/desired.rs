@@ -43,8 +43,26 @@ pub(crate) fn is_legacy(n: &google_cloud_compute_v1::model::Network) -> bool {
     n.i_pv_4_range.is_some()
 }
 
+/// The description that marks the network as kfsec's (what `destroy` looks for).
+pub(crate) fn network_description(spec: &Spec) -> String {
+    format!("{MANAGED_BY}: the network of {}", spec.cluster.name)
+}
+
+/// The description that marks the subnet as kfsec's.
+pub(crate) fn subnet_description(spec: &Spec) -> String {
+    format!("{MANAGED_BY}: the nodes of {}", spec.cluster.name)
+}
+
+/// The cluster label that marks a cluster as kfsec's (key, value).
+pub const CLUSTER_LABEL: (&str, &str) = ("managed-by", "kfsec");
+
 pub(crate) fn network(spec: &Spec) -> Value {
-    json!({"name": spec.network.name, "autoCreateSubnetworks": false, "routingConfig": {"routingMode": "REGIONAL"}})
+    json!({
+        "name": spec.network.name,
+        "autoCreateSubnetworks": false,
+        "routingConfig": {"routingMode": "REGIONAL"},
+        "description": network_description(spec),
+    })
 }
 
 pub(crate) fn subnet(spec: &Spec) -> Value {
@@ -58,6 +76,7 @@ pub(crate) fn subnet(spec: &Spec) -> Value {
             {"rangeName": s.services_range_name(), "ipCidrRange": s.services.to_string()},
         ],
         "privateIpGoogleAccess": true,
+        "description": subnet_description(spec),
     })
 }
 
@@ -265,6 +284,7 @@ pub(crate) fn cluster(spec: &Spec) -> Value {
                 "oauthScopes": ["https://www.googleapis.com/auth/cloud-platform", "https://www.googleapis.com/auth/userinfo.email"],
                 "shieldedInstanceConfig": {"enableSecureBoot": true, "enableIntegrityMonitoring": true},
                 "workloadMetadataConfig": {"mode": "GKE_METADATA"},
+                "resourceLabels": {CLUSTER_LABEL.0: CLUSTER_LABEL.1},
             },
             "management": {"autoRepair": true, "autoUpgrade": true},
             "upgradeSettings": {"maxSurge": 1},
@@ -272,6 +292,7 @@ pub(crate) fn cluster(spec: &Spec) -> Value {
         "releaseChannel": {"channel": channel(spec.cluster.release_channel)},
         "shieldedNodes": {"enabled": true},
         "workloadIdentityConfig": {"workloadPool": format!("{}.svc.id.goog", spec.project)},
+        "resourceLabels": {CLUSTER_LABEL.0: CLUSTER_LABEL.1},
     })
 }
 

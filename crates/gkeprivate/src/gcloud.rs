@@ -6,15 +6,17 @@ use crate::spec::Spec;
 
 pub(crate) fn create_network(spec: &Spec) -> String {
     format!(
-        "gcloud compute networks create {} --project={} --subnet-mode=custom",
-        spec.network.name, spec.project
+        "gcloud compute networks create {} --project={} --subnet-mode=custom --description={}",
+        spec.network.name,
+        spec.project,
+        q(&crate::desired::network_description(spec))
     )
 }
 
 pub(crate) fn create_subnet(spec: &Spec) -> String {
     let s = &spec.network.subnet;
     format!(
-        "gcloud compute networks subnets create {} --project={} --network={} --region={} --range={} --secondary-range={}={},{}={} --enable-private-ip-google-access",
+        "gcloud compute networks subnets create {} --project={} --network={} --region={} --range={} --secondary-range={}={},{}={} --enable-private-ip-google-access --description={}",
         s.name,
         spec.project,
         spec.network.name,
@@ -23,7 +25,8 @@ pub(crate) fn create_subnet(spec: &Spec) -> String {
         s.pods_range_name(),
         s.pods,
         s.services_range_name(),
-        s.services
+        s.services,
+        q(&crate::desired::subnet_description(spec))
     )
 }
 
@@ -140,6 +143,8 @@ pub(crate) fn create_cluster(spec: &Spec) -> String {
         c.machine_type,
         spec.node_service_account()
     ));
+    let (key, value) = crate::desired::CLUSTER_LABEL;
+    words.push(format!("--labels={key}={value}"));
     words.join(" ")
 }
 

@@ -30,15 +30,15 @@ pub const MANAGED_BY: &str = "Managed by kfsec";
 /// Reconciles the network and the private cluster of one project. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GkePrivate {
-    networks: Networks,
-    subnetworks: Subnetworks,
-    routes: Routes,
-    firewalls: Firewalls,
-    clusters: ClusterManager,
-    iam: Iam,
-    projects: Projects,
-    policies: Policies,
-    progress: Progress,
+    pub(crate) networks: Networks,
+    pub(crate) subnetworks: Subnetworks,
+    pub(crate) routes: Routes,
+    pub(crate) firewalls: Firewalls,
+    pub(crate) clusters: ClusterManager,
+    pub(crate) iam: Iam,
+    pub(crate) projects: Projects,
+    pub(crate) policies: Policies,
+    pub(crate) progress: Progress,
 }
 
 /// The SDK clients a [`GkePrivate`] uses, for [`GkePrivate::from_clients`] (for example
@@ -91,7 +91,7 @@ pub struct GkePlan {
     pub plan: Plan,
 }
 
-fn is_ours(description: Option<&String>) -> bool {
+pub(crate) fn is_ours(description: Option<&String>) -> bool {
     description.is_some_and(|d| d.starts_with(MANAGED_BY))
 }
 
@@ -166,7 +166,7 @@ impl GkePrivate {
         self
     }
 
-    async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, GkeError>
+    pub(crate) async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, GkeError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, GkeError>>,
@@ -183,7 +183,12 @@ impl GkePrivate {
 
     /// Waits for a Compute operation and turns a failed one into an error with Google's message.
     /// `step` names the apply step (for progress), `what` the operation (for errors).
-    async fn compute_op<P>(&self, poller: P, step: &str, what: &str) -> Result<(), GkeError>
+    pub(crate) async fn compute_op<P>(
+        &self,
+        poller: P,
+        step: &str,
+        what: &str,
+    ) -> Result<(), GkeError>
     where
         P: google_cloud_lro::Poller<
                 google_cloud_compute_v1::model::Operation,
@@ -220,7 +225,7 @@ impl GkePrivate {
 
     // ---- observe -------------------------------------------------------------------------
 
-    async fn get<T, Fut>(what: String, fut: Fut) -> Result<Option<T>, GkeError>
+    pub(crate) async fn get<T, Fut>(what: String, fut: Fut) -> Result<Option<T>, GkeError>
     where
         Fut: std::future::Future<Output = google_cloud_gax::Result<T>>,
     {
@@ -231,7 +236,7 @@ impl GkePrivate {
         }
     }
 
-    async fn get_network(&self, spec: &Spec) -> Result<Option<Network>, GkeError> {
+    pub(crate) async fn get_network(&self, spec: &Spec) -> Result<Option<Network>, GkeError> {
         let n = &spec.network.name;
         Self::get(
             format!("network {n}"),
@@ -244,7 +249,7 @@ impl GkePrivate {
         .await
     }
 
-    async fn get_subnet(&self, spec: &Spec) -> Result<Option<Subnetwork>, GkeError> {
+    pub(crate) async fn get_subnet(&self, spec: &Spec) -> Result<Option<Subnetwork>, GkeError> {
         let s = &spec.network.subnet.name;
         Self::get(
             format!("subnet {s}"),
@@ -258,7 +263,7 @@ impl GkePrivate {
         .await
     }
 
-    async fn get_route(&self, spec: &Spec) -> Result<Option<Route>, GkeError> {
+    pub(crate) async fn get_route(&self, spec: &Spec) -> Result<Option<Route>, GkeError> {
         let r = spec.route_name();
         Self::get(
             format!("route {r}"),
@@ -271,7 +276,11 @@ impl GkePrivate {
         .await
     }
 
-    async fn get_firewall(&self, spec: &Spec, name: &str) -> Result<Option<Firewall>, GkeError> {
+    pub(crate) async fn get_firewall(
+        &self,
+        spec: &Spec,
+        name: &str,
+    ) -> Result<Option<Firewall>, GkeError> {
         Self::get(
             format!("firewall rule {name}"),
             self.firewalls
@@ -283,7 +292,7 @@ impl GkePrivate {
         .await
     }
 
-    async fn get_cluster(&self, spec: &Spec) -> Result<Option<Cluster>, GkeError> {
+    pub(crate) async fn get_cluster(&self, spec: &Spec) -> Result<Option<Cluster>, GkeError> {
         Self::get(
             format!("cluster {}", spec.cluster.name),
             self.clusters
@@ -317,7 +326,10 @@ impl GkePrivate {
         })
     }
 
-    async fn get_service_account(&self, spec: &Spec) -> Result<Option<ServiceAccount>, GkeError> {
+    pub(crate) async fn get_service_account(
+        &self,
+        spec: &Spec,
+    ) -> Result<Option<ServiceAccount>, GkeError> {
         Self::get(
             format!("service account {}", spec.node_service_account()),
             self.iam
@@ -328,7 +340,7 @@ impl GkePrivate {
         .await
     }
 
-    async fn get_project_policy(&self, spec: &Spec) -> Result<Policy, GkeError> {
+    pub(crate) async fn get_project_policy(&self, spec: &Spec) -> Result<Policy, GkeError> {
         Ok(Box::pin(
             self.projects
                 .get_iam_policy()
@@ -768,7 +780,7 @@ impl GkePrivate {
     }
 
     /// Polls a GKE operation (Container v1 has no poller) with progress events.
-    async fn wait_cluster_op(
+    pub(crate) async fn wait_cluster_op(
         &self,
         spec: &Spec,
         op_name: &str,
@@ -852,7 +864,12 @@ impl GkePrivate {
     }
 }
 
-fn push(report: &mut Report, resource: ResourceRef, outcome: Outcome, detail: Option<String>) {
+pub(crate) fn push(
+    report: &mut Report,
+    resource: ResourceRef,
+    outcome: Outcome,
+    detail: Option<String>,
+) {
     match detail {
         Some(d) => report.record_with(resource, outcome, d),
         None => report.record(resource, outcome),

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod desired;
+mod destroy;
 pub mod error;
 mod gcloud;
 mod handle;
@@ -15,6 +16,7 @@ mod mock_tests;
 #[cfg(test)]
 mod wire_tests;
 
+pub use desired::CLUSTER_LABEL;
 pub use error::GkeError;
 pub use handle::{Clients, GkePlan, GkePrivate, MANAGED_BY, Observed};
 pub use nodesa::NODE_ROLES;

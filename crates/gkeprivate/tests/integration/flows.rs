@@ -446,3 +446,149 @@ async fn kubeconfig_is_merged_private_and_gives_a_kube_config() {
     assert_eq!(roots.len(), 1);
     assert!(!roots[0].is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_deletes_what_kfsec_made_in_reverse_and_keeps_what_it_did_not() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let gke = handle(&emu).await;
+    let spec = example_spec();
+    gke.apply(&gke.plan(&spec).await.unwrap()).await.unwrap();
+    // Another team's rule in kfsec's network, and another team's network.
+    gcloud(
+        &emu,
+        &[
+            "compute",
+            "firewall-rules",
+            "create",
+            "team-ssh",
+            "--project=kf-dev",
+            "--network=kf-net",
+            "--allow=tcp:22",
+            "--source-ranges=10.0.0.0/8",
+        ],
+    )
+    .await;
+    gcloud(
+        &emu,
+        &[
+            "compute",
+            "networks",
+            "create",
+            "team-net",
+            "--project=kf-dev",
+            "--subnet-mode=custom",
+        ],
+    )
+    .await;
+
+    let plan = gke.destroy_plan(&spec).await.unwrap();
+    let text = plan.render_text();
+    assert_eq!(plan.deletions(), 8, "{text}");
+    assert!(
+        text.contains("- cluster projects/kf-dev/locations/us-central1-a/clusters/kf-private"),
+        "{text}"
+    );
+    assert!(
+        plan.render_gcloud()
+            .contains("gcloud container clusters delete kf-private"),
+        "{text}"
+    );
+    let before = emu.requests().len();
+    assert!(
+        mutating_since(&emu, before).is_empty(),
+        "destroy_plan only reads"
+    );
+
+    let report = gke.destroy(&spec).await.unwrap();
+    let text = report.render_text();
+    let kinds: Vec<(&str, bool)> = report
+        .entries
+        .iter()
+        .map(|e| (e.resource.kind.as_str(), e.outcome == Outcome::Deleted))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("cluster", true),
+            ("firewall rule", true),
+            ("firewall rule", true),
+            ("route", true),
+            ("subnet", true),
+            // team-ssh still uses it.
+            ("network", false),
+            ("project IAM bindings", true),
+            ("service account", true),
+        ],
+        "{text}"
+    );
+    assert!(text.contains("kept: still in use"), "{text}");
+    assert!(clusters(&emu).is_empty());
+    assert_eq!(compute_names(&emu, "firewalls"), ["team-ssh"]);
+    assert_eq!(compute_names(&emu, "networks"), ["kf-net", "team-net"]);
+    assert!(compute_names(&emu, "subnetworks").is_empty());
+    let accounts = gcloud(
+        &emu,
+        &["iam", "service-accounts", "list", "--project=kf-dev"],
+    )
+    .await;
+    assert!(!accounts.contains("kf-private-nodes"), "{accounts}");
+    let policy = gcloud(
+        &emu,
+        &["projects", "get-iam-policy", "kf-dev", "--format=json"],
+    )
+    .await;
+    assert!(!policy.contains("kf-private-nodes"), "{policy}");
+
+    // Once the other team's rule is gone, a second destroy finishes the network and nothing else.
+    gcloud(
+        &emu,
+        &[
+            "compute",
+            "firewall-rules",
+            "delete",
+            "team-ssh",
+            "--project=kf-dev",
+            "--quiet",
+        ],
+    )
+    .await;
+    let since = emu.requests().len();
+    let again = gke.destroy(&spec).await.unwrap();
+    assert_eq!(again.entries.len(), 1, "{}", again.render_text());
+    assert_eq!(again.entries[0].outcome, Outcome::Deleted);
+    let mutating = mutating_since(&emu, since);
+    assert_eq!(mutating.len(), 1, "{mutating:?}");
+    assert_eq!(compute_names(&emu, "networks"), ["team-net"]);
+    let since = emu.requests().len();
+    assert!(gke.destroy(&spec).await.unwrap().entries.is_empty());
+    assert!(mutating_since(&emu, since).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_keeps_an_adopted_network_and_cluster() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let gke = handle(&emu).await;
+    let spec = example_spec();
+    // The network existed before kfsec (no kfsec description): kfsec adopts it on apply ...
+    gcloud(
+        &emu,
+        &[
+            "compute",
+            "networks",
+            "create",
+            "kf-net",
+            "--project=kf-dev",
+            "--subnet-mode=custom",
+        ],
+    )
+    .await;
+    gke.apply(&gke.plan(&spec).await.unwrap()).await.unwrap();
+    // ... and keeps it on destroy, with the reason in the plan.
+    let plan = gke.destroy_plan(&spec).await.unwrap();
+    let text = plan.render_text();
+    assert!(text.contains("= network kf-net"), "{text}");
+    assert!(text.contains("kept: kfsec did not create it"), "{text}");
+    gke.destroy(&spec).await.unwrap();
+    assert_eq!(compute_names(&emu, "networks"), ["kf-net"]);
+    assert!(clusters(&emu).is_empty());
+}
