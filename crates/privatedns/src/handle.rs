@@ -24,11 +24,11 @@ pub const OWNER_LABEL: &str = "_kfsec";
 /// Reconciles the private zones of one project. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct PrivateDns {
-    zones: ManagedZones,
-    rrsets: ResourceRecordSets,
-    changes: Changes,
-    policies: Policies,
-    progress: Progress,
+    pub(crate) zones: ManagedZones,
+    pub(crate) rrsets: ResourceRecordSets,
+    pub(crate) changes: Changes,
+    pub(crate) policies: Policies,
+    pub(crate) progress: Progress,
 }
 
 /// A zone as it is live.
@@ -67,12 +67,12 @@ impl ZoneEdit {
     }
 }
 
-fn owner_name(zone: &ZoneSpec) -> String {
+pub(crate) fn owner_name(zone: &ZoneSpec) -> String {
     format!("{OWNER_LABEL}.{}", zone.dns_name)
 }
 
 /// The (name, type) keys listed in a zone's owner record.
-fn owned_keys(zone: &ZoneSpec, live: &[RecordSet]) -> BTreeSet<(String, String)> {
+pub(crate) fn owned_keys(zone: &ZoneSpec, live: &[RecordSet]) -> BTreeSet<(String, String)> {
     let owner = owner_name(zone);
     live.iter()
         .filter(|r| r.name == owner && r.kind == "TXT")
@@ -99,7 +99,7 @@ fn owner_record(zone: &ZoneSpec, keys: &BTreeSet<(String, String)>, ttl: u32) ->
 }
 
 /// The SOA with its serial plus one, as gcloud's `record-sets transaction` writes it.
-fn bumped_soa(soa: &RecordSet) -> RecordSet {
+pub(crate) fn bumped_soa(soa: &RecordSet) -> RecordSet {
     let mut next = soa.clone();
     next.rrdatas = soa
         .rrdatas
@@ -183,7 +183,7 @@ pub(crate) fn zone_edit(zone: &ZoneSpec, live: &[RecordSet], ttl: u32, replace: 
     edit
 }
 
-fn to_model(r: &RecordSet) -> ResourceRecordSet {
+pub(crate) fn to_model(r: &RecordSet) -> ResourceRecordSet {
     ResourceRecordSet::new()
         .set_kind("dns#resourceRecordSet")
         .set_name(r.name.clone())
@@ -273,7 +273,7 @@ impl PrivateDns {
         self
     }
 
-    async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, DnsError>
+    pub(crate) async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, DnsError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, DnsError>>,
@@ -288,7 +288,11 @@ impl PrivateDns {
         .await
     }
 
-    async fn get_zone(&self, project: &str, name: &str) -> Result<Option<ManagedZone>, DnsError> {
+    pub(crate) async fn get_zone(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<ManagedZone>, DnsError> {
         match self
             .zones
             .get()
@@ -304,7 +308,11 @@ impl PrivateDns {
         }
     }
 
-    async fn list_records(&self, project: &str, zone: &str) -> Result<Vec<RecordSet>, DnsError> {
+    pub(crate) async fn list_records(
+        &self,
+        project: &str,
+        zone: &str,
+    ) -> Result<Vec<RecordSet>, DnsError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -487,7 +495,7 @@ impl PrivateDns {
         Ok((Outcome::Updated, kept))
     }
 
-    async fn wait_change(
+    pub(crate) async fn wait_change(
         &self,
         project: &str,
         zone: &str,

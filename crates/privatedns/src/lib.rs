@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod destroy;
 pub mod error;
 mod gcloud;
 mod handle;

@@ -370,7 +370,7 @@ fn check_network_name(name: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> Result<Spec, ValidationErrors> {
@@ -379,7 +379,7 @@ mod tests {
         Ok(spec)
     }
 
-    const GOOD: &str = "project: kf-dev\nnetwork: kf-net\ndns:\n  zone_prefix: kubeflow\n  vip: restricted\n  domains: [gcr.io, pkg.dev, googleapis.com]\n";
+    pub(crate) const GOOD: &str = "project: kf-dev\nnetwork: kf-net\ndns:\n  zone_prefix: kubeflow\n  vip: restricted\n  domains: [gcr.io, pkg.dev, googleapis.com]\n";
 
     #[test]
     fn the_example_makes_three_zones() {

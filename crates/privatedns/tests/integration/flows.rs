@@ -120,3 +120,73 @@ async fn verify_reports_missing_zones() {
         "{findings:#?}"
     );
 }
+
+#[tokio::test]
+async fn destroy_removes_kfsecs_records_and_zones_and_keeps_everyone_elses() {
+    let emu = emulator(EmulatorOptions::default()).await;
+    let dns = handle(&emu).await;
+    let spec = example_spec();
+    dns.apply(&dns.plan(&spec).await.unwrap()).await.unwrap();
+    // Another team adds a record set to kfsec's pkg.dev zone.
+    crate::common::gcloud(
+        &emu,
+        &[
+            "dns",
+            "record-sets",
+            "create",
+            "build.pkg.dev.",
+            "--zone=kubeflow-pkg-dev",
+            "--type=A",
+            "--ttl=60",
+            "--rrdatas=10.0.0.9",
+            "--project=kf-dev",
+        ],
+    )
+    .await;
+
+    let since = emu.requests().len();
+    let plan = dns.destroy_plan(&spec).await.unwrap();
+    let text = plan.render_text();
+    assert_eq!(
+        plan.deletions(),
+        3,
+        "two zones, and kfsec's records in the third: {text}"
+    );
+    assert!(text.contains("= private zone kubeflow-pkg-dev"), "{text}");
+    assert!(text.contains("build.pkg.dev. (A)"), "{text}");
+    assert!(
+        mutating_since(&emu, since).is_empty(),
+        "destroy_plan only reads"
+    );
+
+    let report = dns.destroy(&spec).await.unwrap();
+    assert!(!report.has_failures(), "{}", report.render_text());
+    let zones: Vec<String> = emu.state()["dns"]["managedZones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(zones, ["kubeflow-pkg-dev"]);
+    let left: Vec<(String, String)> = records(&emu, "kubeflow-pkg-dev")
+        .into_iter()
+        .map(|(n, t, _)| (n, t))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("build.pkg.dev.".to_string(), "A".to_string()),
+            ("pkg.dev.".into(), "NS".into()),
+            ("pkg.dev.".into(), "SOA".into()),
+        ]
+    );
+    // gcloud sees the same.
+    let listed =
+        crate::common::gcloud(&emu, &["dns", "managed-zones", "list", "--project=kf-dev"]).await;
+    assert!(!listed.contains("kubeflow-gcr-io"), "{listed}");
+
+    let since = emu.requests().len();
+    let again = dns.destroy(&spec).await.unwrap();
+    assert!(again.changed_nothing(), "{}", again.render_text());
+    assert!(mutating_since(&emu, since).is_empty());
+}
