@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 
 use crate::spec::{AccessLevelSpec, Combining, EgressPolicy, IngressPolicy, Mode, PerimeterSpec};
 
+/// The description kfsec gives the access levels and perimeters it creates: `destroy` deletes
+/// only what carries it.
+pub const MANAGED_BY: &str = "Managed by kfsec";
+
 /// `accessPolicies/P/accessLevels/NAME` for a short or full level name.
 pub(crate) fn level_name(policy: &str, name: &str) -> String {
     if name.starts_with("accessPolicies/") {
@@ -104,7 +108,9 @@ pub(crate) fn desired_level(
         Combining::And => ConditionCombiningFunction::And,
         Combining::Or => ConditionCombiningFunction::Or,
     };
-    let base = live.cloned().unwrap_or_default();
+    let base = live
+        .cloned()
+        .unwrap_or_else(|| AccessLevel::new().set_description(MANAGED_BY));
     base.set_name(level_name(policy, &spec.name))
         .set_title(spec.title())
         .set_basic(
@@ -326,6 +332,7 @@ impl PerimeterEdit {
             ServicePerimeter::new()
                 .set_name(name)
                 .set_title(self.title.clone())
+                .set_description(MANAGED_BY)
                 .set_perimeter_type(PerimeterType::Regular)
         });
         let staged = if base.use_explicit_dry_run_spec {

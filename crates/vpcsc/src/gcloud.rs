@@ -39,10 +39,11 @@ fn level_spec_file(level: &AccessLevelSpec, desired: &AccessLevel) -> (String, S
 pub(crate) fn create_level(policy: &str, level: &AccessLevelSpec, desired: &AccessLevel) -> String {
     let (path, heredoc) = level_spec_file(level, desired);
     format!(
-        "{heredoc}\ngcloud access-context-manager levels create {} --policy={policy} --title={} --basic-level-spec={path} --combine-function={}",
+        "{heredoc}\ngcloud access-context-manager levels create {} --policy={policy} --title={} --basic-level-spec={path} --combine-function={} --description={}",
         level.name,
         q(level.title()),
-        combine(desired)
+        combine(desired),
+        q(crate::desired::MANAGED_BY)
     )
 }
 
@@ -89,6 +90,7 @@ pub(crate) fn create_perimeter(policy: &str, spec: &PerimeterSpec, edit: &Perime
             spec.name
         ),
         format!("--{title_flag}={}", q(spec.title())),
+        format!("--{prefix}description={}", q(crate::desired::MANAGED_BY)),
         "--perimeter-type=regular".to_string(),
     ];
     words.extend(list_flag(&format!("{prefix}resources"), &edit.resources));

@@ -29,12 +29,12 @@ const ENABLE_BATCH: usize = 20;
 /// write queue, so concurrent perimeter edits through one handle are serialized and coalesced.
 #[derive(Clone, Debug)]
 pub struct Vpcsc {
-    acm: AccessContextManager,
-    usage: ServiceUsage,
-    projects: Projects,
-    organizations: Organizations,
-    policies: Policies,
-    progress: Progress,
+    pub(crate) acm: AccessContextManager,
+    pub(crate) usage: ServiceUsage,
+    pub(crate) projects: Projects,
+    pub(crate) organizations: Organizations,
+    pub(crate) policies: Policies,
+    pub(crate) progress: Progress,
     queues: Arc<WriteQueues>,
 }
 
@@ -160,7 +160,7 @@ impl Vpcsc {
         self
     }
 
-    async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, VpcscError>
+    pub(crate) async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, VpcscError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, VpcscError>>,
@@ -175,7 +175,7 @@ impl Vpcsc {
         .await
     }
 
-    async fn wait_op<P, R, M>(&self, poller: P, step: &str) -> Result<R, VpcscError>
+    pub(crate) async fn wait_op<P, R, M>(&self, poller: P, step: &str) -> Result<R, VpcscError>
     where
         P: google_cloud_lro::Poller<R, M>,
     {
@@ -193,7 +193,7 @@ impl Vpcsc {
 
     // ---- observe -------------------------------------------------------------------------
 
-    async fn resolve_organization(
+    pub(crate) async fn resolve_organization(
         &self,
         org: &OrganizationRef,
     ) -> Result<OrganizationId, VpcscError> {
@@ -234,7 +234,7 @@ impl Vpcsc {
         }
     }
 
-    async fn project_resource(
+    pub(crate) async fn project_resource(
         &self,
         spec: &Spec,
         org: OrganizationId,
@@ -265,7 +265,7 @@ impl Vpcsc {
         Ok(project.name)
     }
 
-    async fn find_policy(
+    pub(crate) async fn find_policy(
         &self,
         choice: &PolicyChoice,
         org: OrganizationId,
@@ -342,7 +342,7 @@ impl Vpcsc {
         }
     }
 
-    async fn get_level(&self, name: &str) -> Result<Option<AccessLevel>, VpcscError> {
+    pub(crate) async fn get_level(&self, name: &str) -> Result<Option<AccessLevel>, VpcscError> {
         match self
             .acm
             .get_access_level()
@@ -357,7 +357,10 @@ impl Vpcsc {
         }
     }
 
-    async fn list_perimeters(&self, policy: &str) -> Result<Vec<ServicePerimeter>, VpcscError> {
+    pub(crate) async fn list_perimeters(
+        &self,
+        policy: &str,
+    ) -> Result<Vec<ServicePerimeter>, VpcscError> {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
@@ -843,6 +846,7 @@ pub(crate) fn plan_from(spec: &Spec, observed: &Observed) -> Plan {
                 Action::Create {
                     fields: vec![
                         ("title".into(), serde_json::json!(desired.title)),
+                        ("description".into(), serde_json::json!(desired.description)),
                         (
                             "basic".into(),
                             serde_json::to_value(desired.basic()).unwrap_or_default(),
@@ -908,7 +912,10 @@ pub(crate) fn plan_from(spec: &Spec, observed: &Observed) -> Plan {
 }
 
 fn create_fields(p: &ServicePerimeter) -> Vec<(String, serde_json::Value)> {
-    let mut fields = vec![("title".to_string(), serde_json::json!(p.title))];
+    let mut fields = vec![
+        ("title".to_string(), serde_json::json!(p.title)),
+        ("description".to_string(), serde_json::json!(p.description)),
+    ];
     if let Some(status) = &p.status {
         fields.push((
             "status".into(),
@@ -925,7 +932,7 @@ fn create_fields(p: &ServicePerimeter) -> Vec<(String, serde_json::Value)> {
     fields
 }
 
-fn kept_entries(live: &ServicePerimeter, edit: &PerimeterEdit) -> usize {
+pub(crate) fn kept_entries(live: &ServicePerimeter, edit: &PerimeterEdit) -> usize {
     let config = if live.use_explicit_dry_run_spec {
         live.spec.clone()
     } else {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod desired;
+mod destroy;
 pub mod error;
 mod gcloud;
 mod handle;
@@ -10,7 +11,7 @@ mod verify;
 #[cfg(test)]
 mod wire_tests;
 
-pub use desired::PerimeterEdit;
+pub use desired::{MANAGED_BY, PerimeterEdit};
 pub use error::VpcscError;
 pub use handle::{Observed, PerimeterOutcome, Vpcsc, VpcscPlan};
 pub use spec::{AccessLevelSpec, Mode, PerimeterSpec, PolicyChoice, Spec, VpcscSpec};

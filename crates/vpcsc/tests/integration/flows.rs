@@ -178,3 +178,130 @@ egress_policies:
         again.plan.render_text()
     );
 }
+
+/// `names` of one ACM collection (`servicePerimeters`, `accessLevels`, `accessPolicies`).
+fn acm_names(emu: &kfsec_emulator::Emulator, collection: &str) -> Vec<String> {
+    emu.state()["accesscontextmanager"][collection]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["name"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn destroy_deletes_kfsecs_perimeter_and_keeps_a_level_another_perimeter_uses() {
+    let emu = emulator(fast()).await;
+    let vpcsc = handle(&emu).await;
+    let spec = example_spec();
+    vpcsc
+        .apply(&vpcsc.plan(&spec).await.unwrap())
+        .await
+        .unwrap();
+    let policy = acm_names(&emu, "accessPolicies")[0].clone();
+    // Another team's perimeter allows kfsec's level.
+    crate::common::gcloud(
+        &emu,
+        &[
+            "access-context-manager",
+            "perimeters",
+            "create",
+            "TeamZone",
+            &format!("--policy={policy}"),
+            "--title=Team",
+            "--resources=projects/999",
+            "--restricted-services=bigquery.googleapis.com",
+            "--access-levels=kubeflow",
+        ],
+    )
+    .await;
+
+    let since = emu.requests().len();
+    let plan = vpcsc.destroy_plan(&spec).await.unwrap();
+    let text = plan.render_text();
+    assert!(
+        mutating_since(&emu, since).is_empty(),
+        "destroy_plan only reads"
+    );
+    assert_eq!(plan.deletions(), 1, "{text}");
+    assert!(text.contains("- service perimeter"), "{text}");
+    assert!(text.contains("kept: still used by"), "{text}");
+    assert!(text.contains("TeamZone"), "{text}");
+    assert!(
+        plan.render_gcloud()
+            .contains("gcloud access-context-manager perimeters delete KubeflowZone")
+    );
+
+    let report = vpcsc.destroy(&spec).await.unwrap();
+    assert!(!report.has_failures(), "{}", report.render_text());
+    assert_eq!(acm_names(&emu, "servicePerimeters"), ["TeamZone"]);
+    assert_eq!(acm_names(&emu, "accessLevels"), ["kubeflow"]);
+    assert_eq!(
+        acm_names(&emu, "accessPolicies").len(),
+        1,
+        "the policy is never deleted"
+    );
+
+    // Once the other team lets go of the level, destroy finishes it; then nothing is left to do.
+    crate::common::gcloud(
+        &emu,
+        &[
+            "access-context-manager",
+            "perimeters",
+            "delete",
+            "TeamZone",
+            &format!("--policy={policy}"),
+            "--quiet",
+        ],
+    )
+    .await;
+    let report = vpcsc.destroy(&spec).await.unwrap();
+    assert_eq!(report.entries.len(), 1, "{}", report.render_text());
+    assert_eq!(report.entries[0].outcome, Outcome::Deleted);
+    assert!(acm_names(&emu, "accessLevels").is_empty());
+    let since = emu.requests().len();
+    assert!(vpcsc.destroy(&spec).await.unwrap().entries.is_empty());
+    assert!(mutating_since(&emu, since).is_empty());
+}
+
+#[tokio::test]
+async fn destroy_keeps_a_perimeter_that_protects_more_than_the_spec_names() {
+    let emu = emulator(fast()).await;
+    let vpcsc = handle(&emu).await;
+    let spec = example_spec();
+    vpcsc
+        .apply(&vpcsc.plan(&spec).await.unwrap())
+        .await
+        .unwrap();
+    let policy = acm_names(&emu, "accessPolicies")[0].clone();
+    // Someone adds their project to kfsec's perimeter (dry run, as kfsec left it).
+    crate::common::gcloud(
+        &emu,
+        &[
+            "access-context-manager",
+            "perimeters",
+            "dry-run",
+            "update",
+            "KubeflowZone",
+            &format!("--policy={policy}"),
+            "--add-resources=projects/999",
+        ],
+    )
+    .await;
+    let plan = vpcsc.destroy_plan(&spec).await.unwrap();
+    let text = plan.render_text();
+    assert!(text.contains("= service perimeter"), "{text}");
+    assert!(text.contains("entries the spec does not name"), "{text}");
+    vpcsc.destroy(&spec).await.unwrap();
+    assert_eq!(acm_names(&emu, "servicePerimeters"), ["KubeflowZone"]);
+    // Its level stays too: the kept perimeter uses it.
+    assert_eq!(acm_names(&emu, "accessLevels"), ["kubeflow"]);
+}
