@@ -49,11 +49,11 @@ pub struct Clients {
 /// ```
 #[derive(Clone)]
 pub struct IapIngress {
-    clients: Clients,
-    kube: kube::Client,
-    policies: Policies,
-    progress: Progress,
-    wait: Option<Duration>,
+    pub(crate) clients: Clients,
+    pub(crate) kube: kube::Client,
+    pub(crate) policies: Policies,
+    pub(crate) progress: Progress,
+    pub(crate) wait: Option<Duration>,
 }
 
 impl std::fmt::Debug for IapIngress {
@@ -120,7 +120,7 @@ pub async fn kube_client(conn: &Connection) -> Result<kube::Client, IngressError
     kube::Client::try_from(config).map_err(|e| IngressError::NoCluster(e.to_string()))
 }
 
-fn api(kube: &kube::Client, d: &Desired) -> Api<DynamicObject> {
+pub(crate) fn api(kube: &kube::Client, d: &Desired) -> Api<DynamicObject> {
     let ar = d.kind.api_resource();
     match &d.namespace {
         Some(ns) => Api::namespaced_with(kube.clone(), ns, &ar),
@@ -128,7 +128,7 @@ fn api(kube: &kube::Client, d: &Desired) -> Api<DynamicObject> {
     }
 }
 
-fn owned_by_kfsec(live: &Value) -> bool {
+pub(crate) fn owned_by_kfsec(live: &Value) -> bool {
     live.pointer("/metadata/labels")
         .and_then(|l| l.get(MANAGED_BY_LABEL))
         .and_then(Value::as_str)
@@ -240,7 +240,10 @@ impl IapIngress {
 
     /// A Kubernetes read, tried again (as the SDK clients do for Google's APIs) when it got
     /// no answer, 429 or 5xx.
-    async fn kube_read<T, Fut>(&self, mut read: impl FnMut() -> Fut) -> Result<T, IngressError>
+    pub(crate) async fn kube_read<T, Fut>(
+        &self,
+        mut read: impl FnMut() -> Fut,
+    ) -> Result<T, IngressError>
     where
         Fut: std::future::Future<Output = Result<T, IngressError>>,
     {
@@ -259,7 +262,7 @@ impl IapIngress {
         .await
     }
 
-    async fn get_live(&self, d: &Desired) -> Result<Option<Value>, IngressError> {
+    pub(crate) async fn get_live(&self, d: &Desired) -> Result<Option<Value>, IngressError> {
         let live = self
             .kube_read(|| async {
                 api(&self.kube, d).get_opt(&d.name).await.map_err(|e| {
@@ -451,7 +454,7 @@ impl IapIngress {
         }
     }
 
-    async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, IngressError>
+    pub(crate) async fn step<T, F, Fut>(&self, name: &str, f: F) -> Result<T, IngressError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, IngressError>>,

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod destroy;
 pub mod error;
 mod handle;
 pub mod jwt;
@@ -11,6 +12,7 @@ pub mod tls;
 #[cfg(test)]
 mod wire_tests;
 
+pub use destroy::namespace_is_empty;
 pub use error::IngressError;
 pub use handle::{ACCESSOR_ROLE, Clients, IapIngress, IngressPlan, Ready, kube_client};
 pub use jwt::{IapAudience, IapIdentity, IapLayer, IapService, IapVerifier, JwtError};

@@ -281,7 +281,7 @@ impl std::fmt::Debug for Desired {
 }
 
 impl Desired {
-    fn typed<K>(object: &K, secret: bool, ownership: Ownership) -> Self
+    pub(crate) fn typed<K>(object: &K, secret: bool, ownership: Ownership) -> Self
     where
         K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta> + Serialize,
     {

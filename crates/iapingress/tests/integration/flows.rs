@@ -500,3 +500,62 @@ async fn bad_input_is_refused_before_any_request() {
     assert!(err.contains("ingress.members[1]"), "{err}");
     assert_eq!(emu.requests().len(), 0, "no request was sent");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_deletes_kfsecs_objects_and_leaves_the_service_without_kfsecs_annotations() {
+    let emu = emulator(Duration::from_millis(0)).await;
+    let ingress = handle(&emu).await.with_wait(None);
+    let spec = example_spec();
+    workload(&emu).await;
+    ingress
+        .apply(&ingress.plan(&spec).await.unwrap())
+        .await
+        .unwrap();
+    let service = || object(&emu, "v1/Service", "kubeflow/envoy").unwrap();
+    assert!(service()["metadata"]["annotations"]["cloud.google.com/neg"].is_string());
+
+    let since = emu.requests().len();
+    let plan = ingress.destroy_plan(&spec).await.unwrap();
+    let text = plan.render_text();
+    assert!(
+        mutating_since(&emu, since).is_empty(),
+        "destroy_plan only reads"
+    );
+    assert!(text.contains("- Ingress kubeflow/"), "{text}");
+    assert!(text.contains("~ Service kubeflow/envoy"), "{text}");
+    // The workload's namespace holds the workload's Service: it stays.
+    assert!(text.contains("= Namespace kubeflow"), "{text}");
+    assert!(text.contains("IAP access"), "{text}");
+
+    let report = ingress.destroy(&spec).await.unwrap();
+    let rendered = report.render_text();
+    assert!(!report.has_failures(), "{rendered}");
+    let kinds: Vec<String> = emu.state()["kubernetes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, objects)| objects.as_object().is_some_and(|o| !o.is_empty()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for gone in ["Ingress", "BackendConfig", "FrontendConfig"] {
+        assert!(
+            !kinds.iter().any(|k| k.ends_with(&format!("/{gone}"))),
+            "{gone} left: {kinds:?}\n{rendered}"
+        );
+    }
+    let annotations = service()["metadata"]["annotations"].clone();
+    assert_eq!(
+        annotations,
+        serde_json::json!({"team": "ml-platform"}),
+        "{rendered}"
+    );
+    assert_eq!(service()["spec"]["ports"][0]["port"], 8080);
+    assert!(object(&emu, "v1/Namespace", "kubeflow").is_some());
+    // IAP access is kept.
+    assert!(!members(&iap_policy(&emu), ACCESSOR_ROLE).is_empty());
+
+    let since = emu.requests().len();
+    let again = ingress.destroy(&spec).await.unwrap();
+    assert!(again.changed_nothing(), "{}", again.render_text());
+    assert!(mutating_since(&emu, since).is_empty());
+}
