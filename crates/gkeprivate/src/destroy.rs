@@ -212,18 +212,48 @@ impl GkePrivate {
         Ok(plan)
     }
 
-    /// Deletes what kfsec created for this spec: the cluster (waited for), the firewall rules,
-    /// the route, the subnet, the network, then the node service account's roles and the
-    /// account. Anything without kfsec's mark is kept and reported as skipped, and so is a
-    /// network or subnet that something else still uses. Each delete is a retried step that
-    /// starts from a fresh read; a second destroy makes no mutating call.
+    /// Deletes what kfsec created for this spec: [`GkePrivate::destroy_cluster`], then
+    /// [`GkePrivate::destroy_network`]. Anything without kfsec's mark is kept and reported as
+    /// skipped, and so is a network or subnet that something else still uses. Each delete is a
+    /// retried step that starts from a fresh read; a second destroy makes no mutating call.
     pub async fn destroy(&self, spec: &Spec) -> Result<Report, GkeError> {
+        let mut report = self.destroy_cluster(spec).await?;
+        report.extend(self.destroy_network(spec).await?);
+        Ok(report)
+    }
+
+    /// The cluster half of [`GkePrivate::destroy`]: the cluster (waited for), then the node
+    /// service account's roles and the account.
+    pub async fn destroy_cluster(&self, spec: &Spec) -> Result<Report, GkeError> {
+        self.destroy_targets(
+            spec,
+            &[Target::Cluster, Target::NodeRoles, Target::NodeAccount],
+        )
+        .await
+    }
+
+    /// The network half of [`GkePrivate::destroy`]: firewall rules, route, subnet, network.
+    /// Run it after the cluster (and private DNS zones on the network) are gone.
+    pub async fn destroy_network(&self, spec: &Spec) -> Result<Report, GkeError> {
+        let network: Vec<Target> = targets(spec)
+            .into_iter()
+            .filter(|t| {
+                matches!(
+                    t,
+                    Target::Firewall(_) | Target::Route | Target::Subnet | Target::Network
+                )
+            })
+            .collect();
+        self.destroy_targets(spec, &network).await
+    }
+
+    async fn destroy_targets(&self, spec: &Spec, targets: &[Target]) -> Result<Report, GkeError> {
         spec.validate()?;
         let mut report = Report::new();
-        for t in targets(spec) {
-            let r = resource(spec, &t);
+        for t in targets {
+            let r = resource(spec, t);
             let step = r.to_string();
-            let outcome = self.step(&step, || self.destroy_one(spec, &t)).await?;
+            let outcome = self.step(&step, || self.destroy_one(spec, t)).await?;
             if let Some(outcome) = outcome {
                 report.record(r, outcome);
             }

@@ -202,7 +202,9 @@ impl IapIngress {
     /// mutating call.
     pub async fn destroy(&self, spec: &Spec) -> Result<Report, IngressError> {
         let mut report = Report::new();
-        let decided = self.decide_all(spec).await?;
+        let decided = self
+            .step("read the ingress's objects", || self.decide_all(spec))
+            .await?;
         for (d, _) in decided {
             let resource = ResourceRef::new(d.kind.kind.clone(), d.display_name());
             let outcome = self

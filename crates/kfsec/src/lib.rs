@@ -3,6 +3,8 @@
 #[cfg(feature = "workflow")]
 pub mod config;
 #[cfg(feature = "workflow")]
+pub mod destroy;
+#[cfg(feature = "workflow")]
 pub mod graph;
 #[cfg(feature = "workflow")]
 pub mod workflow;
@@ -24,6 +26,8 @@ pub use kfsec_vpcsc as vpcsc;
 #[cfg(feature = "workflow")]
 pub use config::{Config, WorkloadSpec};
 #[cfg(feature = "workflow")]
+pub use destroy::DestroyOptions;
+#[cfg(feature = "workflow")]
 pub use workflow::{ApplyOptions, Kfsec, WorkflowError, WorkflowPlan, WorkflowReport};
 
 /// What a program that runs the workflow usually needs.
@@ -31,5 +35,5 @@ pub mod prelude {
     pub use kfsec_core::{Connection, Finding, Plan, Progress, ProgressEvent, Report, Severity};
 
     #[cfg(feature = "workflow")]
-    pub use crate::{ApplyOptions, Config, Kfsec, WorkflowReport};
+    pub use crate::{ApplyOptions, Config, DestroyOptions, Kfsec, WorkflowReport};
 }

@@ -172,8 +172,8 @@ impl WorkflowPlan {
 /// The workflow's handle: one connection, every concern's client.
 #[derive(Clone)]
 pub struct Kfsec {
-    conn: Connection,
-    progress: Progress,
+    pub(crate) conn: Connection,
+    pub(crate) progress: Progress,
 }
 
 impl std::fmt::Debug for Kfsec {
@@ -182,7 +182,7 @@ impl std::fmt::Debug for Kfsec {
     }
 }
 
-fn setup(e: impl std::fmt::Display) -> WorkflowError {
+pub(crate) fn setup(e: impl std::fmt::Display) -> WorkflowError {
     WorkflowError::Setup(e.to_string())
 }
 
@@ -241,21 +241,21 @@ impl Kfsec {
         self
     }
 
-    async fn vpcsc(&self) -> Result<kfsec_vpcsc::Vpcsc, String> {
+    pub(crate) async fn vpcsc(&self) -> Result<kfsec_vpcsc::Vpcsc, String> {
         Ok(kfsec_vpcsc::Vpcsc::new(&self.conn)
             .await
             .map_err(|e| e.to_string())?
             .with_progress(self.progress.clone()))
     }
 
-    async fn gke(&self) -> Result<kfsec_gkeprivate::GkePrivate, String> {
+    pub(crate) async fn gke(&self) -> Result<kfsec_gkeprivate::GkePrivate, String> {
         Ok(kfsec_gkeprivate::GkePrivate::new(&self.conn)
             .await
             .map_err(|e| e.to_string())?
             .with_progress(self.progress.clone()))
     }
 
-    async fn dns(&self) -> Result<kfsec_privatedns::PrivateDns, String> {
+    pub(crate) async fn dns(&self) -> Result<kfsec_privatedns::PrivateDns, String> {
         Ok(kfsec_privatedns::PrivateDns::new(&self.conn)
             .await
             .map_err(|e| e.to_string())?
@@ -287,7 +287,10 @@ impl Kfsec {
         kube::Client::try_from(kube_config).map_err(|e| e.to_string())
     }
 
-    async fn ingress(&self, config: &Config) -> Result<kfsec_iapingress::IapIngress, String> {
+    pub(crate) async fn ingress(
+        &self,
+        config: &Config,
+    ) -> Result<kfsec_iapingress::IapIngress, String> {
         Ok(kfsec_iapingress::IapIngress::new(&self.conn)
             .await
             .map_err(|e| e.to_string())?

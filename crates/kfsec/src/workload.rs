@@ -25,6 +25,18 @@ use crate::config::WorkloadSpec;
 /// drop the annotations.
 pub const FIELD_MANAGER: &str = "kfsec-workload";
 
+/// The annotation kfsec puts on the objects it creates (not on ones that existed before it
+/// applied its document): `destroy` deletes only objects that carry it.
+pub const CREATED_BY: (&str, &str) = ("kfsec/created-by", "kfsec");
+
+/// Whether a live object carries [`CREATED_BY`].
+fn created_by_kfsec(live: &Value) -> bool {
+    live.pointer("/metadata/annotations")
+        .and_then(|a| a.get(CREATED_BY.0))
+        .and_then(Value::as_str)
+        == Some(CREATED_BY.1)
+}
+
 /// What can stop the workload.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,29 +148,52 @@ pub fn prepare(
                 }
             ));
         }
-        for doc in serde_yaml::Deserializer::from_str(&rewritten.text) {
-            let value: Value =
-                serde::Deserialize::deserialize(doc).map_err(|e| WorkloadError::Manifest {
-                    path: file.clone(),
-                    message: e.to_string(),
-                })?;
-            if value.is_null() {
-                continue;
-            }
-            if value["apiVersion"].as_str().is_none() || value["kind"].as_str().is_none() {
-                return Err(WorkloadError::Manifest {
-                    path: file,
-                    message: format!("a document without apiVersion or kind: {value}"),
-                });
-            }
-            docs.push(Document {
-                file: file.clone(),
-                object: value,
-            });
-        }
+        docs.extend(parse(&file, &rewritten.text)?);
     }
     if !unmirrored.is_empty() {
         return Err(WorkloadError::Unmirrored(unmirrored));
+    }
+    docs.sort_by_key(Document::rank);
+    Ok(docs)
+}
+
+/// The documents of one file (empty documents skipped).
+fn parse(file: &str, text: &str) -> Result<Vec<Document>, WorkloadError> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value: Value =
+            serde::Deserialize::deserialize(doc).map_err(|e| WorkloadError::Manifest {
+                path: file.to_string(),
+                message: e.to_string(),
+            })?;
+        if value.is_null() {
+            continue;
+        }
+        if value["apiVersion"].as_str().is_none() || value["kind"].as_str().is_none() {
+            return Err(WorkloadError::Manifest {
+                path: file.to_string(),
+                message: format!("a document without apiVersion or kind: {value}"),
+            });
+        }
+        docs.push(Document {
+            file: file.to_string(),
+            object: value,
+        });
+    }
+    Ok(docs)
+}
+
+/// The workload's documents as written (images not rewritten), CRDs and Namespaces first:
+/// what `destroy` needs, which only goes by kind and name.
+pub fn documents(spec: &WorkloadSpec) -> Result<Vec<Document>, WorkloadError> {
+    let mut docs = Vec::new();
+    for path in &spec.manifests {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Manifest {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        docs.extend(parse(&file, &text)?);
     }
     docs.sort_by_key(Document::rank);
     Ok(docs)
@@ -173,6 +208,8 @@ fn gvk(object: &Value) -> GroupVersionKind {
 fn kube_error(what: String, e: kube::Error) -> WorkloadError {
     let (code, message) = match e {
         kube::Error::Api(s) => (s.code, format!("{} ({})", s.message, s.code)),
+        // The API answered, and does not serve the kind: as final as a 404.
+        e @ kube::Error::Discovery(_) => (404, e.to_string()),
         other => (0, other.to_string()),
     };
     WorkloadError::Kubernetes {
@@ -344,8 +381,24 @@ impl Workload {
         {
             return Ok(Outcome::Unchanged);
         }
+        let live_value = live
+            .as_ref()
+            .map(|l| serde_json::to_value(l).unwrap_or(Value::Null));
+        let mut object = doc.object.clone();
+        // Marked when kfsec creates it, and kept marked (this manager owns the annotation, so
+        // leaving it out would remove it); an object someone else made stays unmarked.
+        if live_value.as_ref().is_none_or(created_by_kfsec)
+            && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(CREATED_BY.0.into(), Value::String(CREATED_BY.1.into()));
+            }
+        }
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(doc.name(), &params, &Patch::Apply(&doc.object))
+        api.patch(doc.name(), &params, &Patch::Apply(&object))
             .await
             .map_err(|e| kube_error(format!("apply {}", doc.display()), e))?;
         Ok(if live.is_some() {
@@ -353,6 +406,215 @@ impl Workload {
         } else {
             Outcome::Created
         })
+    }
+
+    /// The live object of a document, if its kind is known and it exists.
+    async fn live(&self, doc: &Document) -> Result<Option<Value>, WorkloadError> {
+        let (ar, caps) = match self.resource(doc).await {
+            Ok(found) => found,
+            // No answer: not the same as absent.
+            Err(e) if e.is_transient() => return Err(e),
+            // Its kind is not served (its CRD is gone): nothing to delete.
+            Err(_) => return Ok(None),
+        };
+        Ok(self
+            .api(&ar, &caps, doc)
+            .get_opt(doc.name())
+            .await
+            .map_err(|e| kube_error(format!("read {}", doc.display()), e))?
+            .map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
+    }
+
+    /// Objects of a CustomResourceDefinition that exist and are not in `leaving`.
+    async fn remaining_of(
+        &self,
+        crd: &Value,
+        leaving: &[String],
+    ) -> Result<Vec<String>, WorkloadError> {
+        let group = crd
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let kind = crd
+            .pointer("/spec/names/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let plural = crd
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let version = crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .and_then(|v| v.iter().find(|v| v["storage"] == true).or(v.first()))
+            .and_then(|v| v["name"].as_str())
+            .unwrap_or("v1");
+        let ar = ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: format!("{group}/{version}"),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let list = match Api::<DynamicObject>::all_with(self.kube.clone(), &ar)
+            .list(&kube::api::ListParams::default())
+            .await
+        {
+            Ok(l) => l,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+            Err(e) => return Err(kube_error(format!("list {plural}.{group}"), e)),
+        };
+        Ok(list
+            .items
+            .into_iter()
+            .map(|o| format!("{kind}/{}", o.metadata.name.unwrap_or_default()))
+            .filter(|k| !leaving.contains(k))
+            .collect())
+    }
+
+    /// For each live document, newest first (the reverse of apply's order, so Namespaces and
+    /// CRDs come last): delete it, or keep it and why. `also_leaving` names (`Kind/name`)
+    /// objects another stage deletes first (the ingress's), so that their namespace counts as
+    /// empty.
+    async fn decide(
+        &self,
+        docs: &[Document],
+        also_leaving: &[String],
+    ) -> Result<Vec<(Document, Result<(), String>)>, WorkloadError> {
+        let mut live = Vec::new();
+        for doc in docs.iter().rev() {
+            if let Some(l) = self.live(doc).await? {
+                live.push((doc.clone(), l));
+            }
+        }
+        let mut leaving: Vec<String> = also_leaving.to_vec();
+        leaving.extend(
+            live.iter()
+                .filter(|(_, l)| created_by_kfsec(l))
+                .map(|(d, _)| format!("{}/{}", d.kind(), d.name())),
+        );
+        let mut out = Vec::new();
+        for (doc, l) in live {
+            let verdict = if !created_by_kfsec(&l) {
+                Err("kept: it existed before kfsec applied it".to_string())
+            } else if doc.kind() == "Namespace" {
+                let empty = kfsec_iapingress::namespace_is_empty(&self.kube, doc.name(), &leaving)
+                    .await
+                    .map_err(|e| WorkloadError::Kubernetes {
+                        what: format!("look into namespace {}", doc.name()),
+                        // 0 (no answer) or the API's status: what decides a retry.
+                        code: match &e {
+                            kfsec_iapingress::IngressError::Kubernetes { code, .. } => *code,
+                            _ => 0,
+                        },
+                        message: e.to_string(),
+                    })?;
+                if empty {
+                    Ok(())
+                } else {
+                    Err("kept: objects kfsec did not create are in it".to_string())
+                }
+            } else if doc.kind() == "CustomResourceDefinition" {
+                let remaining = self.remaining_of(&l, &leaving).await?;
+                if remaining.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "kept: {} object(s) of it that kfsec did not create remain ({})",
+                        remaining.len(),
+                        remaining.join(", ")
+                    ))
+                }
+            } else {
+                Ok(())
+            };
+            out.push((doc, verdict));
+        }
+        Ok(out)
+    }
+
+    /// What [`Workload::destroy`] would delete and keep (reads only).
+    pub async fn destroy_plan(
+        &self,
+        docs: &[Document],
+        also_leaving: &[String],
+    ) -> Result<kfsec_core::Plan, WorkloadError> {
+        use kfsec_core::{Action, Change};
+        let mut plan = kfsec_core::Plan::new();
+        for (doc, verdict) in self.decide(docs, also_leaving).await? {
+            let resource = ResourceRef::new(doc.kind(), doc.display_name());
+            plan.push(match verdict {
+                Ok(()) => Change::new(resource, Action::Delete).with_gcloud(format!(
+                    "kubectl delete {}{} {}",
+                    doc.kind().to_lowercase(),
+                    doc.namespace()
+                        .map(|n| format!(" -n {n}"))
+                        .unwrap_or_default(),
+                    doc.name()
+                )),
+                Err(reason) => Change::new(resource, Action::Unchanged).with_note(reason),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Deletes the workload's objects that kfsec created (marked with [`CREATED_BY`]), the
+    /// reverse of apply's order; a Namespace only once nothing else is in it, a CRD only when
+    /// no object of it that kfsec did not create remains. Objects that existed before kfsec
+    /// applied its document are kept. Each object is a retried step; a second destroy makes no
+    /// mutating call.
+    pub async fn destroy(
+        &self,
+        docs: &[Document],
+        also_leaving: &[String],
+    ) -> Result<Report, WorkloadError> {
+        let mut report = Report::new();
+        let decide = |e: &WorkloadError| {
+            if e.is_transient() {
+                RetryDecision::Retry
+            } else {
+                RetryDecision::Stop
+            }
+        };
+        let decided = kfsec_core::retry::step(
+            &self.progress,
+            &self.policies,
+            "read the workload's objects",
+            decide,
+            || self.decide(docs, also_leaving),
+        )
+        .await?;
+        for (doc, verdict) in decided {
+            let resource = ResourceRef::new(doc.kind(), doc.display_name());
+            let outcome = match verdict {
+                Err(reason) => Outcome::Skipped { reason },
+                Ok(()) => {
+                    kfsec_core::retry::step(
+                        &self.progress,
+                        &self.policies,
+                        &format!("delete {}", doc.display()),
+                        decide,
+                        || self.delete_one(&doc),
+                    )
+                    .await?
+                }
+            };
+            report.record(resource, outcome);
+        }
+        Ok(report)
+    }
+
+    async fn delete_one(&self, doc: &Document) -> Result<Outcome, WorkloadError> {
+        let (ar, caps) = self.resource(doc).await?;
+        match self
+            .api(&ar, &caps, doc)
+            .delete(doc.name(), &kube::api::DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(Outcome::Deleted),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Outcome::Deleted),
+            Err(e) => Err(kube_error(format!("delete {}", doc.display()), e)),
+        }
     }
 
     /// Polls every Deployment of `docs` until its `Available` condition is true.

@@ -510,14 +510,14 @@ async fn destroy_deletes_what_kfsec_made_in_reverse_and_keeps_what_it_did_not() 
         kinds,
         [
             ("cluster", true),
+            ("project IAM bindings", true),
+            ("service account", true),
             ("firewall rule", true),
             ("firewall rule", true),
             ("route", true),
             ("subnet", true),
             // team-ssh still uses it.
             ("network", false),
-            ("project IAM bindings", true),
-            ("service account", true),
         ],
         "{text}"
     );

@@ -3,6 +3,7 @@
 
 mod common;
 mod config;
+mod destroy;
 mod faults;
 mod gcloud;
 mod workflow;

@@ -1,0 +1,291 @@
+//! `destroy`: the workflow undone, only what kfsec created, in the reverse order of `apply`.
+//!
+//! ```text
+//! ingress ── workload ── cluster ─┬─ network ── perimeter
+//! dns ────────────────────────────┘
+//! ```
+//!
+//! Each concern deletes only what carries kfsec's mark (a `Managed by kfsec` description, the
+//! cluster's `managed-by=kfsec` label, the zones' `_kfsec` owner record, the Kubernetes objects'
+//! `managed-by` label or `kfsec/created-by` annotation) and keeps what someone else made or
+//! still uses, saying why. The perimeter goes last, so the data stays protected until
+//! everything else is gone; a failed step stops what depends on it, so a perimeter is never
+//! removed while the cluster is still there. Kept on purpose: the access policy, the enabled
+//! services, IAP members and the mirrored images (other deployments may use them).
+
+use std::time::Instant;
+
+use futures::FutureExt as _;
+use kfsec_core::{Outcome, Plan, Report};
+
+use crate::config::Config;
+use crate::graph::{Step, StepOutput, StepState};
+use crate::workflow::{Kfsec, WorkflowError, WorkflowPlan, WorkflowReport, setup};
+use crate::workload::Workload;
+
+/// How `destroy` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DestroyOptions {
+    /// Run the steps one after another instead of independent branches at once.
+    pub sequential: bool,
+}
+
+/// What the images stage says: kfsec does not delete images.
+const IMAGES_KEPT: &str = "  = images: kept (mirrored images may be pinned by other deployments; delete the repository yourself if nothing uses it)\n";
+
+/// A step's output from a destroy report.
+fn destroyed(report: Report) -> Result<StepOutput, String> {
+    if let Some(failed) = report.entries.iter().find_map(|e| match &e.outcome {
+        Outcome::Failed { error } => {
+            Some(format!("{} {}: {error}", e.resource.kind, e.resource.name))
+        }
+        _ => None,
+    }) {
+        return Err(failed);
+    }
+    let deleted = report
+        .entries
+        .iter()
+        .filter(|e| e.outcome == Outcome::Deleted)
+        .count();
+    let updated = report
+        .entries
+        .iter()
+        .filter(|e| e.outcome == Outcome::Updated)
+        .count();
+    let kept = report.entries.len() - deleted - updated;
+    let mut summary = format!("{deleted} deleted, {kept} kept");
+    if updated > 0 {
+        summary.push_str(&format!(", {updated} with kfsec's fields removed"));
+    }
+    Ok(StepOutput { summary, report })
+}
+
+/// `Kind/name` of each deletion in a plan (what leaves a namespace).
+fn leaving(plan: &Plan) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter(|c| matches!(c.action, kfsec_core::Action::Delete))
+        .map(|c| {
+            let name = c
+                .resource
+                .name
+                .rsplit('/')
+                .next()
+                .unwrap_or(&c.resource.name);
+            format!("{}/{name}", c.resource.kind)
+        })
+        .collect()
+}
+
+impl Kfsec {
+    /// Whether the config's cluster exists (its Kubernetes side is only looked at then).
+    async fn cluster_exists(&self, config: &Config) -> Result<bool, String> {
+        let gke = self.gke().await?;
+        match gke.cluster(&config.gke).await {
+            Ok(_) => Ok(true),
+            Err(kfsec_gkeprivate::GkeError::NoCluster(_)) => Ok(false),
+            // It exists but has no endpoint yet (still being made or deleted).
+            Err(kfsec_gkeprivate::GkeError::NotReady(_)) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// What [`Kfsec::destroy`] would delete (`-`) and keep (`=`, with the reason), stage by
+    /// stage in the order destroy runs them. Reads only.
+    pub async fn destroy_plan(&self, config: &Config) -> Result<WorkflowPlan, WorkflowError> {
+        let read =
+            |stage: &'static str| move |message: String| WorkflowError::Read { stage, message };
+        let mut stages = Vec::new();
+        let mut pending = Vec::new();
+        let cluster_exists = self.cluster_exists(config).await.map_err(read("cluster"))?;
+        let mut ingress_leaving = Vec::new();
+        if cluster_exists {
+            if let Some(spec) = &config.ingress {
+                let plan = self
+                    .ingress(config)
+                    .await
+                    .map_err(setup)?
+                    .destroy_plan(spec)
+                    .await
+                    .map_err(|e| read("ingress")(e.to_string()))?;
+                ingress_leaving = leaving(&plan);
+                stages.push(("ingress", plan));
+            }
+            if let Some(w) = &config.workload {
+                let docs = crate::workload::documents(w).map_err(|e| setup(e.to_string()))?;
+                let kube = self.kube(config).await.map_err(setup)?;
+                let plan = Workload::new(kube)
+                    .destroy_plan(&docs, &ingress_leaving)
+                    .await
+                    .map_err(|e| read("workload")(e.to_string()))?;
+                stages.push(("workload", plan));
+            }
+        } else if config.ingress.is_some() || config.workload.is_some() {
+            pending.push(format!(
+                "the cluster {} does not exist: nothing to remove from Kubernetes",
+                config.gke.cluster.name
+            ));
+        }
+        let gke = self.gke().await.map_err(setup)?;
+        let dns = self.dns().await.map_err(setup)?;
+        let vpcsc = self.vpcsc().await.map_err(setup)?;
+        let (g, d, v) = tokio::join!(
+            gke.destroy_plan(&config.gke),
+            dns.destroy_plan(&config.dns),
+            vpcsc.destroy_plan(&config.vpcsc),
+        );
+        stages.push((
+            "cluster and network",
+            g.map_err(|e| read("cluster")(e.to_string()))?,
+        ));
+        stages.push(("dns", d.map_err(|e| read("dns")(e.to_string()))?));
+        stages.push((
+            "perimeter",
+            v.map_err(|e| read("perimeter")(e.to_string()))?,
+        ));
+        Ok(WorkflowPlan {
+            stages,
+            images: IMAGES_KEPT.to_string(),
+            images_up_to_date: true,
+            pending,
+        })
+    }
+
+    /// Deletes what kfsec created for this config, in the reverse order of `apply` (see the
+    /// module notes), independent branches at once. Keeps and reports whatever kfsec did not
+    /// create or someone else still uses. A second destroy makes no mutating call.
+    ///
+    /// This deletes a cluster and its workload: callers should show [`Kfsec::destroy_plan`]
+    /// and ask first (the example does, unless given `--yes`).
+    pub async fn destroy(
+        &self,
+        config: &Config,
+        options: DestroyOptions,
+    ) -> Result<WorkflowReport, WorkflowError> {
+        let start = Instant::now();
+        let gke = self.gke().await.map_err(setup)?;
+        let dns = self.dns().await.map_err(setup)?;
+        let vpcsc = self.vpcsc().await.map_err(setup)?;
+        let docs = match &config.workload {
+            Some(w) => Some(crate::workload::documents(w).map_err(|e| setup(e.to_string()))?),
+            None => None,
+        };
+        let (gke, dns, vpcsc, docs) = (&gke, &dns, &vpcsc, &docs);
+        let mut steps = Vec::new();
+        if let Some(spec) = &config.ingress {
+            steps.push(Step::new(
+                "ingress",
+                "the IAP entrance's objects, and kfsec's annotations on the backend Service",
+                &[],
+                move || {
+                    async move {
+                        if !self.cluster_exists(config).await? {
+                            return destroyed(Report::new());
+                        }
+                        let handle = self.ingress(config).await?;
+                        destroyed(handle.destroy(spec).await.map_err(|e| e.to_string())?)
+                    }
+                    .boxed()
+                },
+            ));
+        }
+        if let Some(docs) = docs {
+            let needs: &'static [&'static str] = if config.ingress.is_some() {
+                &["ingress"]
+            } else {
+                &[]
+            };
+            steps.push(Step::new(
+                "workload",
+                "the workload's objects kfsec created, Namespaces and CRDs last",
+                needs,
+                move || {
+                    async move {
+                        if !self.cluster_exists(config).await? {
+                            return destroyed(Report::new());
+                        }
+                        let kube = self.kube(config).await?;
+                        let w = Workload::new(kube)
+                            .with_progress(self.progress.clone())
+                            .with_policies(self.conn.policies().clone());
+                        destroyed(w.destroy(docs, &[]).await.map_err(|e| e.to_string())?)
+                    }
+                    .boxed()
+                },
+            ));
+        }
+        // The cluster goes once nothing of kfsec's is left in it (the Ingress especially:
+        // deleting it first lets GKE release the load balancer).
+        let cluster_needs: &'static [&'static str] =
+            match (config.workload.is_some(), config.ingress.is_some()) {
+                (true, _) => &["workload"],
+                (false, true) => &["ingress"],
+                (false, false) => &[],
+            };
+        steps.push(Step::new(
+            "cluster",
+            "the private GKE cluster, then the nodes' roles and service account",
+            cluster_needs,
+            move || {
+                async move {
+                    destroyed(
+                        gke.destroy_cluster(&config.gke)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    )
+                }
+                .boxed()
+            },
+        ));
+        steps.push(Step::new(
+            "dns",
+            "kfsec's record sets and private zones",
+            &[],
+            move || {
+                async move { destroyed(dns.destroy(&config.dns).await.map_err(|e| e.to_string())?) }
+                    .boxed()
+            },
+        ));
+        steps.push(Step::new(
+            "network",
+            "firewall rules, route, subnet and network",
+            &["cluster", "dns"],
+            move || {
+                async move {
+                    destroyed(
+                        gke.destroy_network(&config.gke)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    )
+                }
+                .boxed()
+            },
+        ));
+        steps.push(Step::new(
+            "perimeter",
+            "the service perimeter and access levels (last: the data stays protected until the rest is gone)",
+            &["network"],
+            move || {
+                async move {
+                    destroyed(vpcsc.destroy(&config.vpcsc).await.map_err(|e| e.to_string())?)
+                }
+                .boxed()
+            },
+        ));
+        let progress = self.progress.clone();
+        let parallel = if options.sequential { 1 } else { usize::MAX };
+        let results = crate::graph::run_with(steps, parallel, |id, state| match state {
+            None => progress.started(&format!("stage {id}")),
+            Some(StepState::Done { .. }) => progress.finished(&format!("stage {id}"), true),
+            Some(StepState::Failed { .. }) => progress.finished(&format!("stage {id}"), false),
+            Some(StepState::Skipped { .. }) => {}
+        })
+        .await
+        .map_err(WorkflowError::Setup)?;
+        Ok(WorkflowReport {
+            steps: results,
+            elapsed: start.elapsed(),
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! `destroy` on the emulator after a whole apply: only what kfsec created goes, in reverse
+//! order; what someone else made stays; a second destroy sends nothing; with faults, one
+//! destroy still finishes.
+
+use kfsec::prelude::*;
+use kfsec_emulator::Emulator;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+use crate::common::{config, connection, emulator, mutating};
+
+fn names(state: &Value, pointer: &str) -> Vec<String> {
+    let mut out: Vec<String> = state
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            r["name"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What kfsec made that is still there, by kind.
+fn kfsec_left(emu: &Emulator) -> Vec<String> {
+    let s = emu.state();
+    let mut left = Vec::new();
+    for (what, pointer) in [
+        ("cluster", "/container/clusters"),
+        ("network", "/compute/networks"),
+        ("subnet", "/compute/subnetworks"),
+        ("route", "/compute/routes"),
+        ("firewall", "/compute/firewalls"),
+        ("zone", "/dns/managedZones"),
+        ("perimeter", "/accesscontextmanager/servicePerimeters"),
+        ("level", "/accesscontextmanager/accessLevels"),
+    ] {
+        for n in names(&s, pointer) {
+            left.push(format!("{what} {n}"));
+        }
+    }
+    let k8s = s["kubernetes"].as_object().cloned().unwrap_or_default();
+    for (kind, objects) in k8s {
+        for (id, o) in objects.as_object().cloned().unwrap_or_default() {
+            let labelled = o.pointer("/metadata/labels/app.kubernetes.io~1managed-by")
+                == Some(&json!("kfsec"));
+            let created =
+                o.pointer("/metadata/annotations/kfsec~1created-by") == Some(&json!("kfsec"));
+            if labelled || created {
+                left.push(format!("{kind} {id}"));
+            }
+        }
+    }
+    left
+}
+
+/// gcloud's output, pointed at the emulator.
+fn gcloud(emu: &Emulator, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    emu.write_gcloud_config(dir.path()).unwrap();
+    let out = std::process::Command::new("gcloud")
+        .args(args)
+        .env("CLOUDSDK_CONFIG", dir.path())
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_undoes_apply_and_keeps_what_kfsec_did_not_create() {
+    let emu = emulator(0, 0.0, 0).await;
+    let config = config();
+    let kfsec = Kfsec::new(&connection(&emu));
+    let applied = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    assert!(applied.is_complete(), "{}", applied.render_text());
+    assert!(kfsec_left(&emu).len() > 15, "{:?}", kfsec_left(&emu));
+
+    // Someone else's ConfigMap in kfsec's namespace.
+    let kube = kfsec.kube(&config).await.unwrap();
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"));
+    let maps: Api<DynamicObject> = Api::namespaced_with(kube.clone(), "kubeflow", &ar);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "team-notes"}, "data": {"a": "b"}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let since = emu.requests().len();
+    let plan = kfsec.destroy_plan(&config).await.unwrap();
+    let text = plan.render_text();
+    assert!(
+        mutating(&emu, since).is_empty(),
+        "destroy_plan only reads: {:?}",
+        mutating(&emu, since)
+    );
+    let order: Vec<&str> = plan.stages.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        order,
+        [
+            "ingress",
+            "workload",
+            "cluster and network",
+            "dns",
+            "perimeter"
+        ]
+    );
+    assert!(
+        text.contains("- Deployment kubeflow/ml-pipeline-ui"),
+        "{text}"
+    );
+    assert!(text.contains("= Namespace kubeflow"), "{text}");
+    assert!(
+        text.contains("- cluster projects/kf-dev/locations/us-central1-a/clusters/kf-private"),
+        "{text}"
+    );
+    assert!(text.contains("= access policy"), "{text}");
+    assert!(text.contains("images: kept"), "{text}");
+
+    let report = kfsec
+        .destroy(&config, DestroyOptions::default())
+        .await
+        .unwrap();
+    let rendered = format!("{}{}", report.render_text(), report.render_details());
+    assert!(report.is_complete(), "{rendered}");
+    let ids: Vec<&str> = report.steps.iter().map(|s| s.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "ingress",
+            "workload",
+            "cluster",
+            "dns",
+            "network",
+            "perimeter"
+        ]
+    );
+    // Reverse order: the ingress before the workload, the cluster before the network, the
+    // perimeter after everything.
+    let span = |id: &str| report.step(id).unwrap().span.unwrap();
+    assert!(span("ingress").1 <= span("workload").0);
+    assert!(span("workload").1 <= span("cluster").0);
+    assert!(span("cluster").1 <= span("network").0 && span("dns").1 <= span("network").0);
+    assert!(span("network").1 <= span("perimeter").0);
+
+    // All that is left of kfsec's is the namespace someone else's ConfigMap is in.
+    assert_eq!(kfsec_left(&emu), ["v1/Namespace kubeflow"], "{rendered}");
+    let state = emu.state();
+    assert!(state["kubernetes"]["v1/ConfigMap"]["kubeflow/team-notes"].is_object());
+    assert_eq!(
+        names(&state, "/accesscontextmanager/accessPolicies").len(),
+        1,
+        "policy kept"
+    );
+    // gcloud sees the same: no cluster, no kf-net.
+    let clusters = gcloud(&emu, &["container", "clusters", "list", "--project=kf-dev"]);
+    assert!(!clusters.contains("kf-private"), "{clusters}");
+    let networks = gcloud(&emu, &["compute", "networks", "list", "--project=kf-dev"]);
+    assert!(!networks.contains("kf-net"), "{networks}");
+
+    // A second destroy sends nothing.
+    let since = emu.requests().len();
+    let again = kfsec
+        .destroy(&config, DestroyOptions::default())
+        .await
+        .unwrap();
+    assert!(again.is_complete(), "{}", again.render_text());
+    assert!(
+        mutating(&emu, since).is_empty(),
+        "{:?}",
+        mutating(&emu, since)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_with_faults_finishes_in_one_run() {
+    for seed in 0..5 {
+        let emu = emulator(0, 0.0, seed).await;
+        let config = config();
+        let kfsec = Kfsec::new(&connection(&emu));
+        let applied = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+        assert!(applied.is_complete(), "{}", applied.render_text());
+        emu.set_faults(0.2, seed);
+        let report = kfsec
+            .destroy(&config, DestroyOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            report.is_complete(),
+            "seed {seed}: {}{}",
+            report.render_text(),
+            report.render_details()
+        );
+        emu.set_faults(0.0, 0);
+        assert!(
+            kfsec_left(&emu).is_empty(),
+            "seed {seed}: {:?}",
+            kfsec_left(&emu)
+        );
+    }
+}
