@@ -7,6 +7,7 @@
 //! cargo run --example secure-kubeflow -- verify             # exit 3 on high-severity findings
 //! cargo run --example secure-kubeflow -- export gcloud      # the Google-side steps as a bash script
 //! cargo run --example secure-kubeflow -- export manifests   # the Kubernetes side, images pinned
+//! cargo run --example secure-kubeflow -- destroy [--yes]    # only what kfsec created, after confirmation
 //! cargo run --example secure-kubeflow -- --endpoints FILE   # a running kfsec-emulator
 //! cargo run --example secure-kubeflow -- --google           # real Google, Application Default Credentials
 //! ```
@@ -63,6 +64,14 @@ enum Command {
         /// `manifests`: the Kubernetes side as YAML, images pinned to the mirrors.
         #[arg(value_enum)]
         what: Export,
+    },
+    /// Delete what kfsec created, in reverse order (ingress, workload, cluster, DNS, network,
+    /// perimeter last), after showing the plan and asking; keeps whatever kfsec did not
+    /// create or someone else still uses, and says why.
+    Destroy {
+        /// Do not ask (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -147,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Destroy { yes } => return destroy(&kfsec, &config, yes).await,
         Command::Apply { .. } => {}
     }
     let Command::Apply {
@@ -268,5 +278,53 @@ async fn main() -> anyhow::Result<()> {
     if incomplete {
         std::process::exit(common::EXIT_PARTIAL);
     }
+    Ok(())
+}
+
+/// `destroy`: the plan, a confirmation, then the deletes with progress and a summary.
+async fn destroy(kfsec: &Kfsec, config: &kfsec::Config, yes: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let plan = kfsec.destroy_plan(config).await?;
+    print!("{}", plan.render_text());
+    let count: usize = plan.stages.iter().map(|(_, p)| p.deletions()).sum();
+    if count == 0 {
+        println!("Nothing to delete: nothing kfsec created is left.");
+        return Ok(());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "destroy would delete the {count} resources marked - above; stdin is not a terminal, so kfsec cannot ask: run again with --yes to confirm"
+            );
+            std::process::exit(common::EXIT_INVALID);
+        }
+        print!(
+            "\nDelete the {count} resources marked - above, in project {}? Only 'yes' goes on: ",
+            config.project
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            println!("Nothing was deleted.");
+            std::process::exit(1);
+        }
+    }
+    let report = kfsec
+        .destroy(config, kfsec::DestroyOptions::default())
+        .await?;
+    println!("What was done, resource by resource:");
+    print!("{}", report.render_details());
+    println!("\nSteps ({:.1}s):", report.elapsed.as_secs_f64());
+    print!("{}", report.render_text());
+    if !report.is_complete() {
+        println!(
+            "\nNot finished: fix what FAILED above and run destroy again; it carries on from where it stopped."
+        );
+        std::process::exit(common::EXIT_PARTIAL);
+    }
+    println!(
+        "\nDone. Kept on purpose: the access policy, enabled services, IAP members and mirrored images, plus anything listed as kept above."
+    );
     Ok(())
 }

@@ -105,6 +105,68 @@ mod secure_kubeflow {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn destroy_asks_first_then_deletes_only_what_kfsec_made() {
+        let (emu, _dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+        let applied = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
+        assert!(applied.status.success(), "{:?}", text(&applied));
+        let mutating = |since: usize| -> Vec<String> {
+            emu.requests()[since..]
+                .iter()
+                .filter(|r| {
+                    !matches!(r.method.as_str(), "GET" | "HEAD")
+                        && !r.path.ends_with("/wait")
+                        && !r.path.ends_with(":getIamPolicy")
+                })
+                .map(|r| format!("{} {} {}", r.api, r.method, r.path))
+                .collect()
+        };
+
+        // No terminal to ask on and no --yes: the plan, a refusal, nothing deleted.
+        let since = emu.requests().len();
+        let refused = run("secure-kubeflow", &["destroy", "--endpoints", &endpoints]).await;
+        let (stdout, stderr) = text(&refused);
+        assert_eq!(refused.status.code(), Some(2), "{stdout}\n{stderr}");
+        assert!(
+            stdout
+                .contains("- cluster projects/kf-dev/locations/us-central1-a/clusters/kf-private"),
+            "{stdout}"
+        );
+        assert!(stderr.contains("--yes"), "{stderr}");
+        assert_eq!(mutating(since), Vec::<String>::new());
+
+        let done = run(
+            "secure-kubeflow",
+            &["destroy", "--yes", "--endpoints", &endpoints],
+        )
+        .await;
+        let (stdout, stderr) = text(&done);
+        assert!(done.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("deleted   cluster"), "{stdout}");
+        assert!(stdout.contains("done     perimeter"), "{stdout}");
+        assert!(stdout.contains("Kept on purpose"), "{stdout}");
+        let state = emu.state();
+        assert!(
+            state["container"]["clusters"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            state["accesscontextmanager"]["servicePerimeters"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+
+        let since = emu.requests().len();
+        let again = run("secure-kubeflow", &["destroy", "--endpoints", &endpoints]).await;
+        let (stdout, stderr) = text(&again);
+        assert!(again.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("Nothing to delete"), "{stdout}");
+        assert_eq!(mutating(since), Vec::<String>::new());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_config_with_several_mistakes_gets_all_of_them_before_any_request() {
         let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
         let text_in =

@@ -70,6 +70,9 @@ fn verdict(d: &Desired, live: &Value, namespace_empty: bool) -> Verdict {
                 Verdict::Keep("kept: kfsec has no annotations on it".into())
             }
         }
+        _ if !owned_by_kfsec(live) && d.kind.kind == "Namespace" => Verdict::Keep(
+            "kept: the ingress did not create it (it was there already: the workload's, or someone else's)".into(),
+        ),
         _ if !owned_by_kfsec(live) => Verdict::Keep("kept: kfsec did not create it".into()),
         _ if d.kind.kind == "Namespace" && !namespace_empty => Verdict::Keep(
             "kept: other objects are still in it (delete them, then the namespace)".into(),
