@@ -218,3 +218,44 @@ async fn destroy_with_faults_finishes_in_one_run() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destroy_cancelled_at_any_point_is_finished_by_running_it_again() {
+    // How long a whole destroy takes with 100 ms operations.
+    let emu = emulator(100, 0.0, 0).await;
+    let config = config();
+    let kfsec = Kfsec::new(&connection(&emu));
+    kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    let start = std::time::Instant::now();
+    kfsec
+        .destroy(&config, DestroyOptions::default())
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    for (i, after) in crate::faults::random_points(6, took, 0xdead_5eed)
+        .into_iter()
+        .enumerate()
+    {
+        let emu = emulator(100, 0.0, 0).await;
+        let kfsec = Kfsec::new(&connection(&emu));
+        let applied = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+        assert!(applied.is_complete(), "{}", applied.render_text());
+        let cancelled =
+            tokio::time::timeout(after, kfsec.destroy(&config, DestroyOptions::default())).await;
+        let report = kfsec
+            .destroy(&config, DestroyOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            report.is_complete(),
+            "cancel #{i} after {after:?} (finished anyway: {}), then: {}",
+            cancelled.is_ok(),
+            report.render_text()
+        );
+        assert!(
+            kfsec_left(&emu).is_empty(),
+            "cancel #{i} after {after:?}: {:?}",
+            kfsec_left(&emu)
+        );
+    }
+}

@@ -21,7 +21,7 @@ async fn baseline() -> (serde_json::Value, Duration) {
 }
 
 /// `n` points in `0..within`, random but the same on every run (xorshift from a fixed seed).
-fn random_points(n: usize, within: Duration, mut seed: u64) -> Vec<Duration> {
+pub(crate) fn random_points(n: usize, within: Duration, mut seed: u64) -> Vec<Duration> {
     (0..n)
         .map(|_| {
             seed ^= seed << 13;
