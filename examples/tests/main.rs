@@ -63,6 +63,19 @@ pub(crate) async fn running_emulator(
     (emu, dir, path)
 }
 
+/// `api METHOD path` of each mutating request after the `since`-th (reads sent as POST are not).
+pub(crate) fn mutating(emu: &kfsec_emulator::Emulator, since: usize) -> Vec<String> {
+    emu.requests()[since..]
+        .iter()
+        .filter(|r| {
+            !matches!(r.method.as_str(), "GET" | "HEAD")
+                && !r.path.ends_with("/wait")
+                && !r.path.ends_with(":getIamPolicy")
+        })
+        .map(|r| format!("{} {} {}", r.api, r.method, r.path))
+        .collect()
+}
+
 pub(crate) fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -75,7 +88,7 @@ mod secure_kubeflow {
 
     use kfsec_emulator::EmulatorOptions;
 
-    use crate::{run, running_emulator, text};
+    use crate::{mutating, run, running_emulator, text};
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_second_run_against_the_same_emulator_sends_no_mutating_request() {
@@ -90,16 +103,7 @@ mod secure_kubeflow {
         let second = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
         let (stdout, stderr) = text(&second);
         assert!(second.status.success(), "{stdout}\n{stderr}");
-        let mutating: Vec<String> = emu.requests()[before..]
-            .iter()
-            .filter(|r| {
-                !matches!(r.method.as_str(), "GET" | "HEAD")
-                    && !r.path.ends_with("/wait")
-                    && !r.path.ends_with(":getIamPolicy")
-            })
-            .map(|r| format!("{} {} {}", r.api, r.method, r.path))
-            .collect();
-        assert_eq!(mutating, Vec::<String>::new(), "{stdout}");
+        assert_eq!(mutating(&emu, before), Vec::<String>::new(), "{stdout}");
         let verify = run("secure-kubeflow", &["verify", "--endpoints", &endpoints]).await;
         assert!(verify.status.success(), "{:?}", text(&verify));
     }
@@ -109,17 +113,6 @@ mod secure_kubeflow {
         let (emu, _dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
         let applied = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
         assert!(applied.status.success(), "{:?}", text(&applied));
-        let mutating = |since: usize| -> Vec<String> {
-            emu.requests()[since..]
-                .iter()
-                .filter(|r| {
-                    !matches!(r.method.as_str(), "GET" | "HEAD")
-                        && !r.path.ends_with("/wait")
-                        && !r.path.ends_with(":getIamPolicy")
-                })
-                .map(|r| format!("{} {} {}", r.api, r.method, r.path))
-                .collect()
-        };
 
         // No terminal to ask on and no --yes: the plan, a refusal, nothing deleted.
         let since = emu.requests().len();
@@ -132,7 +125,7 @@ mod secure_kubeflow {
             "{stdout}"
         );
         assert!(stderr.contains("--yes"), "{stderr}");
-        assert_eq!(mutating(since), Vec::<String>::new());
+        assert_eq!(mutating(&emu, since), Vec::<String>::new());
 
         let done = run(
             "secure-kubeflow",
@@ -163,7 +156,7 @@ mod secure_kubeflow {
         let (stdout, stderr) = text(&again);
         assert!(again.status.success(), "{stdout}\n{stderr}");
         assert!(stdout.contains("Nothing to delete"), "{stdout}");
-        assert_eq!(mutating(since), Vec::<String>::new());
+        assert_eq!(mutating(&emu, since), Vec::<String>::new());
     }
 
     #[tokio::test(flavor = "multi_thread")]

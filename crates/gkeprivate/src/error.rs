@@ -67,7 +67,8 @@ pub enum GkeError {
 }
 
 impl GkeError {
-    pub(crate) fn retry_decision(&self) -> kfsec_core::RetryDecision {
+    /// Whether re-running the step from a fresh read may succeed (transient errors, conflicts).
+    pub fn retry_decision(&self) -> kfsec_core::RetryDecision {
         match self {
             Self::Cloud(e) => e.retry_decision(),
             _ => kfsec_core::RetryDecision::Stop,

@@ -19,8 +19,10 @@ use futures::FutureExt as _;
 use kfsec_core::{Outcome, Plan, Report};
 
 use crate::config::Config;
-use crate::graph::{Step, StepOutput, StepState};
-use crate::workflow::{Kfsec, WorkflowError, WorkflowPlan, WorkflowReport, setup};
+use crate::graph::{Step, StepOutput};
+use crate::workflow::{
+    Kfsec, WorkflowError, WorkflowPlan, WorkflowReport, retried, run_stages, setup,
+};
 use crate::workload::Workload;
 
 /// How `destroy` runs.
@@ -81,14 +83,24 @@ fn leaving(plan: &Plan) -> Vec<String> {
 impl Kfsec {
     /// Whether the config's cluster exists (its Kubernetes side is only looked at then).
     async fn cluster_exists(&self, config: &Config) -> Result<bool, String> {
+        use kfsec_gkeprivate::GkeError;
         let gke = self.gke().await?;
-        match gke.cluster(&config.gke).await {
-            Ok(_) => Ok(true),
-            Err(kfsec_gkeprivate::GkeError::NoCluster(_)) => Ok(false),
-            // It exists but has no endpoint yet (still being made or deleted).
-            Err(kfsec_gkeprivate::GkeError::NotReady(_)) => Ok(false),
-            Err(e) => Err(e.to_string()),
-        }
+        let gke = &gke;
+        retried(
+            self,
+            "read the cluster",
+            GkeError::retry_decision,
+            || async move {
+                match gke.cluster(&config.gke).await {
+                    Ok(_) => Ok(true),
+                    Err(GkeError::NoCluster(_)) => Ok(false),
+                    // It exists but has no endpoint yet (still being made or deleted).
+                    Err(GkeError::NotReady(_)) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            },
+        )
+        .await
     }
 
     /// What [`Kfsec::destroy`] would delete (`-`) and keep (`=`, with the reason), stage by
@@ -273,18 +285,9 @@ impl Kfsec {
                 .boxed()
             },
         ));
-        let progress = self.progress.clone();
-        let parallel = if options.sequential { 1 } else { usize::MAX };
-        let results = crate::graph::run_with(steps, parallel, |id, state| match state {
-            None => progress.started(&format!("stage {id}")),
-            Some(StepState::Done { .. }) => progress.finished(&format!("stage {id}"), true),
-            Some(StepState::Failed { .. }) => progress.finished(&format!("stage {id}"), false),
-            Some(StepState::Skipped { .. }) => {}
-        })
-        .await
-        .map_err(WorkflowError::Setup)?;
+        let steps = run_stages(steps, options.sequential, &self.progress).await?;
         Ok(WorkflowReport {
-            steps: results,
+            steps,
             elapsed: start.elapsed(),
         })
     }

@@ -186,14 +186,61 @@ pub(crate) fn setup(e: impl std::fmt::Display) -> WorkflowError {
     WorkflowError::Setup(e.to_string())
 }
 
+/// A read (a concern's `plan`, `observe` or `verify`), retried as the concern's own steps are:
+/// 429, 5xx and no answer start it again.
+pub(crate) async fn retried<T, E, Fut>(
+    kfsec: &Kfsec,
+    what: &str,
+    decide: impl Fn(&E) -> kfsec_core::RetryDecision,
+    f: impl FnMut() -> Fut,
+) -> Result<T, String>
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    kfsec_core::retry::step(&kfsec.progress, kfsec.conn.policies(), what, decide, f)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// [`retried`] for VPC Service Controls.
+async fn vpcsc_read<T, Fut>(kfsec: &Kfsec, what: &str, f: impl FnMut() -> Fut) -> Result<T, String>
+where
+    Fut: std::future::Future<Output = Result<T, kfsec_vpcsc::VpcscError>>,
+{
+    retried(kfsec, what, kfsec_vpcsc::VpcscError::retry_decision, f).await
+}
+
 /// Whether the project is inside the perimeter's enforced configuration now.
-async fn enforced(vpcsc: &kfsec_vpcsc::Vpcsc, spec: &kfsec_vpcsc::Spec) -> Result<bool, String> {
-    let observed = vpcsc.observe(spec).await.map_err(|e| e.to_string())?;
+async fn enforced(
+    kfsec: &Kfsec,
+    vpcsc: &kfsec_vpcsc::Vpcsc,
+    spec: &kfsec_vpcsc::Spec,
+) -> Result<bool, String> {
+    let observed = vpcsc_read(kfsec, "read the perimeter", || vpcsc.observe(spec)).await?;
     Ok(observed
         .perimeter
         .as_ref()
         .and_then(|p| p.status.as_ref())
         .is_some_and(|s| s.resources.contains(&observed.project_resource)))
+}
+
+/// Runs a graph of stages (one at a time when `sequential`), each stage's start and end sent to
+/// `progress`.
+pub(crate) async fn run_stages(
+    steps: Vec<Step<'_>>,
+    sequential: bool,
+    progress: &Progress,
+) -> Result<Vec<StepResult>, WorkflowError> {
+    let parallel = if sequential { 1 } else { usize::MAX };
+    crate::graph::run_with(steps, parallel, |id, state| match state {
+        None => progress.started(&format!("stage {id}")),
+        Some(StepState::Done { .. }) => progress.finished(&format!("stage {id}"), true),
+        Some(StepState::Failed { .. }) => progress.finished(&format!("stage {id}"), false),
+        Some(StepState::Skipped { .. }) => {}
+    })
+    .await
+    .map_err(WorkflowError::Setup)
 }
 
 /// A step's output from a concern's report.
@@ -408,14 +455,15 @@ impl Kfsec {
                 &[],
                 move || {
                     async move {
-                        let enforced_now = enforced(vpcsc, &config.vpcsc).await?;
+                        let enforced_now = enforced(self, vpcsc, &config.vpcsc).await?;
                         // An enforced perimeter stays enforced; otherwise dry run until `enforce`.
                         let spec = if enforced_now {
                             &config.vpcsc
                         } else {
                             dry_run_spec
                         };
-                        let plan = vpcsc.plan(spec).await.map_err(|e| e.to_string())?;
+                        let plan =
+                            vpcsc_read(self, "plan the perimeter", || vpcsc.plan(spec)).await?;
                         checked(vpcsc.apply(&plan).await.map_err(|e| e.to_string())?)
                     }
                     .boxed()
@@ -427,7 +475,13 @@ impl Kfsec {
                 &[],
                 move || {
                     async move {
-                        let plan = gke.plan(&config.gke).await.map_err(|e| e.to_string())?;
+                        let plan = retried(
+                            self,
+                            "plan the network",
+                            kfsec_gkeprivate::GkeError::retry_decision,
+                            || gke.plan(&config.gke),
+                        )
+                        .await?;
                         let report = gke.apply_network(&plan).await.map_err(|e| e.to_string())?;
                         *gke_plan
                             .lock()
@@ -443,7 +497,13 @@ impl Kfsec {
                 &["network"],
                 move || {
                     async move {
-                        let plan = dns.plan(&config.dns).await.map_err(|e| e.to_string())?;
+                        let plan = retried(
+                            self,
+                            "plan the zones",
+                            kfsec_privatedns::DnsError::retry_decision,
+                            || dns.plan(&config.dns),
+                        )
+                        .await?;
                         checked(dns.apply(&plan).await.map_err(|e| e.to_string())?)
                     }
                     .boxed()
@@ -566,12 +626,13 @@ impl Kfsec {
                 &["perimeter", "images", "dns"],
                 move || {
                     async move {
-                        let enforced_now = enforced(vpcsc, &config.vpcsc).await?;
+                        let enforced_now = enforced(self, vpcsc, &config.vpcsc).await?;
                         if !enforced_now {
-                            let findings = vpcsc
-                                .verify(dry_run_spec)
-                                .await
-                                .map_err(|e| e.to_string())?;
+                            let findings =
+                                vpcsc_read(self, "verify the perimeter in dry run", || {
+                                    vpcsc.verify(dry_run_spec)
+                                })
+                                .await?;
                             // What dry run itself causes (not enforced yet) is what this step
                             // ends; anything else high (the project outside the perimeter, a
                             // level missing) stops it.
@@ -590,25 +651,19 @@ impl Kfsec {
                         }
                         let mut enforced = config.vpcsc.clone();
                         enforced.vpcsc.perimeter.mode = kfsec_vpcsc::Mode::Enforced;
-                        let plan = vpcsc.plan(&enforced).await.map_err(|e| e.to_string())?;
+                        let plan = vpcsc_read(self, "plan the enforced perimeter", || {
+                            vpcsc.plan(&enforced)
+                        })
+                        .await?;
                         checked(vpcsc.apply(&plan).await.map_err(|e| e.to_string())?)
                     }
                     .boxed()
                 },
             ));
         }
-        let progress = self.progress.clone();
-        let parallel = if options.sequential { 1 } else { usize::MAX };
-        let results = crate::graph::run_with(steps, parallel, |id, state| match state {
-            None => progress.started(&format!("stage {id}")),
-            Some(StepState::Done { .. }) => progress.finished(&format!("stage {id}"), true),
-            Some(StepState::Failed { .. }) => progress.finished(&format!("stage {id}"), false),
-            Some(StepState::Skipped { .. }) => {}
-        })
-        .await
-        .map_err(WorkflowError::Setup)?;
+        let steps = run_stages(steps, options.sequential, &self.progress).await?;
         Ok(WorkflowReport {
-            steps: results,
+            steps,
             elapsed: start.elapsed(),
         })
     }

@@ -220,6 +220,15 @@ fn kube_error(what: String, e: kube::Error) -> WorkloadError {
 }
 
 impl WorkloadError {
+    /// Retry transient errors ([`WorkloadError::is_transient`]), stop on the rest.
+    pub fn retry_decision(&self) -> RetryDecision {
+        if self.is_transient() {
+            RetryDecision::Retry
+        } else {
+            RetryDecision::Stop
+        }
+    }
+
     /// Whether trying again may succeed: no answer, 409 (a concurrent writer), 429, 5xx.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -342,18 +351,11 @@ impl Workload {
         let mut report = Report::new();
         for doc in docs {
             let resource = ResourceRef::new(doc.kind(), doc.display_name());
-            let decide = |e: &WorkloadError| {
-                if e.is_transient() {
-                    RetryDecision::Retry
-                } else {
-                    RetryDecision::Stop
-                }
-            };
             let outcome = kfsec_core::retry::step(
                 &self.progress,
                 &self.policies,
                 &format!("apply {}", doc.display()),
-                decide,
+                WorkloadError::retry_decision,
                 || self.apply_one(doc),
             )
             .await?;
@@ -569,18 +571,11 @@ impl Workload {
         also_leaving: &[String],
     ) -> Result<Report, WorkloadError> {
         let mut report = Report::new();
-        let decide = |e: &WorkloadError| {
-            if e.is_transient() {
-                RetryDecision::Retry
-            } else {
-                RetryDecision::Stop
-            }
-        };
         let decided = kfsec_core::retry::step(
             &self.progress,
             &self.policies,
             "read the workload's objects",
-            decide,
+            WorkloadError::retry_decision,
             || self.decide(docs, also_leaving),
         )
         .await?;
@@ -593,7 +588,7 @@ impl Workload {
                         &self.progress,
                         &self.policies,
                         &format!("delete {}", doc.display()),
-                        decide,
+                        WorkloadError::retry_decision,
                         || self.delete_one(&doc),
                     )
                     .await?

@@ -59,7 +59,7 @@ pub enum DnsError {
 impl DnsError {
     /// Whether re-running the step from a fresh read may succeed: transient errors, and a change
     /// that raced another writer (412 on a deletion that no longer matches, 409 on an addition).
-    pub(crate) fn retry_decision(&self) -> kfsec_core::RetryDecision {
+    pub fn retry_decision(&self) -> kfsec_core::RetryDecision {
         match self {
             Self::Cloud(e)
                 if e.kind() == kfsec_core::ErrorKind::FailedPrecondition

@@ -55,6 +55,14 @@ pub(crate) fn level_verdict(live: &AccessLevel, users: &[String]) -> Result<(), 
     }
 }
 
+/// A delete whose target is already gone (an earlier attempt's answer was lost) succeeded.
+fn gone(result: Result<(), VpcscError>) -> Result<(), VpcscError> {
+    match result {
+        Err(VpcscError::Cloud(e)) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
 /// What destroy found: the policy, and per target its resource name, what to do, and gcloud.
 struct Decisions {
     policy: Option<String>,
@@ -185,14 +193,10 @@ impl Vpcsc {
                 Err(reason) => report.record(resource, Outcome::Skipped { reason }),
                 Ok(()) => {
                     let poller = self.acm.delete_service_perimeter().set_name(&name).poller();
-                    match self
-                        .wait_op(poller, &format!("delete service perimeter {name}"))
-                        .await
-                    {
-                        Ok(()) => {}
-                        Err(VpcscError::Cloud(e)) if e.is_not_found() => {}
-                        Err(e) => return Err(e),
-                    }
+                    gone(
+                        self.wait_op(poller, &format!("delete service perimeter {name}"))
+                            .await,
+                    )?;
                     report.record(resource, Outcome::Deleted);
                 }
             }
@@ -209,14 +213,10 @@ impl Vpcsc {
                 Err(reason) => report.record(resource, Outcome::Skipped { reason }),
                 Ok(()) => {
                     let poller = self.acm.delete_access_level().set_name(&name).poller();
-                    match self
-                        .wait_op(poller, &format!("delete access level {name}"))
-                        .await
-                    {
-                        Ok(()) => {}
-                        Err(VpcscError::Cloud(e)) if e.is_not_found() => {}
-                        Err(e) => return Err(e),
-                    }
+                    gone(
+                        self.wait_op(poller, &format!("delete access level {name}"))
+                            .await,
+                    )?;
                     report.record(resource, Outcome::Deleted);
                 }
             }

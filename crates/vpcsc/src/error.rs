@@ -59,7 +59,7 @@ pub enum VpcscError {
 
 impl VpcscError {
     /// Whether a step that failed with this error may succeed if re-run from a fresh read.
-    pub(crate) fn retry_decision(&self) -> kfsec_core::RetryDecision {
+    pub fn retry_decision(&self) -> kfsec_core::RetryDecision {
         match self {
             Self::Cloud(e) if level_not_yet_available(e) => kfsec_core::RetryDecision::Retry,
             Self::Cloud(e) => e.retry_decision(),
