@@ -127,6 +127,35 @@ mod secure_kubeflow {
         assert!(stderr.contains("--yes"), "{stderr}");
         assert_eq!(mutating(&emu, since), Vec::<String>::new());
 
+        // On a terminal (script(1) gives it one), anything but "yes" deletes nothing.
+        let command = format!(
+            "{} destroy --endpoints {endpoints}",
+            crate::example("secure-kubeflow").display()
+        );
+        let answered_no = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut child = std::process::Command::new("script")
+                .args(["-qec", &command, "/dev/null"])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .env("RUST_LOG", "warn")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("script(1) from util-linux runs the example on a terminal");
+            if let Some(stdin) = child.stdin.as_mut() {
+                stdin.write_all(b"no\n").unwrap();
+            }
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let (stdout, stderr) = text(&answered_no);
+        assert_eq!(answered_no.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.contains("Only 'yes' goes on"), "{stdout}");
+        assert!(stdout.contains("Nothing was deleted."), "{stdout}");
+        assert_eq!(mutating(&emu, since), Vec::<String>::new());
+
         let done = run(
             "secure-kubeflow",
             &["destroy", "--yes", "--endpoints", &endpoints],

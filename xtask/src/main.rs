@@ -19,6 +19,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bind9", "named"),
     ("bind9-utils", "named-checkzone"),
     ("openssl", "openssl"),
+    // script(1): the example test answers destroy's question on a terminal.
+    ("bsdutils", "script"),
 ];
 
 /// PyPI's `kubernetes-validate`, which checks the rendered core kinds against Kubernetes'
