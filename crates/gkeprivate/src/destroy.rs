@@ -188,15 +188,15 @@ impl GkePrivate {
     pub async fn destroy_plan(&self, spec: &Spec) -> Result<Plan, GkeError> {
         let observed = self.observe(spec).await?;
         let mut plan = Plan::new();
+        let roles = observed
+            .project_policy
+            .as_ref()
+            .map(|p| granted_roles(p, &nodesa::member(spec)))
+            .unwrap_or_default();
         for t in targets(spec) {
             let Some(v) = verdict(spec, &t, &observed) else {
                 continue;
             };
-            let roles = observed
-                .project_policy
-                .as_ref()
-                .map(|p| granted_roles(p, &nodesa::member(spec)))
-                .unwrap_or_default();
             let change = match v {
                 Ok(()) => {
                     let mut c = Change::new(resource(spec, &t), Action::Delete);

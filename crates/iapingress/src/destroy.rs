@@ -204,11 +204,11 @@ impl IapIngress {
     /// Service. Each object is a retried step from a fresh read; a second destroy makes no
     /// mutating call.
     pub async fn destroy(&self, spec: &Spec) -> Result<Report, IngressError> {
+        spec.validate()?;
         let mut report = Report::new();
-        let decided = self
-            .step("read the ingress's objects", || self.decide_all(spec))
-            .await?;
-        for (d, _) in decided {
+        // Each object from a fresh read, in order: by the namespace's turn, kfsec's objects in
+        // it are gone, so only other people's keep it.
+        for d in targets(spec) {
             let resource = ResourceRef::new(d.kind.kind.clone(), d.display_name());
             let outcome = self
                 .step(&format!("{} {}", d.kind.kind, d.display_name()), || {

@@ -21,7 +21,7 @@ use kfsec_core::{Outcome, Plan, Report};
 use crate::config::Config;
 use crate::graph::{Step, StepOutput};
 use crate::workflow::{
-    Kfsec, WorkflowError, WorkflowPlan, WorkflowReport, retried, run_stages, setup,
+    Kfsec, WorkflowError, WorkflowPlan, WorkflowReport, first_failure, retried, run_stages, setup,
 };
 use crate::workload::Workload;
 
@@ -37,14 +37,7 @@ const IMAGES_KEPT: &str = "  = images: kept (mirrored images may be pinned by ot
 
 /// A step's output from a destroy report.
 fn destroyed(report: Report) -> Result<StepOutput, String> {
-    if let Some(failed) = report.entries.iter().find_map(|e| match &e.outcome {
-        Outcome::Failed { error } => {
-            Some(format!("{} {}: {error}", e.resource.kind, e.resource.name))
-        }
-        _ => None,
-    }) {
-        return Err(failed);
-    }
+    first_failure(&report)?;
     let deleted = report
         .entries
         .iter()
@@ -183,6 +176,14 @@ impl Kfsec {
             Some(w) => Some(crate::workload::documents(w).map_err(|e| setup(e.to_string()))?),
             None => None,
         };
+        // Read once: the Kubernetes stages run before the cluster stage can remove it.
+        let cluster_exists =
+            self.cluster_exists(config)
+                .await
+                .map_err(|message| WorkflowError::Read {
+                    stage: "cluster",
+                    message,
+                })?;
         let (gke, dns, vpcsc, docs) = (&gke, &dns, &vpcsc, &docs);
         let mut steps = Vec::new();
         if let Some(spec) = &config.ingress {
@@ -192,7 +193,7 @@ impl Kfsec {
                 &[],
                 move || {
                     async move {
-                        if !self.cluster_exists(config).await? {
+                        if !cluster_exists {
                             return destroyed(Report::new());
                         }
                         let handle = self.ingress(config).await?;
@@ -214,7 +215,7 @@ impl Kfsec {
                 needs,
                 move || {
                     async move {
-                        if !self.cluster_exists(config).await? {
+                        if !cluster_exists {
                             return destroyed(Report::new());
                         }
                         let kube = self.kube(config).await?;

@@ -259,16 +259,22 @@ fn output(report: kfsec_core::Report) -> StepOutput {
     }
 }
 
-/// The step's error, or the report's first failure.
-fn checked(report: kfsec_core::Report) -> Result<StepOutput, String> {
-    if let Some(failed) = report.entries.iter().find_map(|e| match &e.outcome {
+/// The report's first failure, as a step error.
+pub(crate) fn first_failure(report: &kfsec_core::Report) -> Result<(), String> {
+    match report.entries.iter().find_map(|e| match &e.outcome {
         kfsec_core::Outcome::Failed { error } => {
             Some(format!("{} {}: {error}", e.resource.kind, e.resource.name))
         }
         _ => None,
     }) {
-        return Err(failed);
+        Some(failed) => Err(failed),
+        None => Ok(()),
     }
+}
+
+/// The step's error, or the report's first failure.
+fn checked(report: kfsec_core::Report) -> Result<StepOutput, String> {
+    first_failure(&report)?;
     Ok(output(report))
 }
 

@@ -123,11 +123,7 @@ pub fn prepare(
     let mut docs = Vec::new();
     let mut unmirrored = Vec::new();
     for path in &spec.manifests {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Manifest {
-            path: file.clone(),
-            message: e.to_string(),
-        })?;
+        let (file, text) = read_manifest(path)?;
         let rewritten = mirrors
             .rewrite(&file, &text)
             .map_err(|e| WorkloadError::Manifest {
@@ -155,6 +151,16 @@ pub fn prepare(
     }
     docs.sort_by_key(Document::rank);
     Ok(docs)
+}
+
+/// A manifest file's name (for messages) and text.
+fn read_manifest(path: &std::path::Path) -> Result<(String, String), WorkloadError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Manifest {
+        path: file.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((file, text))
 }
 
 /// The documents of one file (empty documents skipped).
@@ -188,11 +194,7 @@ fn parse(file: &str, text: &str) -> Result<Vec<Document>, WorkloadError> {
 pub fn documents(spec: &WorkloadSpec) -> Result<Vec<Document>, WorkloadError> {
     let mut docs = Vec::new();
     for path in &spec.manifests {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Manifest {
-            path: file.clone(),
-            message: e.to_string(),
-        })?;
+        let (file, text) = read_manifest(path)?;
         docs.extend(parse(&file, &text)?);
     }
     docs.sort_by_key(Document::rank);

@@ -2,11 +2,10 @@
 //! owner record itself), then each zone kfsec created, unless the zone still holds record sets
 //! someone else added: such a zone is kept with their records, and the plan says which.
 
-use google_cloud_dns_v1::model::Change as DnsChange;
 use kfsec_core::{Action, Change, Outcome, Plan, Report, ResourceRef, ResultExt};
 
 use crate::error::DnsError;
-use crate::handle::{PrivateDns, bumped_soa, owned_keys, owner_name, to_model};
+use crate::handle::{PrivateDns, bumped_soa, owned_keys, owner_name};
 use crate::spec::{MANAGED_BY, RecordSet, Spec, ZoneSpec};
 
 /// What `destroy` does to one live zone (pure).
@@ -157,19 +156,14 @@ impl PrivateDns {
         let t = teardown(zone, live.description.as_deref().unwrap_or(""), &records);
         let mut out = Vec::new();
         if !t.deletions.is_empty() {
-            let body = DnsChange::new()
-                .set_additions(t.additions.iter().map(to_model))
-                .set_deletions(t.deletions.iter().map(to_model));
-            let created = self
-                .changes
-                .create()
-                .set_project(project)
-                .set_managed_zone(zone.name.clone())
-                .set_body(body)
-                .send()
-                .await
-                .context(format!("remove kfsec's record sets from {}", zone.name))?;
-            self.wait_change(project, &zone.name, created).await?;
+            self.write_change(
+                project,
+                &zone.name,
+                &t.additions,
+                &t.deletions,
+                format!("remove kfsec's record sets from {}", zone.name),
+            )
+            .await?;
             out.push((records_ref(zone), Outcome::Deleted));
         }
         if t.delete_zone {

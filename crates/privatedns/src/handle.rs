@@ -183,7 +183,7 @@ pub(crate) fn zone_edit(zone: &ZoneSpec, live: &[RecordSet], ttl: u32, replace: 
     edit
 }
 
-pub(crate) fn to_model(r: &RecordSet) -> ResourceRecordSet {
+fn to_model(r: &RecordSet) -> ResourceRecordSet {
     ResourceRecordSet::new()
         .set_kind("dns#resourceRecordSet")
         .set_name(r.name.clone())
@@ -479,20 +479,39 @@ impl PrivateDns {
             };
             return Ok((outcome, None));
         }
+        self.write_change(
+            project,
+            &zone.name,
+            &edit.additions,
+            &edit.deletions,
+            format!("change the record sets of {}", zone.name),
+        )
+        .await?;
+        Ok((Outcome::Updated, kept))
+    }
+
+    /// Writes one atomic change to a zone's record sets and waits until it is done.
+    pub(crate) async fn write_change(
+        &self,
+        project: &str,
+        zone: &str,
+        additions: &[RecordSet],
+        deletions: &[RecordSet],
+        what: String,
+    ) -> Result<(), DnsError> {
         let body = DnsChange::new()
-            .set_additions(edit.additions.iter().map(to_model))
-            .set_deletions(edit.deletions.iter().map(to_model));
+            .set_additions(additions.iter().map(to_model))
+            .set_deletions(deletions.iter().map(to_model));
         let created = self
             .changes
             .create()
             .set_project(project)
-            .set_managed_zone(zone.name.clone())
+            .set_managed_zone(zone)
             .set_body(body)
             .send()
             .await
-            .context(format!("change the record sets of {}", zone.name))?;
-        self.wait_change(project, &zone.name, created).await?;
-        Ok((Outcome::Updated, kept))
+            .context(what)?;
+        self.wait_change(project, zone, created).await
     }
 
     pub(crate) async fn wait_change(

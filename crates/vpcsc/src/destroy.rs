@@ -170,56 +170,48 @@ impl Vpcsc {
     pub async fn destroy(&self, spec: &Spec) -> Result<Report, VpcscError> {
         spec.validate()?;
         let mut report = Report::new();
-        let perimeter = self
-            .step(
-                &format!("service perimeter {}", spec.vpcsc.perimeter.name),
-                || self.destroy_perimeter(spec),
-            )
-            .await?;
-        report.extend(perimeter);
-        let levels = self
-            .step("access levels", || self.destroy_levels(spec))
-            .await?;
-        report.extend(levels);
-        Ok(report)
-    }
-
-    async fn destroy_perimeter(&self, spec: &Spec) -> Result<Report, VpcscError> {
-        let d = self.decide(spec).await?;
-        let mut report = Report::new();
-        if let Some((name, verdict)) = d.perimeter {
-            let resource = ResourceRef::new("service perimeter", &name);
-            match verdict {
-                Err(reason) => report.record(resource, Outcome::Skipped { reason }),
-                Ok(()) => {
-                    let poller = self.acm.delete_service_perimeter().set_name(&name).poller();
-                    gone(
-                        self.wait_op(poller, &format!("delete service perimeter {name}"))
-                            .await,
-                    )?;
-                    report.record(resource, Outcome::Deleted);
-                }
-            }
+        // The perimeter first, then the levels from a fresh read (the perimeter no longer
+        // uses them).
+        for (step, perimeter) in [
+            (
+                format!("service perimeter {}", spec.vpcsc.perimeter.name),
+                true,
+            ),
+            ("access levels".to_string(), false),
+        ] {
+            let part = self
+                .step(&step, || self.destroy_part(spec, perimeter))
+                .await?;
+            report.extend(part);
         }
         Ok(report)
     }
 
-    async fn destroy_levels(&self, spec: &Spec) -> Result<Report, VpcscError> {
+    /// The perimeter (`perimeter`) or the levels, from a fresh read.
+    async fn destroy_part(&self, spec: &Spec, perimeter: bool) -> Result<Report, VpcscError> {
         let d = self.decide(spec).await?;
+        let (kind, targets) = if perimeter {
+            ("service perimeter", d.perimeter.into_iter().collect())
+        } else {
+            ("access level", d.levels)
+        };
         let mut report = Report::new();
-        for (name, verdict) in d.levels {
-            let resource = ResourceRef::new("access level", &name);
-            match verdict {
-                Err(reason) => report.record(resource, Outcome::Skipped { reason }),
-                Ok(()) => {
-                    let poller = self.acm.delete_access_level().set_name(&name).poller();
-                    gone(
-                        self.wait_op(poller, &format!("delete access level {name}"))
-                            .await,
-                    )?;
-                    report.record(resource, Outcome::Deleted);
-                }
+        for (name, verdict) in targets {
+            let resource = ResourceRef::new(kind, &name);
+            if let Err(reason) = verdict {
+                report.record(resource, Outcome::Skipped { reason });
+                continue;
             }
+            let what = format!("delete {kind} {name}");
+            let result = if perimeter {
+                let poller = self.acm.delete_service_perimeter().set_name(&name).poller();
+                self.wait_op(poller, &what).await
+            } else {
+                let poller = self.acm.delete_access_level().set_name(&name).poller();
+                self.wait_op(poller, &what).await
+            };
+            gone(result)?;
+            report.record(resource, Outcome::Deleted);
         }
         Ok(report)
     }

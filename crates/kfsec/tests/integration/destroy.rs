@@ -81,13 +81,19 @@ fn gcloud(emu: &Emulator, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A handle on `emu` after a complete apply of `config`.
+async fn applied(emu: &Emulator, config: &kfsec::Config) -> Kfsec {
+    let kfsec = Kfsec::new(&connection(emu));
+    let report = kfsec.apply(config, ApplyOptions::default()).await.unwrap();
+    assert!(report.is_complete(), "{}", report.render_text());
+    kfsec
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn destroy_undoes_apply_and_keeps_what_kfsec_did_not_create() {
     let emu = emulator(0, 0.0, 0).await;
     let config = config();
-    let kfsec = Kfsec::new(&connection(&emu));
-    let applied = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
-    assert!(applied.is_complete(), "{}", applied.render_text());
+    let kfsec = applied(&emu, &config).await;
     assert!(kfsec_left(&emu).len() > 15, "{:?}", kfsec_left(&emu));
 
     // Someone else's ConfigMap in kfsec's namespace.
@@ -196,9 +202,7 @@ async fn destroy_with_faults_finishes_in_one_run() {
     for seed in 0..5 {
         let emu = emulator(0, 0.0, seed).await;
         let config = config();
-        let kfsec = Kfsec::new(&connection(&emu));
-        let applied = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
-        assert!(applied.is_complete(), "{}", applied.render_text());
+        let kfsec = applied(&emu, &config).await;
         emu.set_faults(0.2, seed);
         let report = kfsec
             .destroy(&config, DestroyOptions::default())
@@ -224,8 +228,7 @@ async fn a_destroy_cancelled_at_any_point_is_finished_by_running_it_again() {
     // How long a whole destroy takes with 100 ms operations.
     let emu = emulator(100, 0.0, 0).await;
     let config = config();
-    let kfsec = Kfsec::new(&connection(&emu));
-    kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    let kfsec = applied(&emu, &config).await;
     let start = std::time::Instant::now();
     kfsec
         .destroy(&config, DestroyOptions::default())
@@ -237,9 +240,7 @@ async fn a_destroy_cancelled_at_any_point_is_finished_by_running_it_again() {
         .enumerate()
     {
         let emu = emulator(100, 0.0, 0).await;
-        let kfsec = Kfsec::new(&connection(&emu));
-        let applied = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
-        assert!(applied.is_complete(), "{}", applied.render_text());
+        let kfsec = applied(&emu, &config).await;
         let cancelled =
             tokio::time::timeout(after, kfsec.destroy(&config, DestroyOptions::default())).await;
         let report = kfsec
