@@ -130,10 +130,17 @@ impl Copier {
         }
     }
 
-    /// How often to try each registry call (default 8) and how long to wait between tries
-    /// (default 200 ms doubling to 10 s, or the registry's `Retry-After` on 429 and 503 when it
-    /// is longer, up to 60 s). 429, 5xx, dropped connections and broken streams are retried;
-    /// anything else is final, refused credentials (401, 403) above all.
+    /// How often to try each retried unit (default 8): a registry call, or a blob's check and
+    /// mount or upload, which is several calls. Between tries it waits 200 ms doubling to 10 s,
+    /// or the registry's `Retry-After` on 429 and 503 when it is longer, up to 60 s.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Attempts and backoff per retried unit (see [`Copier::with_attempts`]). 429, 5xx,
+    /// dropped connections and broken streams are retried; anything else is final, refused
+    /// credentials (401, 403) above all.
     pub fn with_retries(mut self, attempts: u32, backoff: Backoff) -> Self {
         self.attempts = attempts;
         self.backoff = backoff;

@@ -351,7 +351,10 @@ impl ImageMirror {
             &spec.images.insecure_registries,
         )
         .with_credentials(credentials)
-        .with_concurrency(c.layers, c.per_registry);
+        .with_concurrency(c.layers, c.per_registry)
+        // One retried unit (check, then mount or GET + upload) is several requests, so it is a
+        // step, not an RPC: it gets the connection's step attempts (at least the copier's 8).
+        .with_attempts(conn.policies().step_attempts.max(8));
         let cloudbuild = match spec.images.backend {
             Backend::Direct => None,
             Backend::Cloudbuild => Some(
