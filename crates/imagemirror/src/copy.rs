@@ -494,35 +494,62 @@ impl Copier {
         let dst_scope = Scope::push(at.dst_repo);
         // Bytes of this blob counted by the attempt that is running (taken back on a retry).
         let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        // One unit of retry: check, then mount or stream from the source into a monolithic
-        // upload. A retry starts with the check, so an upload whose answer was lost is not
-        // repeated.
+        // One unit of retry: check (or mount), then stream from the source into a monolithic
+        // upload. A retry starts again with the check, so an upload whose answer was lost is
+        // not repeated.
         let outcome = self
             .retry(|| async {
                 let before = counted.swap(0, std::sync::atomic::Ordering::Relaxed);
                 if before > 0 {
                     at.meter.add(-(before as i64));
                 }
-                if self
-                    .client
-                    .has_blob(at.dst_reg, at.dst_repo, digest, &dst_scope)
-                    .await?
-                {
-                    return Ok(BlobOutcome::Skipped);
-                }
                 let mount = from.as_deref().map(|from| (digest, from));
-                let started = match self.client.start_upload(at.dst_reg, at.dst_repo, mount).await {
-                    // A token service that will not cover the other repository: upload instead.
-                    Err(ClientError::Refused(_)) if mount.is_some() => {
-                        self.client.start_upload(at.dst_reg, at.dst_repo, None).await?
+                // A mount needs no `HEAD` first: the registry answers 201 whether it links the
+                // blob now or the repository had it already (one round trip and one request
+                // fewer per shared layer).
+                let mounted = match mount {
+                    Some(_) => match self.client.start_upload(at.dst_reg, at.dst_repo, mount).await {
+                        Ok(Upload::Mounted) => return Ok(BlobOutcome::Mounted),
+                        // The registry would not mount it: upload in the session it opened.
+                        Ok(Upload::Session(url)) => Some(url),
+                        // A token service that will not cover the other repository: check and
+                        // upload as for any other blob.
+                        Err(ClientError::Refused(_)) => None,
+                        Err(e) => return Err(e),
+                    },
+                    None => None,
+                };
+                let (session, response) = match mounted {
+                    Some(session) => {
+                        let response =
+                            self.client.get_blob(at.src_reg, at.src_repo, digest).await?;
+                        (session, response)
                     }
-                    other => other?,
+                    None => {
+                        if self
+                            .client
+                            .has_blob(at.dst_reg, at.dst_repo, digest, &dst_scope)
+                            .await?
+                        {
+                            return Ok(BlobOutcome::Skipped);
+                        }
+                        // The upload session and the download at once: one round trip fewer.
+                        let (started, response) = futures::future::join(
+                            self.client.start_upload(at.dst_reg, at.dst_repo, None),
+                            self.client.get_blob(at.src_reg, at.src_repo, digest),
+                        )
+                        .await;
+                        match started? {
+                            Upload::Session(url) => (url, response?),
+                            Upload::Mounted => {
+                                return Err(ClientError::Invalid(format!(
+                                    "{} answered an upload with 201 without a mount",
+                                    at.dst_reg
+                                )));
+                            }
+                        }
+                    }
                 };
-                let session = match started {
-                    Upload::Mounted => return Ok(BlobOutcome::Mounted),
-                    Upload::Session(url) => url,
-                };
-                let response = self.client.get_blob(at.src_reg, at.src_repo, digest).await?;
                 let size = match (size, response.content_length()) {
                     (Some(want), Some(got)) if want != got => {
                         return Err(ClientError::Invalid(format!(

@@ -278,6 +278,20 @@ async fn mirrors_are_byte_identical_and_a_second_mirror_sends_no_blob_request() 
         .filter(|l| l.contains("\" 201 "))
         .count();
     assert_eq!(mounts, 2, "{lines:#?}");
+    // A mount is asked without a `HEAD` first (its 201 also answers "already there"): the
+    // base layer is checked once, by the repository that uploads it; every other blob once.
+    let heads = |hex: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains("\"HEAD ") && l.contains("/blobs/") && l.contains(hex))
+            .count()
+    };
+    assert_eq!(heads(hex), 1, "{lines:#?}");
+    let blob_heads = lines
+        .iter()
+        .filter(|l| l.contains("\"HEAD ") && l.contains("/blobs/"))
+        .count();
+    assert_eq!(blob_heads, copied, "{lines:#?}");
 
     // A second mirror, by a new copier (nothing remembered): no blob request at all.
     let before = destination.log_lines().len();
