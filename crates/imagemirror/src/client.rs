@@ -336,6 +336,13 @@ impl Client {
             None => Ok(None),
             Some(Challenge::Basic) => {
                 let auth = self.registry_auth(registry).await?;
+                if matches!(auth, RegistryAuth::IdentityToken(_)) {
+                    return Err(ClientError::Refused(format!(
+                        "{registry} asks for a user and password, and its credentials are an \
+                         identity token (which only a token service takes): log in with \
+                         `docker login {registry}` and a password"
+                    )));
+                }
                 let pair = auth
                     .user_password()
                     .await
@@ -376,7 +383,9 @@ impl Client {
     }
 
     /// Asks the token service for a token for `scope`, with the registry's credentials as
-    /// basic auth when there are some; the answer's `token` or `access_token`.
+    /// basic auth when there are some; the answer's `token` or `access_token`. An identity
+    /// token is exchanged instead with an OAuth2 `POST` (`grant_type=refresh_token`, the
+    /// scopes space-separated), as Docker does.
     async fn fetch_token(
         &self,
         registry: &str,
@@ -384,11 +393,12 @@ impl Client {
         service: Option<&str>,
         scope: &Scope,
     ) -> Result<Token, ClientError> {
-        let mut url = Url::parse(realm).map_err(|e| {
+        let realm_url = Url::parse(realm).map_err(|e| {
             ClientError::Invalid(format!(
                 "{registry} names a token service that is not a URL ({realm}): {e}"
             ))
         })?;
+        let mut url = realm_url.clone();
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
@@ -399,14 +409,29 @@ impl Client {
             }
         }
         let auth = self.registry_auth(registry).await?;
-        let pair = auth
-            .user_password()
-            .await
-            .map_err(|e| ClientError::Refused(e.to_string()))?;
-        let mut request = self.http.get(url);
-        if let Some((u, p)) = &pair {
-            request = request.header(header::AUTHORIZATION, basic_header(u, p));
-        }
+        let request = if let RegistryAuth::IdentityToken(refresh) = &auth {
+            let scopes = scope.0.join(" ");
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.as_str()),
+                ("client_id", "kfsec"),
+                ("scope", scopes.as_str()),
+            ];
+            if let Some(service) = service {
+                form.push(("service", service));
+            }
+            self.http.post(realm_url).form(&form)
+        } else {
+            let pair = auth
+                .user_password()
+                .await
+                .map_err(|e| ClientError::Refused(e.to_string()))?;
+            let mut request = self.http.get(url);
+            if let Some((u, p)) = &pair {
+                request = request.header(header::AUTHORIZATION, basic_header(u, p));
+            }
+            request
+        };
         let started = Instant::now();
         let response = request.send().await.map_err(ClientError::Transport)?;
         let status = response.status();

@@ -1,6 +1,8 @@
 //! Registry credentials the way Docker finds them: `auths` in the Docker config file
 //! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), then `credHelpers` for the
-//! registry, then `credsStore`; anonymous when none has an entry. Google's registries (gcr.io,
+//! registry, then `credsStore`; anonymous when none has an entry. An `identitytoken` (what
+//! `docker login` keeps for registries that hand out refresh tokens) is exchanged at the
+//! registry's token service for access tokens, as Docker does. Google's registries (gcr.io,
 //! `*.gcr.io`, `*.pkg.dev`) can take an OAuth access token from a [`TokenSource`] instead, sent
 //! as the password of the user `oauth2accesstoken`, as Docker's gcloud helper does.
 
@@ -69,14 +71,19 @@ pub enum RegistryAuth {
     /// An access token from a source, used as the password of [`GOOGLE_TOKEN_USER`]; the
     /// source is asked for a fresh one each time it is needed.
     AccessToken(Arc<dyn TokenSource>),
+    /// An identity token (an OAuth2 refresh token, the Docker config's `identitytoken`, or a
+    /// helper's answer with the user `<token>`): exchanged at the registry's token service for
+    /// access tokens with a `POST` of `grant_type=refresh_token`; never sent to the registry.
+    IdentityToken(String),
 }
 
 impl RegistryAuth {
-    /// The user and password to send now, `None` for anonymous (an access token source is
-    /// asked for its current token).
+    /// The user and password to send now, `None` for anonymous and for an identity token
+    /// (which only goes to a token service); an access token source is asked for its current
+    /// token.
     pub async fn user_password(&self) -> Result<Option<(String, String)>, CredentialError> {
         match self {
-            Self::Anonymous => Ok(None),
+            Self::Anonymous | Self::IdentityToken(_) => Ok(None),
             Self::Basic(u, p) => Ok(Some((u.clone(), p.clone()))),
             Self::AccessToken(source) => {
                 Ok(Some((GOOGLE_TOKEN_USER.into(), source.token().await?)))
@@ -96,6 +103,7 @@ impl std::fmt::Debug for RegistryAuth {
             Self::Anonymous => f.write_str("Anonymous"),
             Self::Basic(u, _) => write!(f, "Basic({u:?}, [redacted])"),
             Self::AccessToken(source) => write!(f, "AccessToken({source:?})"),
+            Self::IdentityToken(_) => f.write_str("IdentityToken([redacted])"),
         }
     }
 }
@@ -106,6 +114,7 @@ impl PartialEq for RegistryAuth {
             (Self::Anonymous, Self::Anonymous) => true,
             (Self::Basic(a, b), Self::Basic(c, d)) => a == c && b == d,
             (Self::AccessToken(a), Self::AccessToken(b)) => Arc::ptr_eq(a, b),
+            (Self::IdentityToken(a), Self::IdentityToken(b)) => a == b,
             _ => false,
         }
     }
@@ -118,6 +127,8 @@ impl Eq for RegistryAuth {}
 pub struct Credentials {
     /// `auths`: registry -> (user, password).
     basic: BTreeMap<String, (String, String)>,
+    /// `auths` entries with an `identitytoken`: registry -> the token.
+    identity: BTreeMap<String, String>,
     /// `credHelpers`: registry -> helper name (`docker-credential-<name>`).
     helpers: BTreeMap<String, String>,
     /// `credsStore`: the helper for every other registry.
@@ -132,6 +143,7 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("basic", &self.basic.keys().collect::<Vec<_>>())
+            .field("identity", &self.identity.keys().collect::<Vec<_>>())
             .field("helpers", &self.helpers)
             .field("store", &self.store)
             .field("tokens", &self.tokens.keys().collect::<Vec<_>>())
@@ -144,6 +156,7 @@ impl PartialEq for Credentials {
     fn eq(&self, other: &Self) -> bool {
         let same_source = |a: &Arc<dyn TokenSource>, b: &Arc<dyn TokenSource>| Arc::ptr_eq(a, b);
         self.basic == other.basic
+            && self.identity == other.identity
             && self.helpers == other.helpers
             && self.store == other.store
             && self.tokens.len() == other.tokens.len()
@@ -208,6 +221,12 @@ impl Credentials {
         let mut out = Self::default();
         for (key, entry) in config["auths"].as_object().into_iter().flatten() {
             let registry = registry_key(key);
+            // `docker login` keeps an identity token next to an `auth` of "USER:": the token is
+            // what counts.
+            if let Some(token) = entry["identitytoken"].as_str().filter(|t| !t.is_empty()) {
+                out.identity.insert(registry, token.to_string());
+                continue;
+            }
             let pair = match (entry["username"].as_str(), entry["password"].as_str()) {
                 (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
                 _ => match entry["auth"].as_str().filter(|a| !a.is_empty()) {
@@ -245,10 +264,20 @@ impl Credentials {
 
     /// Adds (or replaces) a user and password for a registry.
     pub fn with_basic(mut self, registry: &str, user: &str, password: &str) -> Self {
+        self.identity.remove(&registry_key(registry));
         self.basic.insert(
             registry_key(registry),
             (user.to_string(), password.to_string()),
         );
+        self
+    }
+
+    /// Adds (or replaces) an identity token for a registry (an OAuth2 refresh token that its
+    /// token service exchanges for access tokens; see [`RegistryAuth::IdentityToken`]).
+    pub fn with_identity_token(mut self, registry: &str, token: &str) -> Self {
+        let key = registry_key(registry);
+        self.basic.remove(&key);
+        self.identity.insert(key, token.to_string());
         self
     }
 
@@ -271,11 +300,15 @@ impl Credentials {
     }
 
     /// The credentials for a registry (`docker.io`, `127.0.0.1:5000`): `auths` (or
-    /// [`with_basic`](Self::with_basic)), else its token source, else the Google token source
+    /// [`with_basic`](Self::with_basic) and [`with_identity_token`](Self::with_identity_token)),
+    /// else its token source, else the Google token source
     /// for Google's registries, else its helper, else `credsStore`, else anonymous. A helper
     /// that has no entry means anonymous. Helpers are programs: this blocks while one runs.
     pub fn for_registry(&self, registry: &str) -> Result<RegistryAuth, CredentialError> {
         let key = registry_key(registry);
+        if let Some(token) = self.identity.get(&key) {
+            return Ok(RegistryAuth::IdentityToken(token.clone()));
+        }
         if let Some((u, p)) = self.basic.get(&key) {
             return Ok(RegistryAuth::Basic(u.clone(), p.clone()));
         }
@@ -324,16 +357,18 @@ fn run_helper(helper: &str, registry: &str) -> Result<RegistryAuth, CredentialEr
         }
         return Err(err(format!("{program} get failed: {}", text.trim())));
     }
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        err(format!(
-            "{program} answered something that is not JSON: {e}"
-        ))
-    })?;
+    helper_answer(&program, &out.stdout).map_err(err)
+}
+
+/// What a helper's `get` printed: `{"Username": ..., "Secret": ...}`.
+fn helper_answer(program: &str, stdout: &[u8]) -> Result<RegistryAuth, String> {
+    let answer: serde_json::Value = serde_json::from_slice(stdout)
+        .map_err(|e| format!("{program} answered something that is not JSON: {e}"))?;
     match (answer["Username"].as_str(), answer["Secret"].as_str()) {
+        // Docker's convention for a helper that holds an identity token.
+        (Some("<token>"), Some(s)) => Ok(RegistryAuth::IdentityToken(s.to_string())),
         (Some(u), Some(s)) => Ok(RegistryAuth::Basic(u.to_string(), s.to_string())),
-        _ => Err(err(format!(
-            "{program} answered without Username and Secret"
-        ))),
+        _ => Err(format!("{program} answered without Username and Secret")),
     }
 }
 
@@ -350,6 +385,7 @@ mod tests {
             r#"{"auths": {
                 "https://index.docker.io/v1/": {"auth": "YWxpY2U6czNjcmV0"},
                 "127.0.0.1:5000": {"username": "bob", "password": "pw"},
+                "myregistry.azurecr.io": {"auth": "MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwOg==", "identitytoken": "eyJ.refresh"},
                 "quay.io": {}
                },
                "credHelpers": {"us-docker.pkg.dev": "kfsec-test-missing"},
@@ -366,6 +402,10 @@ mod tests {
             RegistryAuth::Basic("bob".into(), "pw".into())
         );
         assert_eq!(c.for_registry("quay.io").unwrap(), RegistryAuth::Anonymous);
+        let identity = c.for_registry("myregistry.azurecr.io").unwrap();
+        assert_eq!(identity, RegistryAuth::IdentityToken("eyJ.refresh".into()));
+        assert!(!format!("{identity:?}").contains("eyJ"), "{identity:?}");
+        assert!(!identity.is_anonymous());
         let e = c.for_registry("us-docker.pkg.dev").unwrap_err();
         assert!(
             e.to_string()
@@ -378,6 +418,23 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
         assert!(!format!("{:?}", c.for_registry("docker.io").unwrap()).contains("s3cret"));
+        // A helper's answer: a user and password, or Docker's `<token>` for an identity token.
+        assert_eq!(
+            helper_answer(
+                "h",
+                br#"{"ServerURL": "r", "Username": "u", "Secret": "s"}"#
+            ),
+            Ok(RegistryAuth::Basic("u".into(), "s".into()))
+        );
+        assert_eq!(
+            helper_answer("h", br#"{"Username": "<token>", "Secret": "refresh"}"#),
+            Ok(RegistryAuth::IdentityToken("refresh".into()))
+        );
+        assert!(
+            helper_answer("h", b"{}")
+                .unwrap_err()
+                .contains("without Username")
+        );
         std::fs::write(&path, r#"{"auths": {"gcr.io": {"auth": "!!"}}}"#).unwrap();
         let e = Credentials::from_docker_config(&path).unwrap_err();
         assert!(e.to_string().contains("auths.gcr.io.auth"), "{e}");

@@ -655,6 +655,53 @@ async fn bearer_tokens_are_fetched_cached_and_scoped_for_mounts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_identity_token_from_the_docker_config_is_exchanged_for_access_tokens() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let images = fill(&source).await;
+    let dst = token_proxy::start(&destination.addr, "unused", "refresh-1").await;
+    // The Docker config as `docker login` leaves it for a registry that gives refresh tokens.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    use base64::Engine as _;
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode("00000000-0000-0000-0000-000000000000:");
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {dst.addr.clone(): {"auth": auth, "identitytoken": "refresh-1"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let credentials = kfsec_imagemirror::Credentials::from_docker_config(&config).unwrap();
+    let copier =
+        Copier::new([source.addr.as_str(), dst.addr.as_str()], &[]).with_credentials(credentials);
+    let dest = Destination::parse(&format!("{}/mirror", dst.addr)).unwrap();
+    let from = ImageRef::parse(&images[0]).unwrap();
+    let to = from.mirrored(&dest).unwrap();
+    copier.copy(&from, &to).await.unwrap();
+    let direct = to.to_string().replace(&dst.addr, &destination.addr);
+    assert_eq!(raw(direct).await, raw(images[0].clone()).await);
+    // Every token came from the refresh token (an OAuth2 POST), none from basic auth.
+    assert!(dst.oauth_requests() >= 1);
+    assert_eq!(dst.oauth_requests(), dst.token_requests().len());
+
+    // A stale identity token is refused at once, and the error names the registry.
+    let stale = Copier::new([source.addr.as_str(), dst.addr.as_str()], &[]).with_credentials(
+        kfsec_imagemirror::Credentials::anonymous().with_identity_token(&dst.addr, "stale"),
+    );
+    let from = ImageRef::parse(&images[1]).unwrap();
+    let err = stale
+        .copy(&from, &from.mirrored(&dest).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.registry, dst.addr);
+    assert!(
+        err.to_string().contains("credentials given were refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_mount_the_token_service_refuses_falls_back_to_an_upload() {
     let source = Registry::start().await;
     let destination = Registry::start().await;

@@ -3,7 +3,8 @@
 //! and the action (`pull` for GET and HEAD, `push` for the rest, and `pull` on `from` for a
 //! cross-repository mount), else 401 with a `WWW-Authenticate: Bearer realm=...` challenge; its
 //! `/token` service hands out tokens for a user and password (answering `token` and
-//! `access_token` in turn) and records the scopes asked for. Blob downloads are redirected to a
+//! `access_token` in turn), or, to an OAuth2 `POST` with `grant_type=refresh_token`, for the
+//! password as an identity token, and records the scopes asked for. Blob downloads are redirected to a
 //! "storage" URL on another host name (`localhost` instead of `127.0.0.1`) that refuses any
 //! request carrying an Authorization header, as signed storage URLs do.
 
@@ -30,6 +31,8 @@ struct Proxy {
     asked: Arc<Mutex<Vec<Vec<String>>>>,
     /// Requests to storage, and those that carried an Authorization header.
     storage: Arc<Mutex<(usize, usize)>>,
+    /// Token requests that were OAuth2 refresh-token `POST`s.
+    oauth: Arc<Mutex<usize>>,
     /// Refuse tokens that name more than one repository (as a token service does when the
     /// credentials cannot read the other one).
     one_repository: bool,
@@ -41,6 +44,7 @@ pub(crate) struct TokenProxy {
     pub(crate) addr: String,
     asked: Arc<Mutex<Vec<Vec<String>>>>,
     storage: Arc<Mutex<(usize, usize)>>,
+    oauth: Arc<Mutex<usize>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,6 +52,12 @@ impl TokenProxy {
     /// The scopes of each token request so far.
     pub(crate) fn token_requests(&self) -> Vec<Vec<String>> {
         self.asked.lock().unwrap().clone()
+    }
+
+    /// How many tokens were asked for with an identity token (OAuth2 `POST`).
+    #[allow(dead_code)] // only the identity token test uses it
+    pub(crate) fn oauth_requests(&self) -> usize {
+        *self.oauth.lock().unwrap()
     }
 
     /// Blob downloads served from "storage", and how many of them carried an Authorization.
@@ -98,10 +108,12 @@ async fn start_with(
         tokens: Arc::default(),
         asked: Arc::default(),
         storage: Arc::default(),
+        oauth: Arc::default(),
         one_repository,
     };
     let asked = proxy.asked.clone();
     let storage = proxy.storage.clone();
+    let oauth = proxy.oauth.clone();
     let router = Router::new().fallback(handle).with_state(proxy);
     let task = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
@@ -110,6 +122,7 @@ async fn start_with(
         addr,
         asked,
         storage,
+        oauth,
         task,
     }
 }
@@ -165,18 +178,42 @@ async fn handle(State(p): State<Proxy>, req: Request) -> Response {
         .map(str::to_string);
 
     if path == "/token" {
-        let want = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", p.user, p.password))
-        );
-        if authorization.as_deref() != Some(want.as_str()) {
-            return (http::StatusCode::UNAUTHORIZED, "bad credentials").into_response();
-        }
-        let scopes: Vec<String> = query_pairs(&query)
-            .into_iter()
-            .filter(|(k, _)| k == "scope")
-            .map(|(_, v)| v)
-            .collect();
+        let scopes: Vec<String> = if req.method() == http::Method::POST {
+            // OAuth2: the password is the identity (refresh) token, the scopes one field.
+            let body = axum::body::to_bytes(req.into_body(), 1 << 16)
+                .await
+                .unwrap_or_default();
+            let form = query_pairs(&String::from_utf8_lossy(&body));
+            let field = |name: &str| {
+                form.iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if field("grant_type") != "refresh_token"
+                || field("refresh_token") != p.password
+                || field("client_id").is_empty()
+                || authorization.is_some()
+            {
+                return (http::StatusCode::UNAUTHORIZED, "bad refresh token").into_response();
+            }
+            *p.oauth.lock().unwrap() += 1;
+            field("scope").split(' ').map(str::to_string).collect()
+        } else {
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", p.user, p.password))
+            );
+            if authorization.as_deref() != Some(want.as_str()) {
+                return (http::StatusCode::UNAUTHORIZED, "bad credentials").into_response();
+            }
+            query_pairs(&query)
+                .into_iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v)
+                .collect()
+        };
         if p.one_repository && scopes.len() > 1 {
             return (http::StatusCode::FORBIDDEN, "one repository per token").into_response();
         }
