@@ -393,21 +393,11 @@ impl Client {
         service: Option<&str>,
         scope: &Scope,
     ) -> Result<Token, ClientError> {
-        let realm_url = Url::parse(realm).map_err(|e| {
+        let mut url = Url::parse(realm).map_err(|e| {
             ClientError::Invalid(format!(
                 "{registry} names a token service that is not a URL ({realm}): {e}"
             ))
         })?;
-        let mut url = realm_url.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(service) = service {
-                query.append_pair("service", service);
-            }
-            for s in &scope.0 {
-                query.append_pair("scope", s);
-            }
-        }
         let auth = self.registry_auth(registry).await?;
         let request = if let RegistryAuth::IdentityToken(refresh) = &auth {
             let scopes = scope.0.join(" ");
@@ -420,8 +410,17 @@ impl Client {
             if let Some(service) = service {
                 form.push(("service", service));
             }
-            self.http.post(realm_url).form(&form)
+            self.http.post(url).form(&form)
         } else {
+            {
+                let mut query = url.query_pairs_mut();
+                if let Some(service) = service {
+                    query.append_pair("service", service);
+                }
+                for s in &scope.0 {
+                    query.append_pair("scope", s);
+                }
+            }
             let pair = auth
                 .user_password()
                 .await
@@ -694,14 +693,47 @@ impl Client {
         Ok(response)
     }
 
-    /// Starts a blob upload (`POST .../blobs/uploads/`), asking to mount the blob from
-    /// another repository of the same registry when `mount` says so.
-    pub(crate) async fn start_upload(
+    /// Opens a blob upload session (`POST .../blobs/uploads/`): the URL to `PUT` the blob to.
+    pub(crate) async fn open_upload(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Url, ClientError> {
+        let (response, url) = self.post_upload(registry, repository, None).await?;
+        match response.status() {
+            StatusCode::ACCEPTED => session(registry, &response, &url),
+            _ => Err(status_error(response).await),
+        }
+    }
+
+    /// Asks to mount `digest` from the repository `from` of the same registry
+    /// (`POST .../blobs/uploads/?mount=&from=`): mounted (201), or a session to upload it in
+    /// when the registry would not (202).
+    pub(crate) async fn mount_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        from: &str,
+    ) -> Result<Upload, ClientError> {
+        let (response, url) = self
+            .post_upload(registry, repository, Some((digest, from)))
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(Upload::Mounted),
+            StatusCode::ACCEPTED => session(registry, &response, &url).map(Upload::Session),
+            _ => Err(status_error(response).await),
+        }
+    }
+
+    /// Sends the `POST` that starts an upload, with a mount request when `mount` says so;
+    /// the answer and the URL it answers.
+    async fn post_upload(
         &self,
         registry: &str,
         repository: &str,
         mount: Option<(&str, &str)>,
-    ) -> Result<Upload, ClientError> {
+    ) -> Result<(reqwest::Response, Url), ClientError> {
         let mut url = self.url(registry, &format!("{repository}/blobs/uploads/"))?;
         let scope = match mount {
             Some((digest, from)) => {
@@ -719,19 +751,7 @@ impl Client {
                     .header(header::CONTENT_LENGTH, 0)
             })
             .await?;
-        match response.status() {
-            StatusCode::CREATED if mount.is_some() => Ok(Upload::Mounted),
-            StatusCode::ACCEPTED => {
-                location(&response, &url)
-                    .map(Upload::Session)
-                    .ok_or_else(|| {
-                        ClientError::Invalid(format!(
-                            "{registry} started an upload without a Location"
-                        ))
-                    })
-            }
-            _ => Err(status_error(response).await),
-        }
+        Ok((response, url))
     }
 
     /// Ends an upload with one `PUT ?digest=` carrying the whole blob: `body` is streamed,
@@ -778,6 +798,13 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The upload session a 202 names in its `Location`.
+fn session(registry: &str, response: &reqwest::Response, url: &Url) -> Result<Url, ClientError> {
+    location(response, url).ok_or_else(|| {
+        ClientError::Invalid(format!("{registry} started an upload without a Location"))
+    })
 }
 
 /// The `Location` of an answer, resolved against the URL it came from.

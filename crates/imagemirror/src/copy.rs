@@ -503,28 +503,28 @@ impl Copier {
                 if before > 0 {
                     at.meter.add(-(before as i64));
                 }
-                let mount = from.as_deref().map(|from| (digest, from));
                 // A mount needs no `HEAD` first: the registry answers 201 whether it links the
                 // blob now or the repository had it already (one round trip and one request
                 // fewer per shared layer).
-                let mounted = match mount {
-                    Some(_) => match self.client.start_upload(at.dst_reg, at.dst_repo, mount).await {
-                        Ok(Upload::Mounted) => return Ok(BlobOutcome::Mounted),
-                        // The registry would not mount it: upload in the session it opened.
-                        Ok(Upload::Session(url)) => Some(url),
-                        // A token service that will not cover the other repository: check and
-                        // upload as for any other blob.
-                        Err(ClientError::Refused(_)) => None,
-                        Err(e) => return Err(e),
-                    },
+                let mounted = match from.as_deref() {
+                    Some(from) => {
+                        match self.client.mount_blob(at.dst_reg, at.dst_repo, digest, from).await {
+                            Ok(Upload::Mounted) => return Ok(BlobOutcome::Mounted),
+                            // The registry would not mount it: upload in the session it opened.
+                            Ok(Upload::Session(url)) => Some(url),
+                            // A token service that will not cover the other repository: check
+                            // and upload as for any other blob.
+                            Err(ClientError::Refused(_)) => None,
+                            Err(e) => return Err(e),
+                        }
+                    }
                     None => None,
                 };
                 let (session, response) = match mounted {
-                    Some(session) => {
-                        let response =
-                            self.client.get_blob(at.src_reg, at.src_repo, digest).await?;
-                        (session, response)
-                    }
+                    Some(session) => (
+                        session,
+                        self.client.get_blob(at.src_reg, at.src_repo, digest).await?,
+                    ),
                     None => {
                         if self
                             .client
@@ -534,20 +534,12 @@ impl Copier {
                             return Ok(BlobOutcome::Skipped);
                         }
                         // The upload session and the download at once: one round trip fewer.
-                        let (started, response) = futures::future::join(
-                            self.client.start_upload(at.dst_reg, at.dst_repo, None),
+                        let (session, response) = futures::future::join(
+                            self.client.open_upload(at.dst_reg, at.dst_repo),
                             self.client.get_blob(at.src_reg, at.src_repo, digest),
                         )
                         .await;
-                        match started? {
-                            Upload::Session(url) => (url, response?),
-                            Upload::Mounted => {
-                                return Err(ClientError::Invalid(format!(
-                                    "{} answered an upload with 201 without a mount",
-                                    at.dst_reg
-                                )));
-                            }
-                        }
+                        (session?, response?)
                     }
                 };
                 let size = match (size, response.content_length()) {

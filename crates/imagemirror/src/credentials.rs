@@ -264,11 +264,10 @@ impl Credentials {
 
     /// Adds (or replaces) a user and password for a registry.
     pub fn with_basic(mut self, registry: &str, user: &str, password: &str) -> Self {
-        self.identity.remove(&registry_key(registry));
-        self.basic.insert(
-            registry_key(registry),
-            (user.to_string(), password.to_string()),
-        );
+        let key = registry_key(registry);
+        self.identity.remove(&key);
+        self.basic
+            .insert(key, (user.to_string(), password.to_string()));
         self
     }
 
