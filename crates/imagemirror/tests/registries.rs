@@ -339,11 +339,56 @@ async fn an_unreachable_registry_is_named_in_the_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_blob_the_source_cannot_serve_is_blamed_on_the_source() {
+    let source = Registry::start().await;
+    let destination = Registry::start().await;
+    let http = reqwest::Client::new();
+    let (manifest, _) = image(
+        &http,
+        &source.addr,
+        "team/broken",
+        7,
+        1,
+        OCI_MANIFEST,
+        "linux/amd64",
+    )
+    .await;
+    push_manifest(
+        &http,
+        &source.addr,
+        "team/broken",
+        "1",
+        OCI_MANIFEST,
+        &manifest,
+    )
+    .await;
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    let lost = manifest["layers"][1]["digest"].as_str().unwrap();
+    std::fs::remove_file(source.blob_data(lost)).unwrap();
+
+    let from = ImageRef::parse(&format!("{}/team/broken:1", source.addr)).unwrap();
+    let dest = Destination::parse(&format!("{}/mirror", destination.addr)).unwrap();
+    let copier = Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    let err = copier
+        .copy(&from, &from.mirrored(&dest).unwrap())
+        .await
+        .unwrap_err();
+    // The source failed to give the blob: the error says so, not the destination.
+    assert_eq!(err.registry, source.addr, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("copy a blob"), "{text}");
+    assert!(
+        text.contains(&format!("{}/team/broken:1", source.addr)),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_fifth_of_requests_failing_still_gives_byte_identical_mirrors() {
     let source = Registry::start().await;
     let destination = Registry::start().await;
     let images = fill(&source).await;
-    for seed in [1, 2, 3] {
+    for seed in 1..=10 {
         let src_proxy = faulty_proxy::start(&source.addr, 0.2, seed).await;
         let dst_proxy = faulty_proxy::start(&destination.addr, 0.2, seed + 100).await;
         let dest = Destination::parse(&format!("{}/mirror-{seed}", dst_proxy.addr)).unwrap();

@@ -85,6 +85,19 @@ impl Registry {
         self.child.id()
     }
 
+    /// Where the registry keeps a blob's bytes (its filesystem driver's layout), so that a
+    /// test can take them away behind its back.
+    #[allow(dead_code)] // only one test uses it
+    pub(crate) fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     /// Access-log lines so far.
     pub(crate) fn log_lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
