@@ -1,6 +1,7 @@
 //! A proxy in front of a registry that fails a share of requests the way networks and busy
-//! registries do: 429 with `Retry-After`, 503, and connections dropped before or after the
-//! request reached the registry; or that throttles its first requests with a `Retry-After`.
+//! registries do: 429 with `Retry-After`, 503, connections dropped before or after the request
+//! reached the registry, and answers cut off half-way (a blob's bytes stop after its headers
+//! promised them all); or that throttles its first requests with a `Retry-After`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -175,7 +176,7 @@ async fn handle(State(p): State<Proxy>, req: Request) -> Response {
     }
     let fault = {
         let mut rng = p.rng.lock().unwrap();
-        (rng.r#gen::<f64>() < p.rate).then(|| rng.gen_range(0..4u8))
+        (rng.r#gen::<f64>() < p.rate).then(|| rng.gen_range(0..5u8))
     };
     if fault.is_some() {
         *p.faults.lock().unwrap() += 1;
@@ -225,7 +226,19 @@ async fn handle(State(p): State<Proxy>, req: Request) -> Response {
         headers.insert(http::header::LOCATION, rewritten.parse().unwrap());
     }
     let bytes = answer.bytes().await.unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
+    let body = if fault == Some(4) {
+        if bytes.len() < 2 {
+            // Nothing to cut: the client never hears instead.
+            return dropped();
+        }
+        // The headers (with the whole Content-Length) and half the bytes, then the
+        // connection breaks.
+        let half = bytes.slice(..bytes.len() / 2);
+        Body::from_stream(futures::stream::iter([Ok(half), Err(Dropped)]))
+    } else {
+        Body::from(bytes)
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     headers.remove(http::header::TRANSFER_ENCODING);
     *response.headers_mut() = headers;
