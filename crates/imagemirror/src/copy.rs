@@ -107,10 +107,11 @@ enum BlobOutcome {
 /// A failure inside a copy: the registry and the action, before the image is known.
 type Failure = (String, &'static str, ClientError);
 
-/// Why one attempt at a blob failed: the upload, which a new attempt repeats from the check,
-/// or a request that was already retried on its own, at this registry, which ends the blob.
+/// Why one attempt at a blob failed, and at which registry: the upload, which a new attempt
+/// repeats from the check, or a request that was already retried on its own, which ends the
+/// blob.
 enum Unit<'a> {
-    Upload(ClientError),
+    Upload(&'a str, ClientError),
     Final(&'a str, ClientError),
 }
 
@@ -513,7 +514,7 @@ impl Copier {
             self.attempts,
             self.backoff,
             |e: &Unit<'_>| match e {
-                Unit::Upload(e) => e.retry_decision(),
+                Unit::Upload(_, e) => e.retry_decision(),
                 Unit::Final(..) => RetryDecision::Stop,
             },
             |_| async {
@@ -538,7 +539,7 @@ impl Copier {
                             // A token service that will not cover the other repository: check
                             // and upload as for any other blob.
                             Err(ClientError::Refused(_)) => None,
-                            Err(e) => return Err(Unit::Final(at.dst_reg, e)),
+                            Err(e) => return Err(dst(e)),
                         }
                     }
                     None => None,
@@ -593,15 +594,14 @@ impl Copier {
                 self.client
                     .put_blob(at.dst_reg, at.dst_repo, session, digest, size, body)
                     .await
-                    .map_err(Unit::Upload)?;
+                    .map_err(|e| Unit::Upload(at.dst_reg, e))?;
                 counted.store(0, std::sync::atomic::Ordering::Relaxed);
                 Ok(BlobOutcome::Copied(size))
             },
         )
         .await
-        .map_err(|e| match e {
-            Unit::Final(registry, e) => (registry.to_string(), "copy a blob", e),
-            Unit::Upload(e) => (at.dst_reg.to_string(), "copy a blob", e),
+        .map_err(|(Unit::Upload(registry, e) | Unit::Final(registry, e))| {
+            (registry.to_string(), "copy a blob", e)
         })?;
         holders.insert(at.dst_repo.to_string());
         Ok(outcome)

@@ -192,6 +192,13 @@ async fn fill(source: &Registry) -> Vec<String> {
 }
 
 /// `skopeo inspect --raw` of a reference.
+/// A source filled by [`fill`] and an empty destination, the two started at once.
+async fn filled_source_and_destination() -> (Registry, Registry, Vec<String>) {
+    let (source, destination) = tokio::join!(Registry::start(), Registry::start());
+    let images = fill(&source).await;
+    (source, destination, images)
+}
+
 async fn raw(reference: String) -> Vec<u8> {
     tokio::task::spawn_blocking(move || {
         let out = Command::new("skopeo")
@@ -224,9 +231,7 @@ fn blob_requests(lines: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mirrors_are_byte_identical_and_a_second_mirror_sends_no_blob_request() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     let dest = Destination::parse(&format!("{}/mirror", destination.addr)).unwrap();
 
     let copier = Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
@@ -385,9 +390,7 @@ async fn a_blob_the_source_cannot_serve_is_blamed_on_the_source() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fifth_of_requests_failing_still_gives_byte_identical_mirrors() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     for seed in 1..=10 {
         let src_proxy = faulty_proxy::start(&source.addr, 0.2, seed).await;
         let dst_proxy = faulty_proxy::start(&destination.addr, 0.2, seed + 100).await;
@@ -420,9 +423,7 @@ async fn a_fifth_of_requests_failing_still_gives_byte_identical_mirrors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_wanted_by_two_images_at_once_is_uploaded_once() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     let from = ImageRef::parse(&images[0]).unwrap();
     let pairs: Vec<(ImageRef, ImageRef)> = ["1", "2", "3"]
         .iter()
@@ -545,9 +546,7 @@ async fn credentials_come_from_the_docker_config_and_refused_ones_name_the_regis
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_on_429_is_waited_for() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     // The source's first answer is 429 with `Retry-After: 1`; the backoff alone would wait
     // milliseconds.
     let proxy = faulty_proxy::start_throttling(&source.addr, 1, "1").await;
@@ -635,9 +634,7 @@ async fn an_access_token_source_is_the_password_of_oauth2accesstoken() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bearer_tokens_are_fetched_cached_and_scoped_for_mounts() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     let src = token_proxy::start(&source.addr, "reader", "r-pw").await;
     let dst = token_proxy::start(&destination.addr, "writer", "w-pw").await;
     let credentials = kfsec_imagemirror::Credentials::anonymous()
@@ -701,9 +698,7 @@ async fn bearer_tokens_are_fetched_cached_and_scoped_for_mounts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_identity_token_from_the_docker_config_is_exchanged_for_access_tokens() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     let dst = token_proxy::start(&destination.addr, "unused", "refresh-1").await;
     // The Docker config as `docker login` leaves it for a registry that gives refresh tokens.
     let dir = tempfile::tempdir().unwrap();
@@ -748,9 +743,7 @@ async fn an_identity_token_from_the_docker_config_is_exchanged_for_access_tokens
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mount_the_token_service_refuses_falls_back_to_an_upload() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     let dst = token_proxy::start_refusing_mounts(&destination.addr, "writer", "w-pw").await;
     let copier = Copier::new([source.addr.as_str(), dst.addr.as_str()], &[]).with_credentials(
         kfsec_imagemirror::Credentials::anonymous().with_basic(&dst.addr, "writer", "w-pw"),
@@ -773,9 +766,7 @@ async fn a_mount_the_token_service_refuses_falls_back_to_an_upload() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bytes_sent_are_reported_as_progress() {
-    let source = Registry::start().await;
-    let destination = Registry::start().await;
-    let images = fill(&source).await;
+    let (source, destination, images) = filled_source_and_destination().await;
     let from = ImageRef::parse(&images[0]).unwrap();
     let to = ImageRef::parse(&format!("{}/progress/app:1", destination.addr)).unwrap();
     let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
