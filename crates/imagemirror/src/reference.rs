@@ -148,10 +148,12 @@ impl ImageRef {
         if registry == "index.docker.io" {
             registry = DOCKER_HUB.into();
         }
-        if path.chars().any(|c| c.is_ascii_uppercase()) {
+        // Upper case is the one mistake with a sure fix; offer it only when the fix parses
+        // (for "Bad Ref:" it would not), and leave everything else to the component check.
+        let lower = path.to_ascii_lowercase();
+        if lower != path && lower.split('/').all(valid_path_component) {
             return Err(err(format!(
-                "repository {path:?} must be lower-case: write {:?}",
-                path.to_ascii_lowercase()
+                "repository {path:?} must be lower-case: write {lower:?}"
             )));
         }
         if let Some(bad) = path.split('/').find(|c| !valid_path_component(c)) {
@@ -572,12 +574,32 @@ mod tests {
             ("exa_mple.com/a", "registry"),
             ("localhost:port/a", "registry"),
             (" busybox", "spaces"),
+            ("Bad Ref::x", "path component \"Bad Ref:\" is not valid"),
         ] {
             let e = ImageRef::parse(input).unwrap_err();
             assert!(e.to_string().contains(says), "{input}: {e}");
         }
         let long = format!("quay.io/{}", "a".repeat(250));
         assert!(ImageRef::parse(&long).unwrap_err().reason.contains("255"));
+    }
+
+    #[test]
+    fn the_lower_case_fix_is_offered_only_when_it_parses() {
+        for (input, fixed) in [
+            ("Busybox", Some("busybox")),
+            ("quay.io/Team/App:v1", Some("quay.io/team/app:v1")),
+            ("Bad Ref::x", None),
+            ("quay.io/Team/a--", None),
+        ] {
+            let e = ImageRef::parse(input).unwrap_err().to_string();
+            match fixed {
+                Some(fixed) => {
+                    assert!(e.contains("must be lower-case: write"), "{input}: {e}");
+                    ImageRef::parse(fixed).unwrap();
+                }
+                None => assert!(!e.contains("write"), "{input}: {e}"),
+            }
+        }
     }
 
     #[test]
