@@ -469,17 +469,12 @@ async fn pair(
     source: &Registry,
     limits: (usize, usize, usize),
 ) -> Pair {
-    let (first, second) = if kfsec_first {
-        (Tool::Kfsec, Tool::Skopeo)
-    } else {
-        (Tool::Skopeo, Tool::Kfsec)
-    };
-    let one = run(first, refs, source, limits).await;
-    let other = run(second, refs, source, limits).await;
     let (kfsec, skopeo) = if kfsec_first {
-        (one, other)
+        let kfsec = run(Tool::Kfsec, refs, source, limits).await;
+        (kfsec, run(Tool::Skopeo, refs, source, limits).await)
     } else {
-        (other, one)
+        let skopeo = run(Tool::Skopeo, refs, source, limits).await;
+        (run(Tool::Kfsec, refs, source, limits).await, skopeo)
     };
     Pair { kfsec, skopeo }
 }

@@ -191,7 +191,6 @@ async fn fill(source: &Registry) -> Vec<String> {
     ]
 }
 
-/// `skopeo inspect --raw` of a reference.
 /// A source filled by [`fill`] and an empty destination, the two started at once.
 async fn filled_source_and_destination() -> (Registry, Registry, Vec<String>) {
     let (source, destination) = tokio::join!(Registry::start(), Registry::start());
@@ -199,6 +198,7 @@ async fn filled_source_and_destination() -> (Registry, Registry, Vec<String>) {
     (source, destination, images)
 }
 
+/// `skopeo inspect --raw` of a reference.
 async fn raw(reference: String) -> Vec<u8> {
     tokio::task::spawn_blocking(move || {
         let out = Command::new("skopeo")

@@ -87,7 +87,7 @@ impl Registry {
 
     /// Where the registry keeps a blob's bytes (its filesystem driver's layout), so that a
     /// test can take them away behind its back.
-    #[allow(dead_code)] // only one test uses it
+    #[allow(dead_code)] // only the tests use it, not the benchmark
     pub(crate) fn blob_data(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self._dir
