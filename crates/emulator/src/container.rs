@@ -164,19 +164,38 @@ pub(crate) struct ContainerState {
     operations: Vec<OpRec>,
     /// Clusters created so far (numbers the public endpoints).
     created: u32,
-    /// Base64 of the PEM of the cluster CA every cluster reports.
-    ca: String,
+    /// Base64 of the PEM of the cluster CA every cluster reports, made for the first one.
+    ca: Option<String>,
 }
 
 impl ContainerState {
-    /// An empty GKE with a freshly generated cluster CA.
+    /// An empty GKE; its cluster CA is generated when the first cluster is created.
     pub(crate) fn new() -> Self {
         Self {
             clusters: BTreeMap::new(),
             operations: Vec::new(),
             created: 0,
-            ca: base64(generate_ca_pem().as_bytes()),
+            ca: None,
         }
+    }
+
+    /// The cluster CA (base64 of its PEM), generated the first time a cluster needs it.
+    fn ca(&mut self) -> ApiResult<String> {
+        if let Some(ca) = &self.ca {
+            return Ok(ca.clone());
+        }
+        let pem = generate_ca_pem().map_err(|e| {
+            ApiError::new(
+                500,
+                "INTERNAL",
+                format!(
+                    "the emulator could not generate the cluster CA certificate ({e}); check that the operating system's random source works, then create the cluster again"
+                ),
+            )
+        })?;
+        let ca = base64(pem.as_bytes());
+        self.ca = Some(ca.clone());
+        Ok(ca)
     }
 }
 
@@ -187,7 +206,7 @@ impl Default for ContainerState {
 }
 
 /// A real self-signed CA certificate (ECDSA P-256), PEM encoded.
-fn generate_ca_pem() -> String {
+fn generate_ca_pem() -> Result<String, rcgen::Error> {
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::CommonName, "kfsec-emulator cluster CA");
@@ -198,11 +217,8 @@ fn generate_ca_pem() -> String {
         rcgen::KeyUsagePurpose::CrlSign,
         rcgen::KeyUsagePurpose::DigitalSignature,
     ];
-    let key = rcgen::KeyPair::generate().expect("rcgen generates a P-256 key");
-    params
-        .self_signed(&key)
-        .expect("rcgen self-signs a CA certificate")
-        .pem()
+    let key = rcgen::KeyPair::generate()?;
+    Ok(params.self_signed(&key)?.pem())
 }
 
 // ----- helpers -------------------------------------------------------------------------------
@@ -500,15 +516,11 @@ fn create_cluster(st: &mut State, env: &Env, req: &ApiRequest, scope: &Scope) ->
     {
         return Ok(new_op(st, env, scope, key, OpType::Create, Some(message)));
     }
+    let ca = st.container.ca()?;
     resolve_ranges(st, scope, &mut cluster)?;
     st.container.created += 1;
     let public_ip = Ipv4Addr::new(203, 0, 113, 9 + (st.container.created % 240) as u8);
-    fill(
-        &mut cluster,
-        scope,
-        &public_ip.to_string(),
-        &st.container.ca,
-    );
+    fill(&mut cluster, scope, &public_ip.to_string(), &ca);
     reconcile(&mut cluster, Prefer::New);
     st.container.clusters.insert(
         key.clone(),
@@ -1191,7 +1203,7 @@ mod tests {
 
     #[test]
     fn ca_is_a_pem_certificate() {
-        let pem = generate_ca_pem();
+        let pem = generate_ca_pem().unwrap();
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
     }
 }
