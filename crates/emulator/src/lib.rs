@@ -60,8 +60,9 @@ pub struct EmulatorOptions {
     pub latency: Duration,
     /// How long a long-running operation takes to become done (its effect is immediate).
     pub lro: Duration,
-    /// Probability in `0.0..=1.0` that a (non-admin) request fails: 429, 503 or a dropped
-    /// connection (before or after the change is applied).
+    /// Probability in `0.0..=1.0` that a (non-admin) request fails: 429, 503, a dropped
+    /// connection (before or after the change is applied) or, after it, an answer cut off
+    /// half-way through its body.
     pub fault_rate: f64,
     /// Seed of the fault generator: the same seed gives the same sequence of outcomes.
     pub fault_seed: u64,

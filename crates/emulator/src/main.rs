@@ -22,7 +22,8 @@ struct Args {
     /// Time until a long-running operation is done, in milliseconds.
     #[arg(long, value_name = "N", default_value_t = 0)]
     lro_ms: u64,
-    /// Probability (0..=1) that a request fails with 429, 503 or a dropped connection.
+    /// Probability (0..=1) that a request fails with 429, 503, a dropped connection or an answer
+    /// cut off half-way.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     fault_rate: f64,
     /// Seed of the fault generator.

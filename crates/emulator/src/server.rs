@@ -1,5 +1,5 @@
 //! HTTP plumbing: one loopback listener per API, the common request pipeline (log, latency,
-//! faults, dispatch), and dropped connections.
+//! faults, dispatch), dropped connections and answers cut off half-way.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -64,6 +64,11 @@ pub(crate) enum Fault {
     DropBefore,
     /// Connection closed without a response, after applying.
     DropAfter,
+    /// After applying, the status, the headers (with the whole `Content-Length`) and the first
+    /// half of the body are sent, then the connection is closed: an answer cut off on its way.
+    /// An answer without a body (a `HEAD`, a 201 with nothing in it) is dropped instead, as
+    /// with [`Fault::DropAfter`].
+    CutAfter,
 }
 
 /// The seeded fault generator.
@@ -88,11 +93,12 @@ impl Faults {
         if self.rate <= 0.0 || !self.rng.gen_bool(self.rate) {
             return None;
         }
-        Some(match self.rng.gen_range(0..4u8) {
+        Some(match self.rng.gen_range(0..5u8) {
             0 => Fault::ResourceExhausted,
             1 => Fault::Unavailable,
             2 => Fault::DropBefore,
-            _ => Fault::DropAfter,
+            3 => Fault::DropAfter,
+            _ => Fault::CutAfter,
         })
     }
 
@@ -203,6 +209,7 @@ async fn api_handler(
     body: Bytes,
 ) -> Response {
     let shared = &ctx.shared;
+    let method_is_head = method == Method::HEAD;
     shared.state().log.push(RequestRecord {
         api: ctx.api.to_string(),
         method: method.to_string(),
@@ -220,7 +227,7 @@ async fn api_handler(
             return fault_response(ctx.handler, f);
         }
         Some(Fault::DropBefore) => return dropped(),
-        Some(Fault::DropAfter) | None => {}
+        Some(Fault::DropAfter | Fault::CutAfter) | None => {}
     }
     let env = Env { lro: shared.lro };
     let response = match ctx.handler {
@@ -257,10 +264,36 @@ async fn api_handler(
             dispatch(&mut st, &env, &req)
         }
     };
-    if fault == Some(Fault::DropAfter) {
+    match fault {
+        Some(Fault::DropAfter) => dropped(),
+        Some(Fault::CutAfter) if method_is_head => dropped(),
+        Some(Fault::CutAfter) => cut(response).await,
+        _ => response,
+    }
+}
+
+/// The answer with only the first half of its body sent, then the connection closed (see
+/// [`Fault::CutAfter`]).
+async fn cut(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(whole) = axum::body::to_bytes(body, usize::MAX).await else {
+        return dropped();
+    };
+    if whole.len() < 2 {
         return dropped();
     }
-    response
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(whole.len()));
+    use futures::StreamExt as _;
+    let half = whole.slice(..whole.len() / 2);
+    // The pause lets hyper write the head and the half out before the error aborts the
+    // connection: an error in the same poll would discard what is still buffered.
+    let sent = futures::stream::once(async move { Ok(half) }).chain(futures::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Err(std::io::Error::other("answer cut off by fault injection"))
+    }));
+    Response::from_parts(parts, Body::from_stream(sent))
 }
 
 /// A handler that wants to wait for something (Compute's `operations/{op}/wait`) answers its

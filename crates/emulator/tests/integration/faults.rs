@@ -1,4 +1,4 @@
-//! Fault injection: 429, 503 and dropped connections, seeded.
+//! Fault injection: 429, 503, dropped connections and answers cut half-way, seeded.
 
 use std::time::Duration;
 
@@ -110,7 +110,7 @@ async fn same_seed_same_outcomes() {
 }
 
 #[tokio::test]
-async fn dropped_connection_closes_without_response() {
+async fn dropped_connections_close_without_response_and_cut_ones_half_way() {
     let em = emulator().await;
     em.set_faults(1.0, 9);
     let addr = em
@@ -119,8 +119,8 @@ async fn dropped_connection_closes_without_response() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let mut dropped = 0;
-    for _ in 0..20 {
+    let (mut dropped, mut cut) = (0, 0);
+    for _ in 0..30 {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         s.write_all(
             b"GET /v1/projects/kf-dev/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -134,11 +134,29 @@ async fn dropped_connection_closes_without_response() {
             .ok();
         if buf.is_empty() {
             dropped += 1;
-        } else {
-            assert!(buf.starts_with(b"HTTP/1.1 429") || buf.starts_with(b"HTTP/1.1 503"));
+            continue;
         }
+        if buf.starts_with(b"HTTP/1.1 429") || buf.starts_with(b"HTTP/1.1 503") {
+            continue;
+        }
+        // Otherwise the answer was cut: a 200 whose body stops at half its Content-Length.
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_string)
+            })
+            .expect("Content-Length")
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length / 2, "{text}");
+        cut += 1;
     }
-    assert!(dropped > 0);
+    assert!(dropped > 0 && cut > 0, "dropped {dropped}, cut {cut}");
 }
 
 #[tokio::test]

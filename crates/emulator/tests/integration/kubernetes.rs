@@ -528,6 +528,11 @@ async fn faults_answer_status_objects() {
             continue;
         };
         let status = resp.status().as_u16();
+        if status == 200 {
+            // An answer cut half-way: its body breaks off.
+            assert!(resp.bytes().await.is_err(), "a 200 under faults is cut");
+            continue;
+        }
         let body: Value = resp.json().await.unwrap();
         assert!(status == 429 || status == 503, "{status}");
         assert_eq!(body["kind"], "Status");

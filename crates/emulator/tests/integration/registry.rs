@@ -672,7 +672,7 @@ async fn registry_faults_use_distribution_errors() {
     })
     .await
     .unwrap();
-    let (mut throttled, mut unavailable, mut dropped) = (0, 0, 0);
+    let (mut throttled, mut unavailable, mut dropped, mut cut) = (0, 0, 0, 0);
     for _ in 0..24 {
         match client()
             .request(
@@ -691,11 +691,16 @@ async fn registry_faults_use_distribution_errors() {
                 assert_eq!(error_code(resp).await, "UNAVAILABLE");
                 unavailable += 1;
             }
+            Ok(resp) if resp.status() == StatusCode::OK => {
+                // The manifest cut half-way: its body breaks off.
+                assert!(resp.bytes().await.is_err(), "a 200 under faults is cut");
+                cut += 1;
+            }
             Ok(resp) => panic!("unexpected {}", resp.status()),
             Err(_) => dropped += 1,
         }
     }
-    assert!(throttled > 0 && unavailable > 0 && dropped > 0);
+    assert!(throttled > 0 && unavailable > 0 && dropped > 0 && cut > 0);
     assert_eq!(em.requests().len(), 24);
     assert!(em.requests().iter().all(|r| r.api == REG));
 }
