@@ -5,7 +5,7 @@
 //! goes only when kfsec made it and nothing is left in it. IAP access is kept: kfsec only adds
 //! members, and cannot tell whether someone else granted the same ones.
 
-use kfsec_core::{Action, Change, Outcome, Plan, Report, ResourceRef};
+use kfsec_core::{Action, Change, Outcome, Plan, Policies, Report, ResourceRef, RetryDecision};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ pub(crate) enum Verdict {
     Keep(String),
 }
 
-fn verdict(d: &Desired, live: &Value, namespace_empty: bool) -> Verdict {
+fn verdict(d: &Desired, live: &Value, leftovers: &[String]) -> Verdict {
     match d.ownership {
         Ownership::Required => Verdict::Keep("kept: kfsec only reads it".into()),
         Ownership::Annotate => {
@@ -74,72 +74,192 @@ fn verdict(d: &Desired, live: &Value, namespace_empty: bool) -> Verdict {
             "kept: the ingress did not create it (it was there already: the workload's, or someone else's)".into(),
         ),
         _ if !owned_by_kfsec(live) => Verdict::Keep("kept: kfsec did not create it".into()),
-        _ if d.kind.kind == "Namespace" && !namespace_empty => Verdict::Keep(
-            "kept: other objects are still in it (delete them, then the namespace)".into(),
-        ),
+        _ if d.kind.kind == "Namespace" && !leftovers.is_empty() => Verdict::Keep(format!(
+            "kept: other objects are still in it: {} (delete them, then the namespace)",
+            name_leftovers(leftovers)
+        )),
         _ => Verdict::Delete,
     }
 }
 
-/// Whether a namespace holds nothing but what Kubernetes puts in every namespace (the default
-/// service account, the root CA ConfigMap) and what `leaving` lists (objects about to be
-/// deleted, as `Kind/name`). Looks at the kinds a workload is made of.
+/// API groups whose namespaced objects are nobody's data: events are history, leases are
+/// controllers taking turns, metrics are measurements of pods. The metrics groups are often
+/// served by an add-on that may be down, which must not stop a destroy.
+const NOT_CONTENTS: &[&str] = &[
+    "events.k8s.io",
+    "coordination.k8s.io",
+    "metrics.k8s.io",
+    "custom.metrics.k8s.io",
+    "external.metrics.k8s.io",
+];
+
+/// How many of a namespace's leftovers a "kept" reason names.
+const NAMED_LEFTOVERS: usize = 5;
+
+/// What keeps a namespace from being empty, as `Kind/name`: every object in it, of every kind
+/// the API server lists (found by API discovery, so custom resources count too), except
+///
+/// - what Kubernetes puts in every namespace: the `default` service account (and its token
+///   secrets on older clusters) and the `kube-root-ca.crt` ConfigMap;
+/// - what goes with something else: objects with an owner (a ReplicaSet's pods, a Service's
+///   EndpointSlices), a Service's `Endpoints`, token secrets of a service account in
+///   `leaving`;
+/// - events, leases and metrics (see the groups above);
+/// - what `leaving` lists (objects about to be deleted, as `Kind/name`).
+///
+/// A kind that the credentials may not list counts as a leftover (`Kind (not allowed to list:
+/// ...)`): what cannot be seen is not deleted. Makes only read calls, each retried on its own
+/// (429, 5xx, no answer) as `policies` says for one RPC: there are dozens of them, one per
+/// kind, and a step that started them all again on any fault would rarely finish.
+pub async fn namespace_leftovers(
+    kube: &kube::Client,
+    namespace: &str,
+    leaving: &[String],
+    policies: &Policies,
+) -> Result<Vec<String>, IngressError> {
+    use kube::discovery::{self, Scope, verbs};
+    let discover = |what: String| move |e| IngressError::kube(what, e);
+    let mut versions = vec![kube::core::GroupVersion::gv("", "v1")];
+    let groups = read(policies, || kube.list_api_groups())
+        .await
+        .map_err(discover("list the API groups".into()))?;
+    for g in groups.groups {
+        if NOT_CONTENTS.contains(&g.name.as_str()) {
+            continue;
+        }
+        let version = g
+            .preferred_version
+            .or_else(|| g.versions.first().cloned())
+            .map(|v| v.version);
+        if let Some(version) = version {
+            versions.push(kube::core::GroupVersion::gv(&g.name, &version));
+        }
+    }
+    // Every listed object not excluded by kind, as (kind, name, object).
+    let mut found: Vec<(String, String, DynamicObject)> = Vec::new();
+    let mut hidden = Vec::new();
+    for gv in versions {
+        let group = read(policies, || discovery::pinned_group(kube, &gv))
+            .await
+            .map_err(discover(format!("list the kinds of {}", gv.api_version())))?;
+        for (ar, caps) in group.recommended_resources() {
+            if caps.scope != Scope::Namespaced
+                || !caps.supports_operation(verbs::LIST)
+                || (ar.group.is_empty() && ar.kind == "Event")
+            {
+                continue;
+            }
+            let api = Api::<DynamicObject>::namespaced_with(kube.clone(), namespace, &ar);
+            let params = ListParams::default();
+            let list = match read(policies, || api.list(&params)).await {
+                Ok(l) => l,
+                // Gone since discovery, or not listable after all.
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => continue,
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    hidden.push(format!("{} (not allowed to list: {})", ar.kind, s.message));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(IngressError::kube(
+                        format!("list {} in {namespace}", ar.plural),
+                        e,
+                    ));
+                }
+            };
+            for o in list.items {
+                let name = o.metadata.name.clone().unwrap_or_default();
+                found.push((ar.kind.clone(), name, o));
+            }
+        }
+    }
+    let services: Vec<&str> = found
+        .iter()
+        .filter(|(kind, _, _)| kind == "Service")
+        .map(|(_, name, _)| name.as_str())
+        .collect();
+    let token_of = |o: &DynamicObject| {
+        (o.data["type"] == "kubernetes.io/service-account-token")
+            .then(|| {
+                o.metadata
+                    .annotations
+                    .as_ref()?
+                    .get("kubernetes.io/service-account.name")
+                    .cloned()
+            })
+            .flatten()
+    };
+    let mut leftovers: Vec<String> = found
+        .iter()
+        .filter(|(kind, name, o)| {
+            let builtin = (kind == "ServiceAccount" && name == "default")
+                || (kind == "ConfigMap" && name == "kube-root-ca.crt");
+            let owned = o
+                .metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|r| !r.is_empty());
+            let endpoints = kind == "Endpoints" && services.contains(&name.as_str());
+            let token = kind == "Secret"
+                && token_of(o).is_some_and(|account| {
+                    account == "default" || leaving.contains(&format!("ServiceAccount/{account}"))
+                });
+            !(builtin || owned || endpoints || token || leaving.contains(&format!("{kind}/{name}")))
+        })
+        .map(|(kind, name, _)| format!("{kind}/{name}"))
+        .collect();
+    leftovers.extend(hidden);
+    Ok(leftovers)
+}
+
+/// Whether a namespace holds nothing but what [`namespace_leftovers`] leaves out (with the
+/// default [`Policies`] for its reads).
 pub async fn namespace_is_empty(
     kube: &kube::Client,
     namespace: &str,
     leaving: &[String],
 ) -> Result<bool, IngressError> {
-    use kube::discovery::ApiResource;
-    let kinds = [
-        ("", "v1", "Pod", "pods"),
-        ("", "v1", "Service", "services"),
-        ("", "v1", "ConfigMap", "configmaps"),
-        ("", "v1", "Secret", "secrets"),
-        ("", "v1", "ServiceAccount", "serviceaccounts"),
-        ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-        ("apps", "v1", "Deployment", "deployments"),
-        ("apps", "v1", "StatefulSet", "statefulsets"),
-        ("apps", "v1", "DaemonSet", "daemonsets"),
-        ("batch", "v1", "Job", "jobs"),
-        ("networking.k8s.io", "v1", "Ingress", "ingresses"),
-    ];
-    for (group, version, kind, plural) in kinds {
-        let ar = ApiResource {
-            group: group.into(),
-            version: version.into(),
-            api_version: if group.is_empty() {
-                version.into()
-            } else {
-                format!("{group}/{version}")
-            },
-            kind: kind.into(),
-            plural: plural.into(),
-        };
-        let list = match Api::<DynamicObject>::namespaced_with(kube.clone(), namespace, &ar)
-            .list(&ListParams::default())
-            .await
-        {
-            Ok(l) => l,
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => {
-                return Err(IngressError::kube(
-                    format!("list {plural} in {namespace}"),
-                    e,
-                ));
+    Ok(
+        namespace_leftovers(kube, namespace, leaving, &Policies::default())
+            .await?
+            .is_empty(),
+    )
+}
+
+/// One read of the Kubernetes API, tried again on 429, 5xx and no (or a broken) answer, as
+/// the SDKs retry an idempotent RPC.
+async fn read<T, F, Fut>(policies: &Policies, mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    kfsec_core::retry::retry(
+        policies.rpc_attempts,
+        policies.rpc_backoff,
+        |e: &kube::Error| match e {
+            kube::Error::Api(s) if matches!(s.code, 429 | 500 | 502 | 503 | 504) => {
+                RetryDecision::Retry
             }
-        };
-        for o in list.items {
-            let name = o.metadata.name.clone().unwrap_or_default();
-            let builtin = (kind == "ServiceAccount" && name == "default")
-                || (kind == "ConfigMap" && name == "kube-root-ca.crt");
-            // Pods that a controller owns go with their controller.
-            let owned = kind == "Pod" && o.metadata.owner_references.is_some();
-            if !builtin && !owned && !leaving.contains(&format!("{kind}/{name}")) {
-                return Ok(false);
-            }
-        }
+            kube::Error::HyperError(_) | kube::Error::Service(_) => RetryDecision::Retry,
+            _ => RetryDecision::Stop,
+        },
+        |_| call(),
+    )
+    .await
+}
+
+/// The first few of a namespace's `leftovers`, for a "kept" reason: `ConfigMap/a, Notebook/b
+/// and 3 more`.
+pub fn name_leftovers(leftovers: &[String]) -> String {
+    let shown = leftovers
+        .iter()
+        .take(NAMED_LEFTOVERS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match leftovers.len().saturating_sub(NAMED_LEFTOVERS) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
-    Ok(true)
 }
 
 impl IapIngress {
@@ -153,14 +273,17 @@ impl IapIngress {
         }
         let leaving: Vec<String> = live
             .iter()
-            .filter(|(d, v)| d.kind.kind != "Namespace" && verdict(d, v, false) == Verdict::Delete)
+            .filter(|(d, v)| d.kind.kind != "Namespace" && verdict(d, v, &[]) == Verdict::Delete)
             .map(|(d, _)| format!("{}/{}", d.kind.kind, d.name))
             .collect();
         let mut out = Vec::new();
         for (d, v) in live {
-            let empty = d.kind.kind == "Namespace"
-                && namespace_is_empty(&self.kube, &d.name, &leaving).await?;
-            let verdict = verdict(&d, &v, empty);
+            let leftovers = if d.kind.kind == "Namespace" && owned_by_kfsec(&v) {
+                namespace_leftovers(&self.kube, &d.name, &leaving, &self.policies).await?
+            } else {
+                Vec::new()
+            };
+            let verdict = verdict(&d, &v, &leftovers);
             out.push((d, verdict));
         }
         Ok(out)
@@ -226,10 +349,13 @@ impl IapIngress {
         let Some(live) = self.get_live(d).await? else {
             return Ok(None);
         };
-        let empty =
-            d.kind.kind == "Namespace" && namespace_is_empty(&self.kube, &d.name, &[]).await?;
+        let leftovers = if d.kind.kind == "Namespace" && owned_by_kfsec(&live) {
+            namespace_leftovers(&self.kube, &d.name, &[], &self.policies).await?
+        } else {
+            Vec::new()
+        };
         let what = format!("{} {}", d.kind.kind, d.display_name());
-        match verdict(d, &live, empty) {
+        match verdict(d, &live, &leftovers) {
             Verdict::Keep(reason) => Ok(Some(Outcome::Skipped { reason })),
             Verdict::Delete => {
                 match api(&self.kube, d)

@@ -502,21 +502,29 @@ impl Workload {
             let verdict = if !created_by_kfsec(&l) {
                 Err("kept: it existed before kfsec applied it".to_string())
             } else if doc.kind() == "Namespace" {
-                let empty = kfsec_iapingress::namespace_is_empty(&self.kube, doc.name(), &leaving)
-                    .await
-                    .map_err(|e| WorkloadError::Kubernetes {
-                        what: format!("look into namespace {}", doc.name()),
-                        // 0 (no answer) or the API's status: what decides a retry.
-                        code: match &e {
-                            kfsec_iapingress::IngressError::Kubernetes { code, .. } => *code,
-                            _ => 0,
-                        },
-                        message: e.to_string(),
-                    })?;
-                if empty {
+                let leftovers = kfsec_iapingress::namespace_leftovers(
+                    &self.kube,
+                    doc.name(),
+                    &leaving,
+                    &self.policies,
+                )
+                .await
+                .map_err(|e| WorkloadError::Kubernetes {
+                    what: format!("look into namespace {}", doc.name()),
+                    // 0 (no answer) or the API's status: what decides a retry.
+                    code: match &e {
+                        kfsec_iapingress::IngressError::Kubernetes { code, .. } => *code,
+                        _ => 0,
+                    },
+                    message: e.to_string(),
+                })?;
+                if leftovers.is_empty() {
                     Ok(())
                 } else {
-                    Err("kept: objects kfsec did not create are in it".to_string())
+                    Err(format!(
+                        "kept: objects kfsec did not create are in it: {}",
+                        kfsec_iapingress::name_leftovers(&leftovers)
+                    ))
                 }
             } else if doc.kind() == "CustomResourceDefinition" {
                 let remaining = self.remaining_of(&l, &leaving).await?;

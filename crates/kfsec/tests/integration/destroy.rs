@@ -135,6 +135,11 @@ async fn destroy_undoes_apply_and_keeps_what_kfsec_did_not_create() {
         "{text}"
     );
     assert!(text.contains("= Namespace kubeflow"), "{text}");
+    // The reason names what keeps it.
+    assert!(
+        text.contains("objects kfsec did not create are in it: ConfigMap/team-notes"),
+        "{text}"
+    );
     assert!(
         text.contains("- cluster projects/kf-dev/locations/us-central1-a/clusters/kf-private"),
         "{text}"
