@@ -120,7 +120,7 @@ pub async fn namespace_leftovers(
     use kube::discovery::{self, Scope, verbs};
     let discover = |what: String| move |e| IngressError::kube(what, e);
     let mut versions = vec![kube::core::GroupVersion::gv("", "v1")];
-    let groups = read(policies, || kube.list_api_groups())
+    let groups = retry_read(policies, || kube.list_api_groups())
         .await
         .map_err(discover("list the API groups".into()))?;
     for g in groups.groups {
@@ -139,7 +139,7 @@ pub async fn namespace_leftovers(
     let mut found: Vec<(String, String, DynamicObject)> = Vec::new();
     let mut hidden = Vec::new();
     for gv in versions {
-        let group = read(policies, || discovery::pinned_group(kube, &gv))
+        let group = retry_read(policies, || discovery::pinned_group(kube, &gv))
             .await
             .map_err(discover(format!("list the kinds of {}", gv.api_version())))?;
         for (ar, caps) in group.recommended_resources() {
@@ -151,7 +151,7 @@ pub async fn namespace_leftovers(
             }
             let api = Api::<DynamicObject>::namespaced_with(kube.clone(), namespace, &ar);
             let params = ListParams::default();
-            let list = match read(policies, || api.list(&params)).await {
+            let list = match retry_read(policies, || api.list(&params)).await {
                 Ok(l) => l,
                 // Gone since discovery, or not listable after all.
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => continue,
@@ -225,9 +225,19 @@ pub async fn namespace_is_empty(
     )
 }
 
-/// One read of the Kubernetes API, tried again on 429, 5xx and no (or a broken) answer, as
-/// the SDKs retry an idempotent RPC.
-async fn read<T, F, Fut>(policies: &Policies, mut call: F) -> Result<T, kube::Error>
+/// One read of the Kubernetes API (`call`), tried again on 429, 5xx and no (or a broken)
+/// answer within `policies.rpc_attempts`, as the SDKs retry an idempotent RPC. For reads only:
+/// a write must start again from a fresh read instead.
+///
+/// ```no_run
+/// # async fn f(kube: kube::Client) -> Result<(), kube::Error> {
+/// use k8s_openapi::api::core::v1::Namespace;
+/// let namespaces: kube::Api<Namespace> = kube::Api::all(kube);
+/// let policies = kfsec_core::Policies::default();
+/// let kubeflow = kfsec_iapingress::retry_read(&policies, || namespaces.get_opt("kubeflow")).await?;
+/// # Ok(()) }
+/// ```
+pub async fn retry_read<T, F, Fut>(policies: &Policies, mut call: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,

@@ -282,18 +282,20 @@ impl Workload {
         doc: &Document,
     ) -> Result<(ApiResource, ApiCapabilities), WorkloadError> {
         let gvk = gvk(&doc.object);
-        kube::discovery::pinned_kind(&self.kube, &gvk)
-            .await
-            .map_err(|e| {
-                kube_error(
-                    format!(
-                        "find {} {} in the cluster's API (is its CustomResourceDefinition applied?)",
-                        doc.object["apiVersion"].as_str().unwrap_or(""),
-                        doc.kind()
-                    ),
-                    e,
-                )
-            })
+        kfsec_iapingress::retry_read(&self.policies, || {
+            kube::discovery::pinned_kind(&self.kube, &gvk)
+        })
+        .await
+        .map_err(|e| {
+            kube_error(
+                format!(
+                    "find {} {} in the cluster's API (is its CustomResourceDefinition applied?)",
+                    doc.object["apiVersion"].as_str().unwrap_or(""),
+                    doc.kind()
+                ),
+                e,
+            )
+        })
     }
 
     fn api(&self, ar: &ApiResource, caps: &ApiCapabilities, doc: &Document) -> Api<DynamicObject> {
@@ -421,12 +423,13 @@ impl Workload {
             // Its kind is not served (its CRD is gone): nothing to delete.
             Err(_) => return Ok(None),
         };
-        Ok(self
-            .api(&ar, &caps, doc)
-            .get_opt(doc.name())
-            .await
-            .map_err(|e| kube_error(format!("read {}", doc.display()), e))?
-            .map(|l| serde_json::to_value(l).unwrap_or(Value::Null)))
+        let api = self.api(&ar, &caps, doc);
+        Ok(
+            kfsec_iapingress::retry_read(&self.policies, || api.get_opt(doc.name()))
+                .await
+                .map_err(|e| kube_error(format!("read {}", doc.display()), e))?
+                .map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
+        )
     }
 
     /// Objects of a CustomResourceDefinition that exist and are not in `leaving`.
@@ -460,10 +463,9 @@ impl Workload {
             kind: kind.into(),
             plural: plural.into(),
         };
-        let list = match Api::<DynamicObject>::all_with(self.kube.clone(), &ar)
-            .list(&kube::api::ListParams::default())
-            .await
-        {
+        let api = Api::<DynamicObject>::all_with(self.kube.clone(), &ar);
+        let params = kube::api::ListParams::default();
+        let list = match kfsec_iapingress::retry_read(&self.policies, || api.list(&params)).await {
             Ok(l) => l,
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
             Err(e) => return Err(kube_error(format!("list {plural}.{group}"), e)),
