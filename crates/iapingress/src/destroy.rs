@@ -93,6 +93,15 @@ const NOT_CONTENTS: &[&str] = &[
     "external.metrics.k8s.io",
 ];
 
+/// How many discovery and list reads [`namespace_leftovers`] has in flight at once.
+const READS_AT_ONCE: usize = 8;
+
+/// One kind's answer in [`namespace_leftovers`]: its objects, or why they cannot be seen.
+enum Listed {
+    Objects(Vec<(String, String, DynamicObject)>),
+    Hidden(String),
+}
+
 /// How many of a namespace's leftovers a "kept" reason names.
 const NAMED_LEFTOVERS: usize = 5;
 
@@ -117,6 +126,7 @@ pub async fn namespace_leftovers(
     leaving: &[String],
     policies: &Policies,
 ) -> Result<Vec<String>, IngressError> {
+    use futures::{StreamExt as _, TryStreamExt as _};
     use kube::discovery::{self, Scope, verbs};
     let discover = |what: String| move |e| IngressError::kube(what, e);
     let mut versions = vec![kube::core::GroupVersion::gv("", "v1")];
@@ -135,41 +145,73 @@ pub async fn namespace_leftovers(
             versions.push(kube::core::GroupVersion::gv(&g.name, &version));
         }
     }
-    // Every listed object not excluded by kind, as (kind, name, object).
-    let mut found: Vec<(String, String, DynamicObject)> = Vec::new();
-    let mut hidden = Vec::new();
-    for gv in versions {
-        let group = retry_read(policies, || discovery::pinned_group(kube, &gv))
-            .await
-            .map_err(discover(format!("list the kinds of {}", gv.api_version())))?;
-        for (ar, caps) in group.recommended_resources() {
-            if caps.scope != Scope::Namespaced
-                || !caps.supports_operation(verbs::LIST)
-                || (ar.group.is_empty() && ar.kind == "Event")
-            {
-                continue;
-            }
+    // The kinds of every group, then every kind's objects in the namespace: up to
+    // `READS_AT_ONCE` reads at a time, results in order.
+    // The futures are made first and then streamed: a stream that maps to `async` blocks
+    // borrowing from here is not `Send` for every lifetime, which boxed callers need.
+    let reads: Vec<_> = versions
+        .into_iter()
+        .map(|gv| async move {
+            retry_read(policies, || discovery::pinned_group(kube, &gv))
+                .await
+                .map_err(discover(format!("list the kinds of {}", gv.api_version())))
+        })
+        .collect();
+    let groups: Vec<discovery::ApiGroup> = futures::stream::iter(reads)
+        .buffered(READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    let kinds = groups
+        .iter()
+        .flat_map(|g| g.recommended_resources())
+        .filter(|(ar, caps)| {
+            caps.scope == Scope::Namespaced
+                && caps.supports_operation(verbs::LIST)
+                && !(ar.group.is_empty() && ar.kind == "Event")
+        });
+    let reads: Vec<_> = kinds
+        .map(|(ar, _)| async move {
             let api = Api::<DynamicObject>::namespaced_with(kube.clone(), namespace, &ar);
             let params = ListParams::default();
-            let list = match retry_read(policies, || api.list(&params)).await {
-                Ok(l) => l,
+            match retry_read(policies, || api.list(&params)).await {
+                Ok(l) => Ok(Listed::Objects(
+                    l.items
+                        .into_iter()
+                        .map(|o| {
+                            (
+                                ar.kind.clone(),
+                                o.metadata.name.clone().unwrap_or_default(),
+                                o,
+                            )
+                        })
+                        .collect(),
+                )),
                 // Gone since discovery, or not listable after all.
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => continue,
-                Err(kube::Error::Api(s)) if s.code == 403 => {
-                    hidden.push(format!("{} (not allowed to list: {})", ar.kind, s.message));
-                    continue;
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => {
+                    Ok(Listed::Objects(Vec::new()))
                 }
-                Err(e) => {
-                    return Err(IngressError::kube(
-                        format!("list {} in {namespace}", ar.plural),
-                        e,
-                    ));
-                }
-            };
-            for o in list.items {
-                let name = o.metadata.name.clone().unwrap_or_default();
-                found.push((ar.kind.clone(), name, o));
+                Err(kube::Error::Api(s)) if s.code == 403 => Ok(Listed::Hidden(format!(
+                    "{} (not allowed to list: {})",
+                    ar.kind, s.message
+                ))),
+                Err(e) => Err(IngressError::kube(
+                    format!("list {} in {namespace}", ar.plural),
+                    e,
+                )),
             }
+        })
+        .collect();
+    let lists: Vec<Listed> = futures::stream::iter(reads)
+        .buffered(READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    // Every listed object, as (kind, name, object), and the kinds that could not be listed.
+    let mut found: Vec<(String, String, DynamicObject)> = Vec::new();
+    let mut hidden = Vec::new();
+    for listed in lists {
+        match listed {
+            Listed::Objects(objects) => found.extend(objects),
+            Listed::Hidden(kind) => hidden.push(kind),
         }
     }
     let services: Vec<&str> = found
