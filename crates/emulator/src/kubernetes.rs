@@ -537,8 +537,57 @@ impl KubeState {
                     ready_at: None,
                 },
             );
+            st.add_namespace_defaults(ns, crate::state::SEED_TIME);
         }
         st
+    }
+
+    /// What Kubernetes and GKE put in every new namespace: the `default` service account
+    /// (the service account controller), the `kube-root-ca.crt` ConfigMap (the root CA
+    /// publisher; its `ca.crt` here is a placeholder: the emulator serves plain HTTP) and
+    /// GKE's `gke-resource-quotas` ResourceQuota (object counts GKE sets on clusters of up to
+    /// 100 nodes). Clients that decide whether a namespace is empty must see past them.
+    fn add_namespace_defaults(&mut self, ns: &str, created: &str) {
+        let defaults = [
+            ("ServiceAccount", "default", json!({})),
+            (
+                "ConfigMap",
+                "kube-root-ca.crt",
+                json!({"data": {"ca.crt": "(the cluster's root CA: a placeholder in the emulator)\n"}}),
+            ),
+            (
+                "ResourceQuota",
+                "gke-resource-quotas",
+                json!({"spec": {"hard": {
+                    "count/ingresses.extensions": "100",
+                    "count/ingresses.networking.k8s.io": "100",
+                    "count/jobs.batch": "5k",
+                    "pods": "1500",
+                    "services": "500",
+                }}}),
+            ),
+        ];
+        for (kind, name, mut obj) in defaults {
+            self.rv += 1;
+            self.uids += 1;
+            obj["apiVersion"] = json!("v1");
+            obj["kind"] = json!(kind);
+            obj["metadata"] = json!({
+                "name": name,
+                "namespace": ns,
+                "uid": uid(self.uids),
+                "resourceVersion": self.rv.to_string(),
+                "creationTimestamp": created,
+            });
+            self.objects.insert(
+                ("v1".into(), kind.into(), ns.into(), name.into()),
+                Stored {
+                    obj,
+                    managers: Vec::new(),
+                    ready_at: None,
+                },
+            );
+        }
     }
 
     /// Built-in kinds, then those of the stored CustomResourceDefinitions.
@@ -1442,6 +1491,13 @@ fn commit(
         return Ok(obj);
     }
     st.kube.rv = rv;
+    if old.is_none() && kind.is("", "Namespace") {
+        let created = obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        st.kube.add_namespace_defaults(name, &created);
+    }
     let controlled = kind.is("networking.k8s.io", "Ingress") || kind.is("apps", "Deployment");
     let ready_at = old
         .as_ref()

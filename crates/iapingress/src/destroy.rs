@@ -108,8 +108,9 @@ const NAMED_LEFTOVERS: usize = 5;
 /// What keeps a namespace from being empty, as `Kind/name`: every object in it, of every kind
 /// the API server lists (found by API discovery, so custom resources count too), except
 ///
-/// - what Kubernetes puts in every namespace: the `default` service account (and its token
-///   secrets on older clusters) and the `kube-root-ca.crt` ConfigMap;
+/// - what Kubernetes and GKE put in every namespace: the `default` service account (and its
+///   token secrets on older clusters), the `kube-root-ca.crt` ConfigMap and GKE's
+///   `gke-resource-quotas` ResourceQuota;
 /// - what goes with something else: objects with an owner (a ReplicaSet's pods, a Service's
 ///   EndpointSlices), a Service's `Endpoints`, token secrets of a service account in
 ///   `leaving`;
@@ -234,7 +235,8 @@ pub async fn namespace_leftovers(
         .iter()
         .filter(|(kind, name, o)| {
             let builtin = (kind == "ServiceAccount" && name == "default")
-                || (kind == "ConfigMap" && name == "kube-root-ca.crt");
+                || (kind == "ConfigMap" && name == "kube-root-ca.crt")
+                || (kind == "ResourceQuota" && name == "gke-resource-quotas");
             let owned = o
                 .metadata
                 .owner_references

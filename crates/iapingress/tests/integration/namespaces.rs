@@ -97,14 +97,17 @@ async fn custom_resources_keep_a_namespace_and_what_kubernetes_adds_does_not() {
         }),
     )
     .await;
-    // What Kubernetes puts in every namespace, and history.
-    create(
-        &kube,
-        ("", "v1", "ConfigMap"),
-        Some(ns),
-        json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "x"}}),
-    )
-    .await;
+    // What Kubernetes and GKE put in every namespace (the emulator adds them too), and
+    // history.
+    for (kind, name) in [
+        ("ServiceAccount", "default"),
+        ("ConfigMap", "kube-root-ca.crt"),
+        ("ResourceQuota", "gke-resource-quotas"),
+    ] {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), ns, &ar);
+        assert!(api.get_opt(name).await.unwrap().is_some(), "{kind}/{name}");
+    }
     create(
         &kube,
         ("", "v1", "Secret"),
