@@ -275,6 +275,7 @@ async fn api_handler(
 /// The answer with only the first half of its body sent, then the connection closed (see
 /// [`Fault::CutAfter`]).
 async fn cut(response: Response) -> Response {
+    use futures::StreamExt as _;
     let (mut parts, body) = response.into_parts();
     let Ok(whole) = axum::body::to_bytes(body, usize::MAX).await else {
         return dropped();
@@ -285,7 +286,6 @@ async fn cut(response: Response) -> Response {
     parts
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(whole.len()));
-    use futures::StreamExt as _;
     let half = whole.slice(..whole.len() / 2);
     // The pause lets hyper write the head and the half out before the error aborts the
     // connection: an error in the same poll would discard what is still buffered.

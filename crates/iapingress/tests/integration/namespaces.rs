@@ -1,5 +1,5 @@
 //! What keeps a namespace from being deleted: every kind the API server lists, custom
-//! resources included, less what Kubernetes and controllers put there.
+//! resources included, less what Kubernetes, GKE and controllers put there.
 
 use std::time::Duration;
 
@@ -159,7 +159,7 @@ async fn custom_resources_keep_a_namespace_and_what_kubernetes_adds_does_not() {
             .is_empty()
     );
     assert!(namespace_is_empty(&kube, ns, &leaving).await.unwrap());
-    // Only reads were sent.
+    // Since the notebook's DELETE, the checks sent only reads.
     let writes_after_setup = emu
         .requests()
         .iter()
