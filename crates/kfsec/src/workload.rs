@@ -414,16 +414,14 @@ impl Workload {
         })
     }
 
-    /// The live object of a document, if its kind is known and it exists.
-    async fn live(&self, doc: &Document) -> Result<Option<Value>, WorkloadError> {
-        let (ar, caps) = match self.resource(doc).await {
-            Ok(found) => found,
-            // No answer: not the same as absent.
-            Err(e) if e.is_transient() => return Err(e),
-            // Its kind is not served (its CRD is gone): nothing to delete.
-            Err(_) => return Ok(None),
-        };
-        let api = self.api(&ar, &caps, doc);
+    /// The live object of a document whose kind is `ar` / `caps`, if it exists.
+    async fn live(
+        &self,
+        ar: &ApiResource,
+        caps: &ApiCapabilities,
+        doc: &Document,
+    ) -> Result<Option<Value>, WorkloadError> {
+        let api = self.api(ar, caps, doc);
         Ok(
             kfsec_iapingress::retry_read(&self.policies, || api.get_opt(doc.name()))
                 .await
@@ -487,12 +485,49 @@ impl Workload {
         docs: &[Document],
         also_leaving: &[String],
     ) -> Result<Vec<(Document, Result<(), String>)>, WorkloadError> {
-        let mut live = Vec::new();
-        for doc in docs.iter().rev() {
-            if let Some(l) = self.live(doc).await? {
-                live.push((doc.clone(), l));
+        use futures::{StreamExt as _, TryStreamExt as _};
+        // Each kind is looked up once (Kubeflow is hundreds of documents of a few dozen
+        // kinds), then the objects are read eight at a time, their order kept.
+        let kind_of = |doc: &Document| {
+            format!(
+                "{}/{}",
+                doc.object["apiVersion"].as_str().unwrap_or(""),
+                doc.kind()
+            )
+        };
+        let mut kinds = std::collections::HashMap::new();
+        for doc in docs {
+            if kinds.contains_key(&kind_of(doc)) {
+                continue;
             }
+            let found = match self.resource(doc).await {
+                Ok(found) => Some(found),
+                // No answer: not the same as absent.
+                Err(e) if e.is_transient() => return Err(e),
+                // Its kind is not served (its CRD is gone): nothing to delete.
+                Err(_) => None,
+            };
+            kinds.insert(kind_of(doc), found);
         }
+        let kinds = &kinds;
+        // Made first, then streamed: see namespace_leftovers on `Send` and boxed callers.
+        let reads: Vec<_> = docs
+            .iter()
+            .rev()
+            .map(|doc| async move {
+                let Some(Some((ar, caps))) = kinds.get(&kind_of(doc)) else {
+                    return Ok(None);
+                };
+                Ok(self.live(ar, caps, doc).await?.map(|l| (doc.clone(), l)))
+            })
+            .collect();
+        let live: Vec<(Document, Value)> = futures::stream::iter(reads)
+            .buffered(8)
+            .try_collect::<Vec<Option<_>>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         let mut leaving: Vec<String> = also_leaving.to_vec();
         leaving.extend(
             live.iter()
