@@ -9,7 +9,7 @@ use kfsec_core::{Action, Change, Outcome, Plan, Policies, Report, ResourceRef, R
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::error::IngressError;
+use crate::error::{IngressError, transient_status};
 use crate::handle::{IapIngress, api, owned_by_kfsec};
 use crate::objects::{self, Desired, FIELD_MANAGER, Ownership, SecretInputs};
 use crate::spec::{OAuthSpec, Spec};
@@ -220,16 +220,16 @@ pub async fn namespace_leftovers(
         .filter(|(kind, _, _)| kind == "Service")
         .map(|(_, name, _)| name.as_str())
         .collect();
+    // The service account a token Secret belongs to.
     let token_of = |o: &DynamicObject| {
-        (o.data["type"] == "kubernetes.io/service-account-token")
-            .then(|| {
-                o.metadata
-                    .annotations
-                    .as_ref()?
-                    .get("kubernetes.io/service-account.name")
-                    .cloned()
-            })
-            .flatten()
+        if o.data["type"] != "kubernetes.io/service-account-token" {
+            return None;
+        }
+        o.metadata
+            .annotations
+            .as_ref()?
+            .get("kubernetes.io/service-account.name")
+            .cloned()
     };
     let mut leftovers: Vec<String> = found
         .iter()
@@ -290,9 +290,7 @@ where
         policies.rpc_attempts,
         policies.rpc_backoff,
         |e: &kube::Error| match e {
-            kube::Error::Api(s) if matches!(s.code, 429 | 500 | 502 | 503 | 504) => {
-                RetryDecision::Retry
-            }
+            kube::Error::Api(s) if transient_status(s.code) => RetryDecision::Retry,
             kube::Error::HyperError(_) | kube::Error::Service(_) => RetryDecision::Retry,
             _ => RetryDecision::Stop,
         },

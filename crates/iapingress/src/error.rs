@@ -99,10 +99,22 @@ impl IngressError {
     /// Whether a re-run may succeed without a change (a transient failure).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Kubernetes { code, .. } => matches!(code, 0 | 429 | 500 | 502 | 503 | 504),
+            Self::Kubernetes { code, .. } => transient_status(*code),
             Self::Cloud(e) => matches!(e.retry_decision(), kfsec_core::RetryDecision::Retry),
             Self::NotReady { .. } => true,
             _ => false,
         }
     }
+}
+
+/// Whether a Kubernetes API status may go away by itself: 0 (no answer, or a broken one), 429
+/// (throttled) and the 5xx a busy or restarting API server sends. Every Kubernetes retry
+/// decision in kfsec starts from this list.
+///
+/// ```
+/// assert!(kfsec_iapingress::error::transient_status(503));
+/// assert!(!kfsec_iapingress::error::transient_status(404));
+/// ```
+pub fn transient_status(code: u16) -> bool {
+    matches!(code, 0 | 429 | 500 | 502 | 503 | 504)
 }

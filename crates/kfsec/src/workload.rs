@@ -207,6 +207,9 @@ fn gvk(object: &Value) -> GroupVersionKind {
     GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap_or(""))
 }
 
+/// A kind as discovery resolved it.
+type Found = (ApiResource, ApiCapabilities);
+
 fn kube_error(what: String, e: kube::Error) -> WorkloadError {
     let (code, message) = match e {
         kube::Error::Api(s) => (s.code, format!("{} ({})", s.message, s.code)),
@@ -235,7 +238,8 @@ impl WorkloadError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Kubernetes { code, .. } if matches!(code, 0 | 409 | 429 | 500 | 502 | 503 | 504)
+            Self::Kubernetes { code, .. }
+                if *code == 409 || kfsec_iapingress::error::transient_status(*code)
         )
     }
 }
@@ -477,14 +481,15 @@ impl Workload {
     }
 
     /// For each live document, newest first (the reverse of apply's order, so Namespaces and
-    /// CRDs come last): delete it, or keep it and why. `also_leaving` names (`Kind/name`)
+    /// CRDs come last): delete it (its kind as discovery resolved it, for the delete), or keep
+    /// it and why. `also_leaving` names (`Kind/name`)
     /// objects another stage deletes first (the ingress's), so that their namespace counts as
     /// empty.
     async fn decide(
         &self,
         docs: &[Document],
         also_leaving: &[String],
-    ) -> Result<Vec<(Document, Result<(), String>)>, WorkloadError> {
+    ) -> Result<Vec<(Document, Result<Found, String>)>, WorkloadError> {
         use futures::{StreamExt as _, TryStreamExt as _};
         // Each kind is looked up once (Kubeflow is hundreds of documents of a few dozen
         // kinds), then the objects are read eight at a time, their order kept.
@@ -518,10 +523,11 @@ impl Workload {
                 let Some(Some((ar, caps))) = kinds.get(&kind_of(doc)) else {
                     return Ok(None);
                 };
-                Ok(self.live(ar, caps, doc).await?.map(|l| (doc.clone(), l)))
+                let live = self.live(ar, caps, doc).await?;
+                Ok(live.map(|l| (doc.clone(), l, (ar.clone(), caps.clone()))))
             })
             .collect();
-        let live: Vec<(Document, Value)> = futures::stream::iter(reads)
+        let live: Vec<(Document, Value, Found)> = futures::stream::iter(reads)
             .buffered(8)
             .try_collect::<Vec<Option<_>>>()
             .await?
@@ -531,11 +537,11 @@ impl Workload {
         let mut leaving: Vec<String> = also_leaving.to_vec();
         leaving.extend(
             live.iter()
-                .filter(|(_, l)| created_by_kfsec(l))
-                .map(|(d, _)| format!("{}/{}", d.kind(), d.name())),
+                .filter(|(_, l, _)| created_by_kfsec(l))
+                .map(|(d, _, _)| format!("{}/{}", d.kind(), d.name())),
         );
         let mut out = Vec::new();
-        for (doc, l) in live {
+        for (doc, l, found) in live {
             let verdict = if !created_by_kfsec(&l) {
                 Err("kept: it existed before kfsec applied it".to_string())
             } else if doc.kind() == "Namespace" {
@@ -556,7 +562,7 @@ impl Workload {
                     message: e.to_string(),
                 })?;
                 if leftovers.is_empty() {
-                    Ok(())
+                    Ok(found)
                 } else {
                     Err(format!(
                         "kept: objects kfsec did not create are in it: {}",
@@ -566,7 +572,7 @@ impl Workload {
             } else if doc.kind() == "CustomResourceDefinition" {
                 let remaining = self.remaining_of(&l, &leaving).await?;
                 if remaining.is_empty() {
-                    Ok(())
+                    Ok(found)
                 } else {
                     Err(format!(
                         "kept: {} object(s) of it that kfsec did not create remain ({})",
@@ -575,7 +581,7 @@ impl Workload {
                     ))
                 }
             } else {
-                Ok(())
+                Ok(found)
             };
             out.push((doc, verdict));
         }
@@ -593,7 +599,7 @@ impl Workload {
         for (doc, verdict) in self.decide(docs, also_leaving).await? {
             let resource = ResourceRef::new(doc.kind(), doc.display_name());
             plan.push(match verdict {
-                Ok(()) => Change::new(resource, Action::Delete).with_gcloud(format!(
+                Ok(_) => Change::new(resource, Action::Delete).with_gcloud(format!(
                     "kubectl delete {}{} {}",
                     doc.kind().to_lowercase(),
                     doc.namespace()
@@ -630,13 +636,13 @@ impl Workload {
             let resource = ResourceRef::new(doc.kind(), doc.display_name());
             let outcome = match verdict {
                 Err(reason) => Outcome::Skipped { reason },
-                Ok(()) => {
+                Ok((ar, caps)) => {
                     kfsec_core::retry::step(
                         &self.progress,
                         &self.policies,
                         &format!("delete {}", doc.display()),
                         WorkloadError::retry_decision,
-                        || self.delete_one(&doc),
+                        || self.delete_one(&doc, &ar, &caps),
                     )
                     .await?
                 }
@@ -646,10 +652,15 @@ impl Workload {
         Ok(report)
     }
 
-    async fn delete_one(&self, doc: &Document) -> Result<Outcome, WorkloadError> {
-        let (ar, caps) = self.resource(doc).await?;
+    /// Deletes one document's object, whose kind `decide` resolved (`ar`, `caps`).
+    async fn delete_one(
+        &self,
+        doc: &Document,
+        ar: &ApiResource,
+        caps: &ApiCapabilities,
+    ) -> Result<Outcome, WorkloadError> {
         match self
-            .api(&ar, &caps, doc)
+            .api(ar, caps, doc)
             .delete(doc.name(), &kube::api::DeleteParams::background())
             .await
         {
