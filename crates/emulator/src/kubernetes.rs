@@ -433,8 +433,24 @@ fn builtin_kinds() -> Vec<Kind> {
         .collect()
 }
 
-/// The kinds a stored CustomResourceDefinition serves: one per served version.
+/// Whether a CustomResourceDefinition's `Established` condition is true.
+fn crd_established(crd: &Value) -> bool {
+    crd["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    })
+}
+
+fn established_condition() -> Value {
+    json!({"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"})
+}
+
+/// The kinds a stored CustomResourceDefinition serves: one per served version; none until
+/// it is established, as the API server's discovery.
 fn crd_kinds(crd: &Value) -> Vec<Kind> {
+    if !crd_established(crd) {
+        return Vec::new();
+    }
     let spec = &crd["spec"];
     let names = &spec["names"];
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
@@ -492,7 +508,8 @@ struct Manager {
 struct Stored {
     obj: Value,
     managers: Vec<Manager>,
-    /// When a controller's effect (Ingress address, Deployment availability) shows up.
+    /// When a controller's effect (Ingress address, Deployment availability, CRD
+    /// established) shows up.
     ready_at: Option<Instant>,
 }
 
@@ -1331,12 +1348,17 @@ fn normalize_kind(kind: &Kind, name: &str, obj: &mut Value) -> KubeResult<()> {
             ));
         }
         let names = spec["names"].clone();
+        // Established (its kinds served) once the establishing controller has run: at
+        // `lro` after creation (see `settle`); an established CRD stays so when updated.
+        let mut conditions = vec![
+            json!({"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"}),
+        ];
+        if crd_established(obj) {
+            conditions.push(established_condition());
+        }
         obj["status"] = json!({
             "acceptedNames": names,
-            "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
-            ],
+            "conditions": conditions,
             "storedVersions": storage,
         });
     }
@@ -1498,7 +1520,9 @@ fn commit(
             .to_string();
         st.kube.add_namespace_defaults(name, &created);
     }
-    let controlled = kind.is("networking.k8s.io", "Ingress") || kind.is("apps", "Deployment");
+    let controlled = kind.is("networking.k8s.io", "Ingress")
+        || kind.is("apps", "Deployment")
+        || kind.is("apiextensions.k8s.io", "CustomResourceDefinition");
     let ready_at = old
         .as_ref()
         .and_then(|o| o.ready_at)
@@ -2023,7 +2047,8 @@ fn ingress_backends(objects: &BTreeMap<Key, Stored>, ns: &str, spec: &Value) -> 
 }
 
 /// What GKE's controllers would have written by now: an Ingress's address and backends
-/// annotation, a Deployment's availability. Called before and after each request and before
+/// annotation, a Deployment's availability, a CustomResourceDefinition's `Established`
+/// condition. Called before and after each request and before
 /// the state is read; an object that already shows it is left alone.
 pub(crate) fn settle(st: &mut State, now: Instant) {
     let due: Vec<Key> = st
@@ -2064,6 +2089,11 @@ pub(crate) fn settle(st: &mut State, now: Instant) {
                 status["availableReplicas"] = json!(replicas);
             }
             obj["status"] = status;
+        } else if kind == "CustomResourceDefinition"
+            && !crd_established(&obj)
+            && let Some(c) = obj["status"]["conditions"].as_array_mut()
+        {
+            c.push(established_condition());
         }
         let Some(stored) = st.kube.objects.get_mut(&key) else {
             continue;

@@ -513,6 +513,87 @@ async fn ingress_gets_an_address_and_backends_after_lro() {
 }
 
 #[tokio::test]
+async fn a_crd_is_established_and_its_kind_served_after_lro() {
+    let em = Emulator::start(EmulatorOptions {
+        lro: Duration::from_millis(300),
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    make_namespace(&em).await;
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: notebooks.kubeflow.org\nspec:\n  group: kubeflow.org\n  scope: Namespaced\n  names: {kind: Notebook, plural: notebooks}\n  versions: [{name: v1, served: true, storage: true}]\n";
+    let url = "apis/apiextensions.k8s.io/v1/customresourcedefinitions/notebooks.kubeflow.org";
+    let (status, created) = send(
+        &em,
+        Method::PATCH,
+        &format!("{url}?fieldManager=kfsec"),
+        APPLY,
+        crd,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let established = |crd: &Value| {
+        crd["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    };
+    assert!(!established(&created), "{created}");
+    // Until then, discovery does not list the kind and its objects cannot be made.
+    let notebook =
+        "apiVersion: kubeflow.org/v1\nkind: Notebook\nmetadata:\n  name: nb\n  namespace: kf-app\n";
+    let nb_url = "apis/kubeflow.org/v1/namespaces/kf-app/notebooks/nb";
+    let (status, _) = get(&em, "apis/kubeflow.org/v1").await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        &em,
+        Method::PATCH,
+        &format!("{nb_url}?fieldManager=kfsec"),
+        APPLY,
+        notebook,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, ready) = get(&em, url).await;
+    assert!(established(&ready), "{ready}");
+    let (status, group) = get(&em, "apis/kubeflow.org/v1").await;
+    assert_eq!(status, 200, "{group}");
+    assert_eq!(group["resources"][0]["kind"], "Notebook", "{group}");
+    let (status, made) = send(
+        &em,
+        Method::PATCH,
+        &format!("{nb_url}?fieldManager=kfsec"),
+        APPLY,
+        notebook,
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    // An update keeps it established, and applying it unchanged keeps its resourceVersion.
+    let (_, reapplied) = send(
+        &em,
+        Method::PATCH,
+        &format!("{url}?fieldManager=kfsec"),
+        APPLY,
+        crd,
+    )
+    .await;
+    assert_eq!(reapplied, ready);
+    let (status, updated) = send(
+        &em,
+        Method::PATCH,
+        &format!("{url}?fieldManager=kfsec"),
+        APPLY,
+        &crd.replace("plural: notebooks}", "plural: notebooks, shortNames: [nb]}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert!(established(&updated), "{updated}");
+}
+
+#[tokio::test]
 async fn faults_answer_status_objects() {
     let em = Emulator::start(EmulatorOptions {
         fault_rate: 1.0,
