@@ -3,11 +3,22 @@
 //! The manifests (for example `kustomize build` output) are rewritten with
 //! [`kfsec_imagemirror::MirrorReport::rewrite`]; a single image without a mirror stops the whole
 //! workload before anything is applied, since the private nodes could not pull it. The
-//! documents are then applied with server-side apply in dependency order:
-//! CustomResourceDefinitions, then Namespaces, then everything else in file order (field manager
-//! `kfsec-workload`). An object
-//! whose live state already holds every field of the document is not sent again, so a second
-//! apply sends no mutating request. Deployments are then waited on until available.
+//! documents are then applied with server-side apply (field manager `kfsec-workload`) in
+//! waves, each finished before the next starts:
+//!
+//! 1. CustomResourceDefinitions, then a wait until each is established and its kinds are
+//!    served (a custom object sent before that gets a 404);
+//! 2. Namespaces;
+//! 3. what pods and role bindings refer to: ServiceAccounts, Secrets, ConfigMaps, Roles,
+//!    ClusterRoles, quotas, limit ranges, storage and priority classes, volumes and claims;
+//! 4. everything else (Deployments, Services, role bindings, custom objects...);
+//! 5. webhook configurations and API services, last: a webhook registered before its server
+//!    runs would refuse the objects sent after it.
+//!
+//! Within a wave, eight documents are read and applied at a time, reported in file order; each
+//! kind is looked up once. An object whose live state already holds every field of the
+//! document is not sent again, so a second apply sends no mutating request. Deployments are
+//! then waited on until available.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +77,18 @@ pub enum WorkloadError {
         /// The API's message.
         message: String,
     },
+    /// CustomResourceDefinitions not established, or their kinds not served, before the
+    /// deadline ([`Workload::with_establish_wait`]): nothing of the later waves was applied.
+    #[error(
+        "not established after {waited:?}: {}. See `kubectl get crd NAME -o yaml` (status.conditions) for why; run apply again to keep waiting",
+        .crds.join(", ")
+    )]
+    NotEstablished {
+        /// The name of each.
+        crds: Vec<String>,
+        /// How long kfsec waited.
+        waited: Duration,
+    },
     /// Deployments not available before the deadline.
     #[error(
         "not available after {waited:?}: {}. See `kubectl describe deployment -n NAMESPACE NAME` for why; run apply again to keep waiting",
@@ -105,17 +128,57 @@ impl Document {
             None => format!("{} {}", self.kind(), self.name()),
         }
     }
+    /// `apiVersion/kind`: what discovery resolves.
+    fn kind_key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.object["apiVersion"].as_str().unwrap_or(""),
+            self.kind()
+        )
+    }
+    /// The wave apply sends it in (see the module's documentation).
     fn rank(&self) -> u8 {
-        match self.kind() {
-            "CustomResourceDefinition" => 0,
-            "Namespace" => 1,
-            _ => 2,
+        let api_version = self.object["apiVersion"].as_str().unwrap_or("");
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        match (group, self.kind()) {
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
+            ("", "Namespace") => 1,
+            (
+                "",
+                "ServiceAccount"
+                | "Secret"
+                | "ConfigMap"
+                | "ResourceQuota"
+                | "LimitRange"
+                | "PersistentVolume"
+                | "PersistentVolumeClaim",
+            )
+            | ("rbac.authorization.k8s.io", "Role" | "ClusterRole")
+            | ("storage.k8s.io", "StorageClass")
+            | ("scheduling.k8s.io", "PriorityClass") => 2,
+            (
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration"
+                | "ValidatingWebhookConfiguration"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding",
+            )
+            | ("apiregistration.k8s.io", "APIService") => 4,
+            _ => 3,
         }
     }
 }
 
-/// The workload's documents with images pinned to `mirrors`, CRDs and Namespaces first;
-/// refuses (naming each use) when an image has no mirror.
+/// How many documents apply, plan and destroy read or write at a time.
+const AT_ONCE: usize = 8;
+
+/// How long apply waits, by default, for its CustomResourceDefinitions to be established
+/// and served ([`Workload::with_establish_wait`]).
+pub const ESTABLISH_WAIT: Duration = Duration::from_secs(60);
+
+/// The workload's documents with images pinned to `mirrors`, in apply's waves (CRDs and
+/// Namespaces first, webhook configurations last; file order within a wave); refuses (naming
+/// each use) when an image has no mirror.
 pub fn prepare(
     spec: &WorkloadSpec,
     mirrors: &kfsec_imagemirror::MirrorReport,
@@ -189,7 +252,7 @@ fn parse(file: &str, text: &str) -> Result<Vec<Document>, WorkloadError> {
     Ok(docs)
 }
 
-/// The workload's documents as written (images not rewritten), CRDs and Namespaces first:
+/// The workload's documents as written (images not rewritten), in apply's waves:
 /// what `destroy` needs, which only goes by kind and name.
 pub fn documents(spec: &WorkloadSpec) -> Result<Vec<Document>, WorkloadError> {
     let mut docs = Vec::new();
@@ -224,6 +287,15 @@ fn kube_error(what: String, e: kube::Error) -> WorkloadError {
     }
 }
 
+/// What failed when a document's kind is not found.
+fn unknown_kind(doc: &Document) -> String {
+    format!(
+        "find {} {} in the cluster's API (is its CustomResourceDefinition applied?)",
+        doc.object["apiVersion"].as_str().unwrap_or(""),
+        doc.kind()
+    )
+}
+
 impl WorkloadError {
     /// Retry transient errors ([`WorkloadError::is_transient`]), stop on the rest.
     pub fn retry_decision(&self) -> RetryDecision {
@@ -250,6 +322,7 @@ pub struct Workload {
     kube: kube::Client,
     progress: Progress,
     policies: Policies,
+    establish_wait: Duration,
 }
 
 impl std::fmt::Debug for Workload {
@@ -265,7 +338,15 @@ impl Workload {
             kube,
             progress: Progress::none(),
             policies: Policies::default(),
+            establish_wait: ESTABLISH_WAIT,
         }
+    }
+
+    /// How long apply waits for the workload's CustomResourceDefinitions to be established
+    /// and served before the next wave (default [`ESTABLISH_WAIT`]).
+    pub fn with_establish_wait(mut self, wait: Duration) -> Self {
+        self.establish_wait = wait;
+        self
     }
 
     /// Retries and backoff (a connection's `policies()`): a request that fails with no
@@ -281,25 +362,39 @@ impl Workload {
         self
     }
 
-    async fn resource(
-        &self,
-        doc: &Document,
-    ) -> Result<(ApiResource, ApiCapabilities), WorkloadError> {
+    async fn resource(&self, doc: &Document) -> Result<Found, WorkloadError> {
         let gvk = gvk(&doc.object);
         kfsec_iapingress::retry_read(&self.policies, || {
             kube::discovery::pinned_kind(&self.kube, &gvk)
         })
         .await
-        .map_err(|e| {
-            kube_error(
-                format!(
-                    "find {} {} in the cluster's API (is its CustomResourceDefinition applied?)",
-                    doc.object["apiVersion"].as_str().unwrap_or(""),
-                    doc.kind()
-                ),
-                e,
-            )
-        })
+        .map_err(|e| kube_error(unknown_kind(doc), e))
+    }
+
+    /// Each distinct kind of `docs` looked up once, eight at a time: `None` for a kind the
+    /// cluster does not serve. No answer (after the retries) is an error, not `None`.
+    async fn kinds(
+        &self,
+        docs: &[&Document],
+    ) -> Result<std::collections::HashMap<String, Option<Found>>, WorkloadError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let mut seen = std::collections::HashSet::new();
+        // Made first, then streamed: see namespace_leftovers on `Send` and boxed callers.
+        let lookups: Vec<_> = docs
+            .iter()
+            .filter(|doc| seen.insert(doc.kind_key()))
+            .map(|doc| async move {
+                match self.resource(doc).await {
+                    Ok(found) => Ok((doc.kind_key(), Some(found))),
+                    Err(e) if e.is_transient() => Err(e),
+                    Err(_) => Ok((doc.kind_key(), None)),
+                }
+            })
+            .collect();
+        futures::stream::iter(lookups)
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await
     }
 
     fn api(&self, ar: &ApiResource, caps: &ApiCapabilities, doc: &Document) -> Api<DynamicObject> {
@@ -310,23 +405,31 @@ impl Workload {
         }
     }
 
-    /// What apply would do with each document, as a plan (reads only): create what is
-    /// missing, update what lacks some of the document's fields, leave the rest.
+    /// What apply would do with each document, as a plan (reads only, eight at a time):
+    /// create what is missing, update what lacks some of the document's fields, leave the rest.
     pub async fn plan(&self, docs: &[Document]) -> Result<kfsec_core::Plan, WorkloadError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
         use kfsec_core::{Action, Change};
+        let kinds = self.kinds(&docs.iter().collect::<Vec<_>>()).await?;
+        let kinds = &kinds;
+        let reads: Vec<_> = docs
+            .iter()
+            .map(|doc| async move {
+                // A kind that a CRD of this workload defines is not known yet: it will be
+                // created.
+                match kinds.get(&doc.kind_key()) {
+                    Some(Some((ar, caps))) => self.live(ar, caps, doc).await,
+                    _ => Ok(None),
+                }
+            })
+            .collect();
+        let lives: Vec<Option<Value>> = futures::stream::iter(reads)
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
         let mut plan = kfsec_core::Plan::new();
-        for doc in docs {
+        for (doc, live) in docs.iter().zip(lives) {
             let resource = ResourceRef::new(doc.kind(), doc.display_name());
-            // A kind that a CRD of this workload defines is not known yet: it will be created.
-            let live = match self.resource(doc).await {
-                Ok((ar, caps)) => self
-                    .api(&ar, &caps, doc)
-                    .get_opt(doc.name())
-                    .await
-                    .map_err(|e| kube_error(format!("read {}", doc.display()), e))?
-                    .map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
-                Err(_) => None,
-            };
             let action = match live {
                 None => Action::Create {
                     fields: vec![("document".into(), Value::String(doc.file.clone()))],
@@ -353,21 +456,51 @@ impl Workload {
         Ok(plan)
     }
 
-    /// Applies what differs, in order, then waits up to `wait` for every Deployment to be
-    /// available (`Duration::ZERO`: no wait). Stops at the first refusal.
+    /// Applies what differs, wave by wave (see the module's documentation), eight documents
+    /// at a time within a wave, each a retried step; waits for the CRDs to be established
+    /// before the next wave; then waits up to `wait` for every Deployment to be available
+    /// (`Duration::ZERO`: no wait). Stops at the first refusal: the documents of its wave
+    /// that were in flight may or may not be applied, and a second apply finishes them.
     pub async fn apply(&self, docs: &[Document], wait: Duration) -> Result<Report, WorkloadError> {
-        let mut report = Report::new();
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let mut waves: std::collections::BTreeMap<u8, Vec<&Document>> = Default::default();
         for doc in docs {
-            let resource = ResourceRef::new(doc.kind(), doc.display_name());
-            let outcome = kfsec_core::retry::step(
-                &self.progress,
-                &self.policies,
-                &format!("apply {}", doc.display()),
-                WorkloadError::retry_decision,
-                || self.apply_one(doc),
-            )
-            .await?;
-            report.record(resource, outcome);
+            waves.entry(doc.rank()).or_default().push(doc);
+        }
+        let mut report = Report::new();
+        for (rank, wave) in waves {
+            let kinds = self.kinds(&wave).await?;
+            let kinds = &kinds;
+            let steps: Vec<_> = wave
+                .iter()
+                .map(|doc| async move {
+                    let Some(Some(found)) = kinds.get(&doc.kind_key()) else {
+                        return Err(WorkloadError::Kubernetes {
+                            what: unknown_kind(doc),
+                            code: 404,
+                            message: "the cluster's API does not serve this kind".into(),
+                        });
+                    };
+                    kfsec_core::retry::step(
+                        &self.progress,
+                        &self.policies,
+                        &format!("apply {}", doc.display()),
+                        WorkloadError::retry_decision,
+                        || self.apply_one(doc, found),
+                    )
+                    .await
+                })
+                .collect();
+            let outcomes: Vec<Outcome> = futures::stream::iter(steps)
+                .buffered(AT_ONCE)
+                .try_collect()
+                .await?;
+            for (doc, outcome) in wave.iter().zip(outcomes) {
+                report.record(ResourceRef::new(doc.kind(), doc.display_name()), outcome);
+            }
+            if rank == 0 {
+                self.wait_established(&wave).await?;
+            }
         }
         if !wait.is_zero() {
             self.wait_available(docs, wait).await?;
@@ -375,10 +508,107 @@ impl Workload {
         Ok(report)
     }
 
-    /// One document: read, and apply only when the live object lacks some of its fields.
-    async fn apply_one(&self, doc: &Document) -> Result<Outcome, WorkloadError> {
-        let (ar, caps) = self.resource(doc).await?;
-        let api = self.api(&ar, &caps, doc);
+    /// Polls the CustomResourceDefinitions `crds` until each is `Established` and discovery
+    /// serves every version it serves, for up to `establish_wait`.
+    async fn wait_established(&self, crds: &[&Document]) -> Result<(), WorkloadError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        if crds.is_empty() {
+            return Ok(());
+        }
+        let step = format!("wait for {} CustomResourceDefinitions", crds.len());
+        self.progress.started(&step);
+        let start = Instant::now();
+        let mut waiting: Vec<&Document> = crds.to_vec();
+        loop {
+            let checks: Vec<_> =
+                waiting
+                    .iter()
+                    .map(|crd| async move {
+                        self.established(crd).await.map(|ok| (!ok).then_some(*crd))
+                    })
+                    .collect();
+            waiting = futures::stream::iter(checks)
+                .buffered(AT_ONCE)
+                .try_collect::<Vec<_>>()
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            if waiting.is_empty() {
+                self.progress.finished(&step, true);
+                return Ok(());
+            }
+            if start.elapsed() >= self.establish_wait {
+                self.progress.finished(&step, false);
+                return Err(WorkloadError::NotEstablished {
+                    crds: waiting.iter().map(|d| d.name().to_string()).collect(),
+                    waited: start.elapsed(),
+                });
+            }
+            self.progress.emit(ProgressEvent::Waiting {
+                step: step.clone(),
+                operation: "customresourcedefinitions".into(),
+                status: Some(format!("{} not established yet", waiting.len())),
+                elapsed: start.elapsed(),
+            });
+            tokio::time::sleep(
+                Duration::from_millis(250).min(self.establish_wait.saturating_sub(start.elapsed())),
+            )
+            .await;
+        }
+    }
+
+    /// Whether a CRD document's live object is `Established` and discovery serves each of
+    /// its served versions (the API server's discovery can trail the condition a little).
+    async fn established(&self, crd: &Document) -> Result<bool, WorkloadError> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        );
+        let api: Api<DynamicObject> = Api::all_with(self.kube.clone(), &ar);
+        let live = kfsec_iapingress::retry_read(&self.policies, || api.get_opt(crd.name()))
+            .await
+            .map_err(|e| kube_error(format!("read {}", crd.display()), e))?;
+        let established = live.is_some_and(|l| {
+            l.data["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+            })
+        });
+        if !established {
+            return Ok(false);
+        }
+        let spec = &crd.object["spec"];
+        let group = spec["group"].as_str().unwrap_or("");
+        let kind = spec["names"]["kind"].as_str().unwrap_or("");
+        for version in spec["versions"].as_array().into_iter().flatten() {
+            if version["served"] == false {
+                continue;
+            }
+            let gvk = GroupVersionKind::gvk(group, version["name"].as_str().unwrap_or(""), kind);
+            match kfsec_iapingress::retry_read(&self.policies, || {
+                kube::discovery::pinned_kind(&self.kube, &gvk)
+            })
+            .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    let e = kube_error(format!("find {group}/{} {kind}", gvk.version), e);
+                    if e.is_transient() {
+                        return Err(e);
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// One document, whose kind is `found`: read, and apply only when the live object lacks
+    /// some of its fields.
+    async fn apply_one(&self, doc: &Document, found: &Found) -> Result<Outcome, WorkloadError> {
+        let (ar, caps) = found;
+        let api = self.api(ar, caps, doc);
         let live = api
             .get_opt(doc.name())
             .await
@@ -492,35 +722,16 @@ impl Workload {
     ) -> Result<Vec<(Document, Result<Found, String>)>, WorkloadError> {
         use futures::{StreamExt as _, TryStreamExt as _};
         // Each kind is looked up once (Kubeflow is hundreds of documents of a few dozen
-        // kinds), then the objects are read eight at a time, their order kept.
-        let kind_of = |doc: &Document| {
-            format!(
-                "{}/{}",
-                doc.object["apiVersion"].as_str().unwrap_or(""),
-                doc.kind()
-            )
-        };
-        let mut kinds = std::collections::HashMap::new();
-        for doc in docs {
-            if kinds.contains_key(&kind_of(doc)) {
-                continue;
-            }
-            let found = match self.resource(doc).await {
-                Ok(found) => Some(found),
-                // No answer: not the same as absent.
-                Err(e) if e.is_transient() => return Err(e),
-                // Its kind is not served (its CRD is gone): nothing to delete.
-                Err(_) => None,
-            };
-            kinds.insert(kind_of(doc), found);
-        }
+        // kinds), then the objects are read eight at a time, their order kept. A kind not
+        // served (its CRD is gone) has nothing to delete.
+        let kinds = self.kinds(&docs.iter().collect::<Vec<_>>()).await?;
         let kinds = &kinds;
         // Made first, then streamed: see namespace_leftovers on `Send` and boxed callers.
         let reads: Vec<_> = docs
             .iter()
             .rev()
             .map(|doc| async move {
-                let Some(Some((ar, caps))) = kinds.get(&kind_of(doc)) else {
+                let Some(Some((ar, caps))) = kinds.get(&doc.kind_key()) else {
                     return Ok(None);
                 };
                 let live = self.live(ar, caps, doc).await?;
@@ -528,7 +739,7 @@ impl Workload {
             })
             .collect();
         let live: Vec<(Document, Value, Found)> = futures::stream::iter(reads)
-            .buffered(8)
+            .buffered(AT_ONCE)
             .try_collect::<Vec<Option<_>>>()
             .await?
             .into_iter()
@@ -670,12 +881,14 @@ impl Workload {
         }
     }
 
-    /// Polls every Deployment of `docs` until its `Available` condition is true.
+    /// Polls every Deployment of `docs` (eight at a time) until its `Available` condition is
+    /// true.
     pub async fn wait_available(
         &self,
         docs: &[Document],
         wait: Duration,
     ) -> Result<(), WorkloadError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
         let deployments: Vec<&Document> = docs
             .iter()
             .filter(|d| d.kind() == "Deployment" && d.object["apiVersion"] == "apps/v1")
@@ -687,34 +900,42 @@ impl Workload {
         self.progress.started(&step);
         let start = Instant::now();
         loop {
-            let mut waiting = Vec::new();
-            for d in &deployments {
-                let ns = d.namespace().unwrap_or("default");
-                let api: Api<DynamicObject> = Api::namespaced_with(
-                    self.kube.clone(),
-                    ns,
-                    &ApiResource::from_gvk(&gvk(&d.object)),
-                );
-                let live = match api.get_opt(d.name()).await {
-                    Ok(live) => live,
-                    Err(e) => {
-                        let e = kube_error(format!("read {}", d.display()), e);
-                        if !e.is_transient() {
-                            return Err(e);
+            // Eight at a time; a read with no answer counts as not available yet.
+            let reads: Vec<_> = deployments
+                .iter()
+                .map(|d| async move {
+                    let ns = d.namespace().unwrap_or("default");
+                    let api: Api<DynamicObject> = Api::namespaced_with(
+                        self.kube.clone(),
+                        ns,
+                        &ApiResource::from_gvk(&gvk(&d.object)),
+                    );
+                    let live = match api.get_opt(d.name()).await {
+                        Ok(live) => live,
+                        Err(e) => {
+                            let e = kube_error(format!("read {}", d.display()), e);
+                            if !e.is_transient() {
+                                return Err(e);
+                            }
+                            None
                         }
-                        None
-                    }
-                };
-                let available = live.is_some_and(|l| {
-                    l.data["status"]["conditions"].as_array().is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Available" && c["status"] == "True")
-                    })
-                });
-                if !available {
-                    waiting.push(format!("{ns}/{}", d.name()));
-                }
-            }
+                    };
+                    let available = live.is_some_and(|l| {
+                        l.data["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Available" && c["status"] == "True")
+                        })
+                    });
+                    Ok((!available).then(|| format!("{ns}/{}", d.name())))
+                })
+                .collect();
+            let waiting: Vec<String> = futures::stream::iter(reads)
+                .buffered(AT_ONCE)
+                .try_collect::<Vec<_>>()
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
             if waiting.is_empty() {
                 self.progress.finished(&step, true);
                 return Ok(());

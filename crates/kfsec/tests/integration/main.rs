@@ -7,3 +7,4 @@ mod destroy;
 mod faults;
 mod gcloud;
 mod workflow;
+mod workload;
