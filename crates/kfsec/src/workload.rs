@@ -511,48 +511,71 @@ impl Workload {
     /// Polls the CustomResourceDefinitions `crds` until each is `Established` and discovery
     /// serves every version it serves, for up to `establish_wait`.
     async fn wait_established(&self, crds: &[&Document]) -> Result<(), WorkloadError> {
-        use futures::{StreamExt as _, TryStreamExt as _};
         if crds.is_empty() {
             return Ok(());
         }
-        let step = format!("wait for {} CustomResourceDefinitions", crds.len());
-        self.progress.started(&step);
+        let (left, waited) = self
+            .poll_until(
+                &format!("wait for {} CustomResourceDefinitions", crds.len()),
+                ("customresourcedefinitions", "not established yet"),
+                self.establish_wait,
+                crds.to_vec(),
+                |crd| {
+                    let crd = *crd;
+                    async move { self.established(crd).await }
+                },
+            )
+            .await?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        Err(WorkloadError::NotEstablished {
+            crds: left.iter().map(|d| d.name().to_string()).collect(),
+            waited,
+        })
+    }
+
+    /// Checks each of `pending` with `done` (eight at a time) every 250 ms until all are done
+    /// or `limit` has passed, with progress as `step` (`what`: the operation, and what a
+    /// pending one is, for the status line). Returns what is still pending (empty: all done)
+    /// and how long it waited.
+    async fn poll_until<T, Fut>(
+        &self,
+        step: &str,
+        what: (&str, &str),
+        limit: Duration,
+        mut pending: Vec<T>,
+        done: impl Fn(&T) -> Fut,
+    ) -> Result<(Vec<T>, Duration), WorkloadError>
+    where
+        Fut: std::future::Future<Output = Result<bool, WorkloadError>>,
+    {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        self.progress.started(step);
         let start = Instant::now();
-        let mut waiting: Vec<&Document> = crds.to_vec();
         loop {
-            let checks: Vec<_> =
-                waiting
-                    .iter()
-                    .map(|crd| async move {
-                        self.established(crd).await.map(|ok| (!ok).then_some(*crd))
-                    })
-                    .collect();
-            waiting = futures::stream::iter(checks)
+            let checks: Vec<Fut> = pending.iter().map(&done).collect();
+            let finished: Vec<bool> = futures::stream::iter(checks)
                 .buffered(AT_ONCE)
-                .try_collect::<Vec<_>>()
-                .await?
+                .try_collect()
+                .await?;
+            pending = pending
                 .into_iter()
-                .flatten()
+                .zip(finished)
+                .filter_map(|(t, finished)| (!finished).then_some(t))
                 .collect();
-            if waiting.is_empty() {
-                self.progress.finished(&step, true);
-                return Ok(());
-            }
-            if start.elapsed() >= self.establish_wait {
-                self.progress.finished(&step, false);
-                return Err(WorkloadError::NotEstablished {
-                    crds: waiting.iter().map(|d| d.name().to_string()).collect(),
-                    waited: start.elapsed(),
-                });
+            if pending.is_empty() || start.elapsed() >= limit {
+                self.progress.finished(step, pending.is_empty());
+                return Ok((pending, start.elapsed()));
             }
             self.progress.emit(ProgressEvent::Waiting {
-                step: step.clone(),
-                operation: "customresourcedefinitions".into(),
-                status: Some(format!("{} not established yet", waiting.len())),
+                step: step.to_string(),
+                operation: what.0.into(),
+                status: Some(format!("{} {}", pending.len(), what.1)),
                 elapsed: start.elapsed(),
             });
             tokio::time::sleep(
-                Duration::from_millis(250).min(self.establish_wait.saturating_sub(start.elapsed())),
+                Duration::from_millis(250).min(limit.saturating_sub(start.elapsed())),
             )
             .await;
         }
@@ -888,7 +911,6 @@ impl Workload {
         docs: &[Document],
         wait: Duration,
     ) -> Result<(), WorkloadError> {
-        use futures::{StreamExt as _, TryStreamExt as _};
         let deployments: Vec<&Document> = docs
             .iter()
             .filter(|d| d.kind() == "Deployment" && d.object["apiVersion"] == "apps/v1")
@@ -896,68 +918,54 @@ impl Workload {
         if deployments.is_empty() {
             return Ok(());
         }
-        let step = format!("wait for {} Deployments", deployments.len());
-        self.progress.started(&step);
-        let start = Instant::now();
-        loop {
-            // Eight at a time; a read with no answer counts as not available yet.
-            let reads: Vec<_> = deployments
-                .iter()
-                .map(|d| async move {
-                    let ns = d.namespace().unwrap_or("default");
-                    let api: Api<DynamicObject> = Api::namespaced_with(
-                        self.kube.clone(),
-                        ns,
-                        &ApiResource::from_gvk(&gvk(&d.object)),
-                    );
-                    let live = match api.get_opt(d.name()).await {
-                        Ok(live) => live,
-                        Err(e) => {
-                            let e = kube_error(format!("read {}", d.display()), e);
-                            if !e.is_transient() {
-                                return Err(e);
-                            }
-                            None
-                        }
-                    };
-                    let available = live.is_some_and(|l| {
-                        l.data["status"]["conditions"].as_array().is_some_and(|c| {
-                            c.iter()
-                                .any(|c| c["type"] == "Available" && c["status"] == "True")
-                        })
-                    });
-                    Ok((!available).then(|| format!("{ns}/{}", d.name())))
-                })
-                .collect();
-            let waiting: Vec<String> = futures::stream::iter(reads)
-                .buffered(AT_ONCE)
-                .try_collect::<Vec<_>>()
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
-            if waiting.is_empty() {
-                self.progress.finished(&step, true);
-                return Ok(());
-            }
-            if start.elapsed() >= wait {
-                self.progress.finished(&step, false);
-                return Err(WorkloadError::NotAvailable {
-                    deployments: waiting,
-                    waited: start.elapsed(),
-                });
-            }
-            self.progress.emit(ProgressEvent::Waiting {
-                step: step.clone(),
-                operation: "deployments".into(),
-                status: Some(format!("{} not available yet", waiting.len())),
-                elapsed: start.elapsed(),
-            });
-            tokio::time::sleep(
-                Duration::from_millis(250).min(wait.saturating_sub(start.elapsed())),
+        let (left, waited) = self
+            .poll_until(
+                &format!("wait for {} Deployments", deployments.len()),
+                ("deployments", "not available yet"),
+                wait,
+                deployments,
+                |d| {
+                    let d = *d;
+                    async move { self.available(d).await }
+                },
             )
-            .await;
+            .await?;
+        if left.is_empty() {
+            return Ok(());
         }
+        Err(WorkloadError::NotAvailable {
+            deployments: left
+                .iter()
+                .map(|d| format!("{}/{}", d.namespace().unwrap_or("default"), d.name()))
+                .collect(),
+            waited,
+        })
+    }
+
+    /// Whether a Deployment's `Available` condition is true; a read with no answer counts as
+    /// not yet.
+    async fn available(&self, d: &Document) -> Result<bool, WorkloadError> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.kube.clone(),
+            d.namespace().unwrap_or("default"),
+            &ApiResource::from_gvk(&gvk(&d.object)),
+        );
+        let live = match api.get_opt(d.name()).await {
+            Ok(live) => live,
+            Err(e) => {
+                let e = kube_error(format!("read {}", d.display()), e);
+                if !e.is_transient() {
+                    return Err(e);
+                }
+                None
+            }
+        };
+        Ok(live.is_some_and(|l| {
+            l.data["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Available" && c["status"] == "True")
+            })
+        }))
     }
 }
 

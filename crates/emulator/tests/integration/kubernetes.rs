@@ -64,6 +64,30 @@ async fn get(em: &Emulator, path: &str) -> (u16, Value) {
     send(em, Method::GET, path, "", "").await
 }
 
+/// An emulator whose controllers act `lro` after a change, with the namespace `kf-app`.
+async fn with_controllers_after(lro: Duration) -> Emulator {
+    let em = Emulator::start(EmulatorOptions {
+        lro,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    make_namespace(&em).await;
+    em
+}
+
+/// A server-side apply of `yaml` to the object at `path`, as field manager `kfsec`.
+async fn apply(em: &Emulator, path: &str, yaml: &str) -> (u16, Value) {
+    send(
+        em,
+        Method::PATCH,
+        &format!("{path}?fieldManager=kfsec"),
+        APPLY,
+        yaml,
+    )
+    .await
+}
+
 const DEPLOY: &str = "apis/apps/v1/namespaces/kf-app/deployments/web";
 
 fn deployment(replicas: u32, extra_label: bool) -> String {
@@ -400,23 +424,10 @@ async fn server_side_apply_semantics() {
 
 #[tokio::test]
 async fn ingress_gets_an_address_and_backends_after_lro() {
-    let em = Emulator::start(EmulatorOptions {
-        lro: Duration::from_millis(300),
-        ..EmulatorOptions::default()
-    })
-    .await
-    .unwrap();
-    make_namespace(&em).await;
+    let em = with_controllers_after(Duration::from_millis(300)).await;
     let ingress = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n  namespace: kf-app\nspec:\n  rules:\n  - http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: web\n            port:\n              number: 80\n";
     let url = "apis/networking.k8s.io/v1/namespaces/kf-app/ingresses/web";
-    let (status, created) = send(
-        &em,
-        Method::PATCH,
-        &format!("{url}?fieldManager=kfsec"),
-        APPLY,
-        ingress,
-    )
-    .await;
+    let (status, created) = apply(&em, url, ingress).await;
     assert_eq!(status, 201, "{created}");
     assert!(created.get("status").is_none(), "{created}");
     let (_, early) = get(&em, url).await;
@@ -496,14 +507,7 @@ async fn ingress_gets_an_address_and_backends_after_lro() {
     // Stable: reading again changes nothing; re-applying keeps the controller's annotation.
     let (_, again) = get(&em, url).await;
     assert_eq!(again, later);
-    let (_, reapplied) = send(
-        &em,
-        Method::PATCH,
-        &format!("{url}?fieldManager=kfsec"),
-        APPLY,
-        ingress,
-    )
-    .await;
+    let (_, reapplied) = apply(&em, url, ingress).await;
     assert_eq!(reapplied, later);
     assert_eq!(
         em.state()["kubernetes"]["networking.k8s.io/v1/Ingress"]["kf-app/web"]["status"]["loadBalancer"]
@@ -514,23 +518,10 @@ async fn ingress_gets_an_address_and_backends_after_lro() {
 
 #[tokio::test]
 async fn a_crd_is_established_and_its_kind_served_after_lro() {
-    let em = Emulator::start(EmulatorOptions {
-        lro: Duration::from_millis(300),
-        ..EmulatorOptions::default()
-    })
-    .await
-    .unwrap();
-    make_namespace(&em).await;
+    let em = with_controllers_after(Duration::from_millis(300)).await;
     let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: notebooks.kubeflow.org\nspec:\n  group: kubeflow.org\n  scope: Namespaced\n  names: {kind: Notebook, plural: notebooks}\n  versions: [{name: v1, served: true, storage: true}]\n";
     let url = "apis/apiextensions.k8s.io/v1/customresourcedefinitions/notebooks.kubeflow.org";
-    let (status, created) = send(
-        &em,
-        Method::PATCH,
-        &format!("{url}?fieldManager=kfsec"),
-        APPLY,
-        crd,
-    )
-    .await;
+    let (status, created) = apply(&em, url, crd).await;
     assert_eq!(status, 201, "{created}");
     let established = |crd: &Value| {
         crd["status"]["conditions"]
@@ -546,14 +537,7 @@ async fn a_crd_is_established_and_its_kind_served_after_lro() {
     let nb_url = "apis/kubeflow.org/v1/namespaces/kf-app/notebooks/nb";
     let (status, _) = get(&em, "apis/kubeflow.org/v1").await;
     assert_eq!(status, 404);
-    let (status, _) = send(
-        &em,
-        Method::PATCH,
-        &format!("{nb_url}?fieldManager=kfsec"),
-        APPLY,
-        notebook,
-    )
-    .await;
+    let (status, _) = apply(&em, nb_url, notebook).await;
     assert_eq!(status, 404);
 
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -562,30 +546,14 @@ async fn a_crd_is_established_and_its_kind_served_after_lro() {
     let (status, group) = get(&em, "apis/kubeflow.org/v1").await;
     assert_eq!(status, 200, "{group}");
     assert_eq!(group["resources"][0]["kind"], "Notebook", "{group}");
-    let (status, made) = send(
-        &em,
-        Method::PATCH,
-        &format!("{nb_url}?fieldManager=kfsec"),
-        APPLY,
-        notebook,
-    )
-    .await;
+    let (status, made) = apply(&em, nb_url, notebook).await;
     assert_eq!(status, 201, "{made}");
     // An update keeps it established, and applying it unchanged keeps its resourceVersion.
-    let (_, reapplied) = send(
-        &em,
-        Method::PATCH,
-        &format!("{url}?fieldManager=kfsec"),
-        APPLY,
-        crd,
-    )
-    .await;
+    let (_, reapplied) = apply(&em, url, crd).await;
     assert_eq!(reapplied, ready);
-    let (status, updated) = send(
+    let (status, updated) = apply(
         &em,
-        Method::PATCH,
-        &format!("{url}?fieldManager=kfsec"),
-        APPLY,
+        url,
         &crd.replace("plural: notebooks}", "plural: notebooks, shortNames: [nb]}"),
     )
     .await;
