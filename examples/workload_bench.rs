@@ -1,0 +1,239 @@
+//! The workload's apply against kubectl's, on the same emulated API server with the same
+//! round trip.
+//!
+//! ```text
+//! cargo run --release --example workload-bench -- [--documents 207] [--latency-ms 20]
+//! ```
+//!
+//! Generates a workload shaped like Kubeflow's `kustomize build` output: two Namespaces, ten
+//! CustomResourceDefinitions and twenty objects of them, a webhook configuration, and the
+//! rest ServiceAccounts, ConfigMaps, Services, Deployments and RoleBindings in turn. Each tool
+//! applies it to its own fresh emulator (each request answered after `--latency-ms`):
+//!
+//! - kfsec: [`kfsec::workload::Workload::apply`] (waves, eight documents at a time), then
+//!   the same again (nothing to send), then `plan`;
+//! - kubectl: `kubectl apply --server-side` of the CRDs, then of the rest (kubectl cannot map
+//!   a custom object in the run that creates its CRD), then both again.
+//!
+//! It prints each run's wall time and requests, and kfsec's time over kubectl's.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use kfsec::WorkloadSpec;
+use kfsec::workload::{Workload, documents};
+use kfsec_core::Connection;
+use kfsec_emulator::{Emulator, EmulatorOptions};
+
+#[derive(Parser)]
+#[command(about = "kfsec's workload apply against kubectl apply --server-side, on the emulator")]
+struct Cli {
+    /// How many documents the generated workload has (at least 40).
+    #[arg(long, default_value_t = 207, value_parser = clap::value_parser!(u64).range(40..))]
+    documents: u64,
+    /// The emulator's answer time, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+}
+
+/// The generated workload as (CRDs, everything else), each a multi-document YAML.
+fn generate(documents: u64) -> (String, String) {
+    let mut crds = String::new();
+    for c in 0..10 {
+        crds += &format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: things{c}.example.org}}\nspec:\n  group: example.org\n  scope: Namespaced\n  names: {{kind: Thing{c}, plural: things{c}}}\n  versions: [{{name: v1, served: true, storage: true}}]\n---\n"
+        );
+    }
+    let mut rest = String::new();
+    for n in 0..2 {
+        rest += &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: team{n}}}\n---\n");
+    }
+    rest += "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: things-check}\nwebhooks:\n- name: check.example.org\n  clientConfig: {service: {name: svc0, namespace: team0, path: /check}}\n  admissionReviewVersions: [v1]\n  sideEffects: None\n---\n";
+    for i in 0..20 {
+        rest += &format!(
+            "apiVersion: example.org/v1\nkind: Thing{}\nmetadata: {{name: thing{i}, namespace: team{}}}\nspec: {{size: {i}}}\n---\n",
+            i % 10,
+            i % 2
+        );
+    }
+    for i in 0..documents.saturating_sub(33) {
+        let (ns, n) = (i % 2, i / 5);
+        rest += &match i % 5 {
+            0 => format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: sa{n}, namespace: team{ns}}}\n"
+            ),
+            1 => format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm{n}, namespace: team{ns}}}\ndata: {{key: value{n}}}\n"
+            ),
+            2 => format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: svc{n}, namespace: team{ns}}}\nspec:\n  selector: {{app: app{n}}}\n  ports: [{{port: 80}}]\n"
+            ),
+            3 => format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app{n}, namespace: team{ns}}}\nspec:\n  selector: {{matchLabels: {{app: app{n}}}}}\n  template:\n    metadata: {{labels: {{app: app{n}}}}}\n    spec:\n      serviceAccountName: sa{n}\n      containers: [{{name: app, image: busybox}}]\n"
+            ),
+            _ => format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: rb{n}, namespace: team{ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}\nsubjects: [{{kind: ServiceAccount, name: sa{n}, namespace: team{ns}}}]\n"
+            ),
+        };
+        rest += "---\n";
+    }
+    (crds, rest)
+}
+
+async fn emulator(cli: &Cli) -> anyhow::Result<Emulator> {
+    Ok(Emulator::start(EmulatorOptions {
+        latency: Duration::from_millis(cli.latency_ms),
+        ..EmulatorOptions::default()
+    })
+    .await?)
+}
+
+/// A timed run: what it did, its wall time, the requests it sent and how many of them wrote.
+struct Timed {
+    what: &'static str,
+    seconds: f64,
+    requests: usize,
+    writes: usize,
+}
+
+impl Timed {
+    fn cell(&self) -> String {
+        format!(
+            "{:.2} s ({} requests, {} writes)",
+            self.seconds, self.requests, self.writes
+        )
+    }
+}
+
+/// Times `run`, counting the emulator's requests.
+async fn timed<F: std::future::Future<Output = anyhow::Result<()>>>(
+    what: &'static str,
+    emu: &Emulator,
+    run: F,
+) -> anyhow::Result<Timed> {
+    let before = emu.requests().len();
+    let start = Instant::now();
+    run.await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let sent = &emu.requests()[before..];
+    Ok(Timed {
+        what,
+        seconds,
+        requests: sent.len(),
+        writes: sent
+            .iter()
+            .filter(|r| !matches!(r.method.as_str(), "GET" | "HEAD"))
+            .count(),
+    })
+}
+
+/// `kubectl apply --server-side` of each file in turn, against the emulator.
+async fn kubectl_apply(emu: &Emulator, cache: &Path, files: &[&Path]) -> anyhow::Result<()> {
+    let server = emu
+        .endpoint("kubernetes")
+        .ok_or_else(|| anyhow::anyhow!("the emulator has no kubernetes endpoint"))?
+        .to_string();
+    for file in files {
+        let out = tokio::task::spawn_blocking({
+            let (server, cache, file) = (server.clone(), cache.to_owned(), file.to_path_buf());
+            move || {
+                Command::new("kubectl")
+                    .env("KUBECONFIG", "/dev/null")
+                    .arg("--server")
+                    .arg(&server)
+                    .arg("--cache-dir")
+                    .arg(&cache)
+                    .args(["apply", "--server-side", "--validate=false", "-f"])
+                    .arg(&file)
+                    .output()
+            }
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("kubectl could not run (is it installed?): {e}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl apply -f {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let dir = tempfile::tempdir()?;
+    let (crds, rest) = generate(cli.documents);
+    let (crds_file, rest_file) = (dir.path().join("crds.yaml"), dir.path().join("rest.yaml"));
+    std::fs::write(&crds_file, &crds)?;
+    std::fs::write(&rest_file, &rest)?;
+    let all_file = dir.path().join("workload.yaml");
+    std::fs::write(&all_file, format!("{rest}{crds}"))?;
+    let docs = documents(&WorkloadSpec {
+        manifests: vec![all_file],
+        wait_seconds: 0,
+    })?;
+    println!(
+        "workload-bench: {} documents (10 CRDs, 20 custom objects), {} ms per request",
+        docs.len(),
+        cli.latency_ms
+    );
+
+    let emu = emulator(&cli).await?;
+    let conn = Connection::emulated(
+        emu.endpoints()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    let workload = Workload::new(kfsec_iapingress::kube_client(&conn).await?);
+    let kfsec = [
+        timed("apply", &emu, async {
+            workload.apply(&docs, Duration::ZERO).await?;
+            Ok(())
+        })
+        .await?,
+        timed("apply again", &emu, async {
+            let report = workload.apply(&docs, Duration::ZERO).await?;
+            anyhow::ensure!(
+                report.changed_nothing(),
+                "the second apply changed something"
+            );
+            Ok(())
+        })
+        .await?,
+        timed("plan", &emu, async {
+            workload.plan(&docs).await?;
+            Ok(())
+        })
+        .await?,
+    ];
+
+    let emu = emulator(&cli).await?;
+    let cache = dir.path().join("kubectl-cache");
+    let files = [crds_file.as_path(), rest_file.as_path()];
+    let kubectl = [
+        timed("apply", &emu, kubectl_apply(&emu, &cache, &files)).await?,
+        timed("apply again", &emu, kubectl_apply(&emu, &cache, &files)).await?,
+    ];
+
+    println!(
+        "\n{:<12} {:<36} {:<36} kfsec/kubectl",
+        "", "kfsec", "kubectl"
+    );
+    for k in &kfsec {
+        let peer = kubectl.iter().find(|p| p.what == k.what);
+        println!(
+            "{:<12} {:<36} {:<36} {}",
+            k.what,
+            k.cell(),
+            peer.map(Timed::cell).unwrap_or_else(|| "-".into()),
+            peer.map(|p| format!("{:.2}x", k.seconds / p.seconds.max(1e-9)))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
