@@ -80,7 +80,7 @@ pub enum WorkloadError {
     /// CustomResourceDefinitions not established, or their kinds not served, before the
     /// deadline ([`Workload::with_establish_wait`]): nothing of the later waves was applied.
     #[error(
-        "not established after {waited:?}: {}. See `kubectl get crd NAME -o yaml` (status.conditions) for why; run apply again to keep waiting",
+        "CustomResourceDefinitions not established after {waited:?}: {}. See `kubectl get crd NAME -o yaml` (status.conditions) for why; run apply again to keep waiting",
         .crds.join(", ")
     )]
     NotEstablished {
