@@ -287,6 +287,13 @@ fn kube_error(what: String, e: kube::Error) -> WorkloadError {
     }
 }
 
+/// Whether a live object's `status.conditions` holds `kind` with status `True`.
+fn condition_true(live: &Value, kind: &str) -> bool {
+    live["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
 /// What failed when a document's kind is not found.
 fn unknown_kind(doc: &Document) -> String {
     format!(
@@ -362,13 +369,13 @@ impl Workload {
         self
     }
 
-    async fn resource(&self, doc: &Document) -> Result<Found, WorkloadError> {
-        let gvk = gvk(&doc.object);
+    /// How the cluster serves `gvk` (discovery, retried); `what` names the lookup in errors.
+    async fn served(&self, gvk: &GroupVersionKind, what: String) -> Result<Found, WorkloadError> {
         kfsec_iapingress::retry_read(&self.policies, || {
-            kube::discovery::pinned_kind(&self.kube, &gvk)
+            kube::discovery::pinned_kind(&self.kube, gvk)
         })
         .await
-        .map_err(|e| kube_error(unknown_kind(doc), e))
+        .map_err(|e| kube_error(what, e))
     }
 
     /// Each distinct kind of `docs` looked up once, eight at a time: `None` for a kind the
@@ -384,7 +391,7 @@ impl Workload {
             .iter()
             .filter(|doc| seen.insert(doc.kind_key()))
             .map(|doc| async move {
-                match self.resource(doc).await {
+                match self.served(&gvk(&doc.object), unknown_kind(doc)).await {
                     Ok(found) => Ok((doc.kind_key(), Some(found))),
                     Err(e) if e.is_transient() => Err(e),
                     Err(_) => Ok((doc.kind_key(), None)),
@@ -498,8 +505,10 @@ impl Workload {
             for (doc, outcome) in wave.iter().zip(outcomes) {
                 report.record(ResourceRef::new(doc.kind(), doc.display_name()), outcome);
             }
-            if rank == 0 {
-                self.wait_established(&wave).await?;
+            if rank == 0
+                && let Some(Some(crd_kind)) = wave.first().and_then(|d| kinds.get(&d.kind_key()))
+            {
+                self.wait_established(&wave, crd_kind).await?;
             }
         }
         if !wait.is_zero() {
@@ -509,8 +518,13 @@ impl Workload {
     }
 
     /// Polls the CustomResourceDefinitions `crds` until each is `Established` and discovery
-    /// serves every version it serves, for up to `establish_wait`.
-    async fn wait_established(&self, crds: &[&Document]) -> Result<(), WorkloadError> {
+    /// serves every version it serves, for up to `establish_wait`; `crd_kind` is the
+    /// CustomResourceDefinition kind as discovery resolved it.
+    async fn wait_established(
+        &self,
+        crds: &[&Document],
+        crd_kind: &Found,
+    ) -> Result<(), WorkloadError> {
         if crds.is_empty() {
             return Ok(());
         }
@@ -522,7 +536,7 @@ impl Workload {
                 crds.to_vec(),
                 |crd| {
                     let crd = *crd;
-                    async move { self.established(crd).await }
+                    async move { self.established(crd, crd_kind).await }
                 },
             )
             .await?;
@@ -583,22 +597,10 @@ impl Workload {
 
     /// Whether a CRD document's live object is `Established` and discovery serves each of
     /// its served versions (the API server's discovery can trail the condition a little).
-    async fn established(&self, crd: &Document) -> Result<bool, WorkloadError> {
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
-            "customresourcedefinitions",
-        );
-        let api: Api<DynamicObject> = Api::all_with(self.kube.clone(), &ar);
-        let live = kfsec_iapingress::retry_read(&self.policies, || api.get_opt(crd.name()))
-            .await
-            .map_err(|e| kube_error(format!("read {}", crd.display()), e))?;
-        let established = live.is_some_and(|l| {
-            l.data["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True")
-            })
-        });
-        if !established {
+    async fn established(&self, crd: &Document, crd_kind: &Found) -> Result<bool, WorkloadError> {
+        let (ar, caps) = crd_kind;
+        let live = self.live(ar, caps, crd).await?;
+        if !live.is_some_and(|l| condition_true(&l, "Established")) {
             return Ok(false);
         }
         let spec = &crd.object["spec"];
@@ -609,19 +611,11 @@ impl Workload {
                 continue;
             }
             let gvk = GroupVersionKind::gvk(group, version["name"].as_str().unwrap_or(""), kind);
-            match kfsec_iapingress::retry_read(&self.policies, || {
-                kube::discovery::pinned_kind(&self.kube, &gvk)
-            })
-            .await
-            {
+            let what = format!("find {group}/{} {kind}", gvk.version);
+            match self.served(&gvk, what).await {
                 Ok(_) => {}
-                Err(e) => {
-                    let e = kube_error(format!("find {group}/{} {kind}", gvk.version), e);
-                    if e.is_transient() {
-                        return Err(e);
-                    }
-                    return Ok(false);
-                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(_) => return Ok(false),
             }
         }
         Ok(true)
@@ -960,12 +954,7 @@ impl Workload {
                 None
             }
         };
-        Ok(live.is_some_and(|l| {
-            l.data["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Available" && c["status"] == "True")
-            })
-        }))
+        Ok(live.is_some_and(|l| condition_true(&l.data, "Available")))
     }
 }
 
