@@ -3,7 +3,8 @@
 //! manifests must be byte-identical at both ends (`skopeo inspect --raw`), and a second mirror
 //! must send no blob request (read from the destination's access log); through proxies that
 //! fail a fifth of requests the mirror still completes with the same bytes; `Retry-After` is
-//! waited for; a layer shared by two repositories is uploaded once and mounted; bearer tokens
+//! waited for; a mirror stopped at any point is finished by a second run that uploads nothing
+//! twice; a layer shared by two repositories is uploaded once and mounted; bearer tokens
 //! (with a mount's two-repository scope) and Google access tokens are used; refused
 //! credentials fail at once, naming the registry.
 
@@ -419,6 +420,124 @@ async fn a_fifth_of_requests_failing_still_gives_byte_identical_mirrors() {
             "seed {seed}: the proxies failed nothing"
         );
     }
+}
+
+/// Per repository and blob digest, how many uploads of it the registry completed (its access
+/// log's `PUT .../blobs/uploads/...?digest=` answered 201).
+fn completed_uploads(lines: &[String]) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in lines {
+        let Some((_, request)) = line.split_once("\"PUT /v2/") else {
+            continue;
+        };
+        let Some((repository, rest)) = request.split_once("/blobs/uploads/") else {
+            continue;
+        };
+        if !rest.contains("\" 201 ") {
+            continue;
+        }
+        let Some((_, digest)) = rest.split_once("digest=sha256") else {
+            continue;
+        };
+        let hex: String = digest
+            .trim_start_matches("%3A")
+            .trim_start_matches(':')
+            .chars()
+            .take(64)
+            .collect();
+        *counts.entry((repository.to_string(), hex)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A mirror stopped at any point (the future dropped, as when the process is killed or the
+/// caller gives up) leaves nothing that a second run cannot finish, and the second run does
+/// not upload again what the first had finished.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_stopped_at_any_point_is_finished_by_running_it_again() {
+    let (source, destination, images) = filled_source_and_destination().await;
+    let pairs = |prefix: &str| -> Vec<(ImageRef, ImageRef)> {
+        let dest = Destination::parse(&format!("{}/{prefix}", destination.addr)).unwrap();
+        images
+            .iter()
+            .map(|i| {
+                let from = ImageRef::parse(i).unwrap();
+                let to = from.mirrored(&dest).unwrap();
+                (from, to)
+            })
+            .collect()
+    };
+    let copier = || Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    // How long a whole mirror takes here, to stop the others at fractions of it.
+    let started = std::time::Instant::now();
+    for report in copier().copy_all(&pairs("whole"), 3).await {
+        report.unwrap();
+    }
+    let whole = started.elapsed();
+    let mut stopped_half_way = 0;
+    for eighth in 1..=7u32 {
+        let prefix = format!("stopped-{eighth}");
+        let pairs = pairs(&prefix);
+        let cut = tokio::time::timeout(whole * eighth / 8, copier().copy_all(&pairs, 3)).await;
+        // The second run comes later: a request the stopped run had sent in full is finished (or
+        // dropped) by the registry meanwhile, and logged.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = destination.log_lines().len();
+        let reports = copier().copy_all(&pairs, 3).await;
+        let finished_by_first = reports
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|r| r.up_to_date))
+            .count();
+        if cut.is_err()
+            && finished_by_first < pairs.len()
+            && destination.log_lines()[..before]
+                .iter()
+                .any(|l| l.contains(&format!("/{prefix}/")) && l.contains("\"PUT "))
+        {
+            stopped_half_way += 1;
+        }
+        for ((from, to), report) in pairs.iter().zip(reports) {
+            let report = report.unwrap_or_else(|e| panic!("stopped at {eighth}/8, then: {e}"));
+            let theirs = raw(from.to_string()).await;
+            assert_eq!(
+                raw(to.to_string()).await,
+                theirs,
+                "stopped at {eighth}/8: {from}"
+            );
+            assert_eq!(report.digest, sha(&theirs));
+            let parsed: Value = serde_json::from_slice(&theirs).unwrap();
+            for child in parsed["manifests"].as_array().into_iter().flatten() {
+                let d = child["digest"].as_str().unwrap();
+                assert_eq!(
+                    raw(format!("{}@{d}", to.name())).await,
+                    raw(format!("{}@{d}", from.name())).await,
+                    "stopped at {eighth}/8: {from} {d}"
+                );
+            }
+        }
+        // What the first run finished, the second did not upload again.
+        let uploads: Vec<_> = completed_uploads(&destination.log_lines())
+            .into_iter()
+            .filter(|((repository, _), _)| repository.starts_with(&prefix))
+            .collect();
+        // At least every blob but the shared base layer's mounts (12); one more when the base
+        // layer went into a repository whose image the first run finished, so the second run
+        // did not read that image's manifest and could not know to mount it from there.
+        assert!(
+            (12..=13).contains(&uploads.len()),
+            "stopped at {eighth}/8: {uploads:?}"
+        );
+        let twice: Vec<_> = uploads.iter().filter(|(_, n)| *n > 1).collect();
+        assert_eq!(
+            twice,
+            Vec::<&_>::new(),
+            "stopped at {eighth}/8: uploaded twice"
+        );
+    }
+    assert!(
+        stopped_half_way >= 2,
+        "only {stopped_half_way} of 7 stops fell after the first upload and before the end (a whole mirror took {whole:?})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
