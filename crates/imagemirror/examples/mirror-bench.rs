@@ -17,6 +17,8 @@
 //! so that neither pays for the other's disk writeback. Each round also times the floor for
 //! set B: the big layer alone, sent from memory in one `PUT` to a fresh registry.
 //!
+//! It runs the `docker-registry` and `skopeo` found first on `PATH`, and says which: each one's
+//! version and the Go release that built it.
 //! It prints each round's times and ratios, then per set the medians and ranges, the CPU time
 //! each registry and each tool used during the cold mirrors (where the time goes), and
 //! kfsec's peak memory during the cold mirrors of set B (`VmHWM`, reset before each).
@@ -362,6 +364,50 @@ impl Peer {
     }
 }
 
+/// What a program on `PATH` is: the first line of its `--version` and, for a Go binary, the Go
+/// release that built it. That release matters here: Go's SHA-256 uses the CPU's SHA
+/// extensions from Go 1.21 on, and hashing every byte is most of a registry's work in a cold
+/// mirror (and part of skopeo's).
+fn build_of(program: &str) -> String {
+    let version = Command::new(program)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| format!("{program}, version unknown"));
+    let go = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|p| p.is_file())
+        })
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|binary| go_version(&binary));
+    match go {
+        Some(go) => format!("{version} (built with {go})"),
+        None => version,
+    }
+}
+
+/// The Go release recorded in a Go binary's build info: after the 16-byte-aligned header
+/// `\xff Go buildinf:`, a pointer size and a flags byte; with flag 2 (Go 1.18 and later) the
+/// version follows at offset 32 as a length-prefixed string.
+fn go_version(binary: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    let at = binary.windows(MAGIC.len()).position(|w| w == MAGIC)?;
+    if binary.get(at + 15)? & 2 == 0 {
+        return None;
+    }
+    // A one-byte length (a varint below 128): release names are short.
+    let len = usize::from(*binary.get(at + 32)?);
+    let text = binary.get(at + 33..at + 33 + len).filter(|_| len < 128)?;
+    std::str::from_utf8(text)
+        .ok()
+        .filter(|v| v.starts_with("go"))
+        .map(str::to_string)
+}
+
 /// The set as a `skopeo sync --src yaml` source: every image of `refs` (all from one
 /// registry, each with a tag) under that registry.
 fn sync_source(refs: &[String]) -> String {
@@ -675,7 +721,8 @@ async fn main() {
         );
         write_blob_file(9999, big_gib << 30, &floor_file.path().join("big"))
     });
-    println!("peer: {}", peer.describe());
+    println!("registries: {}", build_of("docker-registry"));
+    println!("peer: {}; {}", peer.describe(), build_of("skopeo"));
     println!(
         "{} rounds, each with fresh destinations; kfsec first in odd rounds, skopeo first in even ones",
         rounds
