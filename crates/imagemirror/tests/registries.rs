@@ -480,8 +480,16 @@ async fn a_mirror_stopped_at_any_point_is_finished_by_running_it_again() {
         let pairs = pairs(&prefix);
         let cut = tokio::time::timeout(whole * eighth / 8, copier().copy_all(&pairs, 3)).await;
         // The second run comes later: a request the stopped run had sent in full is finished (or
-        // dropped) by the registry meanwhile, and logged.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // dropped) by the registry meanwhile, and logged. Wait until its log stands still.
+        let mut lines = destination.log_lines().len();
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = destination.log_lines().len();
+            if now == lines {
+                break;
+            }
+            lines = now;
+        }
         let before = destination.log_lines().len();
         let reports = copier().copy_all(&pairs, 3).await;
         let finished_by_first = reports
