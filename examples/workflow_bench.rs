@@ -51,13 +51,7 @@ async fn run(cli: &Cli, config: &kfsec::Config, sequential: bool) -> anyhow::Res
         ..EmulatorOptions::default()
     })
     .await?;
-    let conn = Connection::emulated(
-        emulator
-            .endpoints()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    );
+    let conn = Connection::emulated(emulator.endpoints().into());
     let offset_ms = emulator.elapsed_ms();
     let report = Kfsec::new(&conn)
         .apply(

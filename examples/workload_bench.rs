@@ -183,12 +183,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let emu = emulator(&cli).await?;
-    let conn = Connection::emulated(
-        emu.endpoints()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    );
+    let conn = Connection::emulated(emu.endpoints().into());
     let workload = Workload::new(kfsec_iapingress::kube_client(&conn).await?);
     let kfsec = [
         timed("apply", &emu, async {

@@ -201,11 +201,7 @@ impl Target {
             fault_seed: self.fault_seed,
         })
         .await?;
-        let endpoints = emulator
-            .endpoints()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let endpoints = emulator.endpoints().into();
         eprintln!(
             "(using an embedded emulator: pass --endpoints FILE or --google to use another target)"
         );

@@ -101,6 +101,14 @@ impl Endpoints {
     }
 }
 
+/// From a map of API name to base URL, such as `kfsec_emulator::Emulator::endpoints()`:
+/// `Connection::emulated(emulator.endpoints().into())`.
+impl From<&BTreeMap<String, String>> for Endpoints {
+    fn from(map: &BTreeMap<String, String>) -> Self {
+        Self(map.clone())
+    }
+}
+
 impl FromIterator<(String, String)> for Endpoints {
     fn from_iter<T: IntoIterator<Item = (String, String)>>(iter: T) -> Self {
         Self(iter.into_iter().collect())

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use kfsec_core::{Connection, Endpoints, Progress, ProgressEvent};
+use kfsec_core::{Connection, Progress, ProgressEvent};
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use kfsec_gkeprivate::{GkePrivate, Spec};
 
@@ -12,12 +12,7 @@ pub(crate) async fn emulator(options: EmulatorOptions) -> Emulator {
 }
 
 pub(crate) async fn handle(emulator: &Emulator) -> GkePrivate {
-    let endpoints: Endpoints = emulator
-        .endpoints()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    GkePrivate::new(&Connection::emulated(endpoints))
+    GkePrivate::new(&Connection::emulated(emulator.endpoints().into()))
         .await
         .expect("build the clients")
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kfsec_core::{Connection, Endpoints, Progress, ProgressEvent};
+use kfsec_core::{Connection, Progress, ProgressEvent};
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use kfsec_iapingress::{IapIngress, Spec};
 use kube::api::{Api, PostParams};
@@ -22,12 +22,7 @@ pub(crate) async fn emulator(lro: Duration) -> Emulator {
 }
 
 pub(crate) fn connection(emulator: &Emulator) -> Connection {
-    let endpoints: Endpoints = emulator
-        .endpoints()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Connection::emulated(endpoints)
+    Connection::emulated(emulator.endpoints().into())
 }
 
 /// A handle on the emulator that waits at most 30 s for the ingress.

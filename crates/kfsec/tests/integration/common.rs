@@ -10,12 +10,7 @@ use serde_json::Value;
 use crate::config::in_workspace;
 
 pub(crate) fn connection(emu: &Emulator) -> Connection {
-    Connection::emulated(
-        emu.endpoints()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )
+    Connection::emulated(emu.endpoints().into())
 }
 
 pub(crate) fn config() -> kfsec::Config {

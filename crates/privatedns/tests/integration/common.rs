@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use kfsec_core::{Connection, Endpoints};
+use kfsec_core::Connection;
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use kfsec_privatedns::{PrivateDns, Spec};
 
@@ -11,12 +11,7 @@ pub(crate) async fn emulator(options: EmulatorOptions) -> Emulator {
 }
 
 pub(crate) async fn handle(emulator: &Emulator) -> PrivateDns {
-    let endpoints: Endpoints = emulator
-        .endpoints()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    PrivateDns::new(&Connection::emulated(endpoints))
+    PrivateDns::new(&Connection::emulated(emulator.endpoints().into()))
         .await
         .expect("build the clients")
 }

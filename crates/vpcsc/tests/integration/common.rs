@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use kfsec_core::{Connection, Endpoints};
+use kfsec_core::Connection;
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use kfsec_vpcsc::{Spec, Vpcsc};
 
@@ -12,12 +12,7 @@ pub(crate) async fn emulator(options: EmulatorOptions) -> Emulator {
 }
 
 pub(crate) fn connection(emulator: &Emulator) -> Connection {
-    let endpoints: Endpoints = emulator
-        .endpoints()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Connection::emulated(endpoints)
+    Connection::emulated(emulator.endpoints().into())
 }
 
 pub(crate) async fn handle(emulator: &Emulator) -> Vpcsc {
