@@ -4,6 +4,7 @@
 //! cargo run --release -p kfsec-imagemirror --example mirror-bench [-- --rounds 3 --big-gib 1 --images 10]
 //!     [--at-once 16 --layers 4 --per-registry 8]   # kfsec's concurrency
 //!     [--skopeo sync|copy]                           # the peer's form
+//!     [--rtt-ms N]                                   # a round trip added to every connection
 //! ```
 //!
 //! Starts a real registry (`docker-registry`) on loopback as the source and fills it with
@@ -19,6 +20,12 @@
 //!
 //! It runs the `docker-registry` and `skopeo` found first on `PATH`, and says which: each one's
 //! version and the Go release that built it.
+//! `--rtt-ms N` puts a relay (this program in a second process, so its CPU is neither tool's)
+//! between both tools and each registry that adds N ms to every round trip, as a remote
+//! registry would, with no bandwidth limit; the source is filled directly. `--rtt-ms 0` is the
+//! relay alone. Without it, the tools speak to the registries on loopback directly: their own
+//! CPU and the registries' decide the times. (The relay accepts at once, so a new
+//! connection's handshake is not delayed: a real link's first round trip is not counted.)
 //! It prints each round's times and ratios, then per set the medians and ranges, the CPU time
 //! each registry and each tool used during the cold mirrors (where the time goes), and
 //! kfsec's peak memory during the cold mirrors of set B (`VmHWM`, reset before each).
@@ -288,10 +295,10 @@ fn reset_peak_rss() -> bool {
 async fn kfsec(
     refs: &[String],
     source: &str,
-    dest: &Registry,
+    (dest, dest_addr): (&Registry, &str),
     (at_once, layers, per_registry): (usize, usize, usize),
 ) -> Duration {
-    let destination = Destination::parse(&format!("{}/kfsec", dest.addr)).unwrap();
+    let destination = Destination::parse(&format!("{dest_addr}/kfsec")).unwrap();
     let pairs: Vec<(ImageRef, ImageRef)> = refs
         .iter()
         .map(|r| {
@@ -301,8 +308,7 @@ async fn kfsec(
         })
         .collect();
     let start = Instant::now();
-    let copier =
-        Copier::new([source, dest.addr.as_str()], &[]).with_concurrency(layers, per_registry);
+    let copier = Copier::new([source, dest_addr], &[]).with_concurrency(layers, per_registry);
     if std::env::var_os("MIRROR_BENCH_TIMELINE").is_some() {
         // When each image ends, to see how the work overlaps.
         use futures::StreamExt as _;
@@ -342,6 +348,101 @@ async fn kfsec(
         result.expect("kfsec mirror");
     }
     start.elapsed()
+}
+
+/// The first argument that makes this program a link (see [`serve_link`]) instead of the bench.
+const LINK_MODE: &str = "--serve-link";
+
+/// A link to a registry in a process of its own (this program with [`LINK_MODE`]), so that
+/// its CPU is neither tool's; stopped when dropped.
+struct Link {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`, where the tools connect instead of the registry.
+    addr: String,
+}
+
+impl Link {
+    fn start(target: &str, rtt: Duration) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([LINK_MODE, target, &(rtt.as_micros() / 2).to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        Self {
+            child,
+            addr: format!("127.0.0.1:{}", port.trim()),
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The link: a TCP relay on a loopback port (printed first) to `target` that hands every
+/// chunk on `one_way` after it arrived, in each direction and in order, so each round trip
+/// takes twice `one_way` longer; no bandwidth limit. Serves until killed.
+async fn serve_link(target: String, one_way: Duration) {
+    use std::io::Write as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                return;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (from_client, to_client) = client.into_split();
+            let (from_server, to_server) = server.into_split();
+            tokio::join!(
+                delayed(from_client, to_server, one_way),
+                delayed(from_server, to_client, one_way)
+            );
+        });
+    }
+}
+
+/// One direction of the link: what is read from `from` is written to `to` `delay` later.
+/// At most 64 chunks are in flight, so a slow reader slows the writer as TCP would.
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(64);
+    let read = async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            let due = tokio::time::Instant::now() + delay;
+            if n == 0 || tx.send((due, buf[..n].to_vec())).await.is_err() {
+                break;
+            }
+        }
+    };
+    let write = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }
 
 /// Which of the issue's two forms of skopeo runs as the peer.
@@ -422,9 +523,9 @@ fn sync_source(refs: &[String]) -> String {
     yaml
 }
 
-async fn skopeo(peer: Peer, refs: &[String], dest: &Registry) -> Duration {
+async fn skopeo(peer: Peer, refs: &[String], dest: &str) -> Duration {
     let refs = refs.to_vec();
-    let dest = dest.addr.clone();
+    let dest = dest.to_string();
     tokio::task::spawn_blocking(move || {
         if peer == Peer::Sync {
             let list = tempfile::NamedTempFile::new().unwrap();
@@ -534,30 +635,37 @@ enum Tool {
     Skopeo(Peer),
 }
 
-async fn mirror(
-    tool: Tool,
-    refs: &[String],
-    source: &Registry,
-    dest: &Registry,
+/// What every run shares: the peer, kfsec's limits, and the network between the tools and
+/// the registries.
+struct Setup {
+    peer: Peer,
     limits: (usize, usize, usize),
-) -> Duration {
+    /// The round trip `--rtt-ms` adds (`None`: the tools speak to the registries directly).
+    rtt: Option<Duration>,
+    /// The address the tools read the source at: the source registry's, or its link's.
+    source_at: String,
+}
+
+async fn mirror(tool: Tool, refs: &[String], setup: &Setup, dest: (&Registry, &str)) -> Duration {
     match tool {
-        Tool::Kfsec => kfsec(refs, &source.addr, dest, limits).await,
-        Tool::Skopeo(peer) => skopeo(peer, refs, dest).await,
+        Tool::Kfsec => kfsec(refs, &setup.source_at, dest, setup.limits).await,
+        Tool::Skopeo(peer) => skopeo(peer, refs, dest.1).await,
     }
 }
 
-async fn run(tool: Tool, refs: &[String], source: &Registry, limits: (usize, usize, usize)) -> Run {
+async fn run(tool: Tool, refs: &[String], source: &Registry, setup: &Setup) -> Run {
     let dest = Registry::start().await;
+    let link = setup.rtt.map(|rtt| Link::start(&dest.addr, rtt));
+    let dest_at = (&dest, link.as_ref().map_or(dest.addr.as_str(), |l| &l.addr));
     settle();
     let children = matches!(tool, Tool::Skopeo(_));
     let can_measure = tool == Tool::Kfsec && reset_peak_rss();
     let before = Cpu::now(source, &dest, children);
-    let cold = mirror(tool, refs, source, &dest, limits).await;
+    let cold = mirror(tool, refs, setup, dest_at).await;
     let cpu = Cpu::now(source, &dest, children).since(before);
     let peak = peak_rss().filter(|_| can_measure);
     settle();
-    let warm = mirror(tool, refs, source, &dest, limits).await;
+    let warm = mirror(tool, refs, setup, dest_at).await;
     Run {
         cold,
         warm,
@@ -583,19 +691,14 @@ impl Pair {
 
 /// Both tools on one set, in the order given (rounds alternate it, so that neither always
 /// runs in the machine's quieter moment).
-async fn pair(
-    peer: Peer,
-    kfsec_first: bool,
-    refs: &[String],
-    source: &Registry,
-    limits: (usize, usize, usize),
-) -> Pair {
+async fn pair(kfsec_first: bool, refs: &[String], source: &Registry, setup: &Setup) -> Pair {
+    let peer = Tool::Skopeo(setup.peer);
     let (kfsec, skopeo) = if kfsec_first {
-        let kfsec = run(Tool::Kfsec, refs, source, limits).await;
-        (kfsec, run(Tool::Skopeo(peer), refs, source, limits).await)
+        let kfsec = run(Tool::Kfsec, refs, source, setup).await;
+        (kfsec, run(peer, refs, source, setup).await)
     } else {
-        let skopeo = run(Tool::Skopeo(peer), refs, source, limits).await;
-        (run(Tool::Kfsec, refs, source, limits).await, skopeo)
+        let skopeo = run(peer, refs, source, setup).await;
+        (run(Tool::Kfsec, refs, source, setup).await, skopeo)
     };
     Pair { kfsec, skopeo }
 }
@@ -665,6 +768,15 @@ fn summary(set: &str, pairs: &[Pair]) {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
+    if std::env::args().nth(1).as_deref() == Some(LINK_MODE) {
+        let (Some(target), Some(one_way)) = (std::env::args().nth(2), std::env::args().nth(3))
+        else {
+            panic!("{LINK_MODE} TARGET ONE_WAY_MICROSECONDS");
+        };
+        let one_way = Duration::from_micros(one_way.parse().expect("microseconds"));
+        return serve_link(target, one_way).await;
+    }
+    let mut rtt_ms = None;
     let (mut big_gib, mut images, mut rounds) = (1u64, 10u64, 3usize);
     // Every image at once (the per-registry limit bounds the blob copies, largest first, so
     // the 1 GiB layer starts at once); the copier's defaults for the rest.
@@ -691,15 +803,31 @@ async fn main() {
             "--at-once" => at_once = number() as usize,
             "--layers" => layers = number() as usize,
             "--per-registry" => per_registry = number() as usize,
+            "--rtt-ms" => rtt_ms = Some(number()),
             other => panic!(
-                "unknown argument {other}: use --rounds N, --big-gib N, --images N, --at-once N, --layers N, --per-registry N, --skopeo sync|copy"
+                "unknown argument {other}: use --rounds N, --big-gib N, --images N, --at-once N, --layers N, --per-registry N, --rtt-ms N, --skopeo sync|copy"
             ),
         }
     }
-    let limits = (at_once, layers, per_registry);
     let source = Registry::start().await;
     eprintln!("filling the source registry...");
     let (refs, unique) = fill(&source, images, big_gib).await;
+    let rtt = rtt_ms.map(Duration::from_millis);
+    // With `--rtt-ms`, the tools read the source through a link that adds the round trip (it
+    // is filled directly, so the fill is not slowed).
+    let source_link = rtt.map(|rtt| Link::start(&source.addr, rtt));
+    let setup = Setup {
+        peer,
+        limits: (at_once, layers, per_registry),
+        rtt,
+        source_at: source_link
+            .as_ref()
+            .map_or(source.addr.clone(), |l| l.addr.clone()),
+    };
+    let refs: Vec<String> = refs
+        .iter()
+        .map(|r| r.replacen(&source.addr, &setup.source_at, 1))
+        .collect();
     // Set A is the issue's set (the images without the big layer); set B adds the image with
     // the big layer, whose mirror is also where kfsec's peak memory is measured.
     let set_a: Vec<String> = refs
@@ -723,6 +851,11 @@ async fn main() {
     });
     println!("registries: {}", build_of("docker-registry"));
     println!("peer: {}; {}", peer.describe(), build_of("skopeo"));
+    if let Some(ms) = rtt_ms {
+        println!(
+            "network: both tools reach the registries through a relay that adds {ms} ms to each round trip (no bandwidth limit)"
+        );
+    }
     println!(
         "{} rounds, each with fresh destinations; kfsec first in odd rounds, skopeo first in even ones",
         rounds
@@ -734,11 +867,11 @@ async fn main() {
     let (mut a, mut b, mut floors, mut peak) = (Vec::new(), Vec::new(), Vec::new(), None);
     for round in 1..=rounds {
         let kfsec_first = round % 2 == 1;
-        let p = pair(peer, kfsec_first, &set_a, &source, limits).await;
+        let p = pair(kfsec_first, &set_a, &source, &setup).await;
         print_round(round, "A", &p);
         a.push(p);
         if let Some(digest) = &floor_digest {
-            let p = pair(peer, kfsec_first, &refs, &source, limits).await;
+            let p = pair(kfsec_first, &refs, &source, &setup).await;
             print_round(round, "B", &p);
             peak = peak.max(p.kfsec.peak);
             let floor = upload_floor(&floor_file.path().join("big"), digest).await;
