@@ -15,6 +15,12 @@
 //! 5. webhook configurations and API services, last: a webhook registered before its server
 //!    runs would refuse the objects sent after it.
 //!
+//! Helm's install order puts webhooks after workloads too. The cost: a mutating webhook that
+//! changes pods (Istio's sidecar injector) is not there yet when this apply's Deployments make
+//! their pods. When a plan creates such a webhook along with things that make pods, the
+//! webhook's change carries a note saying so, and apply's report says which pods were made
+//! without it: such a webhook belongs in an earlier apply, or those pods want a restart.
+//!
 //! Within a wave, eight documents are read and applied at a time, reported in file order; each
 //! kind is looked up once. An object whose live state already holds every field of the
 //! document is not sent again, so a second apply sends no mutating request. Deployments are
@@ -136,11 +142,55 @@ impl Document {
             self.kind()
         )
     }
+    /// Its API group (`""` for the core group).
+    fn group(&self) -> &str {
+        let api_version = self.object["apiVersion"].as_str().unwrap_or("");
+        api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+    /// Whether it is a MutatingWebhookConfiguration with a webhook that changes pods as they
+    /// are created (a sidecar injector, say).
+    fn mutates_new_pods(&self) -> bool {
+        if (self.group(), self.kind())
+            != (
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration",
+            )
+        {
+            return false;
+        }
+        let names = |rule: &Value, field: &str, any_of: &[&str]| {
+            rule[field].as_array().is_some_and(|v| {
+                v.iter()
+                    .any(|x| x.as_str().is_some_and(|x| any_of.contains(&x)))
+            })
+        };
+        self.object["webhooks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|webhook| webhook["rules"].as_array().into_iter().flatten())
+            .any(|rule| {
+                names(rule, "apiGroups", &["", "*"])
+                    && names(rule, "resources", &["pods", "*", "*/*"])
+                    && names(rule, "operations", &["CREATE", "*"])
+            })
+    }
+    /// Whether applying it makes pods at once (a new or changed Deployment, StatefulSet,
+    /// DaemonSet, ReplicaSet, Job, Pod).
+    fn makes_pods(&self) -> bool {
+        matches!(
+            (self.group(), self.kind()),
+            ("", "Pod" | "ReplicationController")
+                | (
+                    "apps",
+                    "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+                )
+                | ("batch", "Job")
+        )
+    }
     /// The wave apply sends it in (see the module's documentation).
     fn rank(&self) -> u8 {
-        let api_version = self.object["apiVersion"].as_str().unwrap_or("");
-        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        match (group, self.kind()) {
+        match (self.group(), self.kind()) {
             ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
             ("", "Namespace") => 1,
             (
@@ -166,6 +216,15 @@ impl Document {
             | ("apiregistration.k8s.io", "APIService") => 4,
             _ => 3,
         }
+    }
+}
+
+/// The first three of `docs` (`Deployment ml/a, Job ml/b and 2 more`).
+fn some_of(docs: &[&Document]) -> String {
+    let shown: Vec<String> = docs.iter().take(3).map(|d| d.display()).collect();
+    match docs.len().saturating_sub(3) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
     }
 }
 
@@ -460,6 +519,30 @@ impl Workload {
             };
             plan.push(Change::new(resource, action));
         }
+        let changed = |doc: &Document, change: &Change| {
+            matches!(change.action, Action::Create { .. } | Action::Update { .. })
+                && doc.makes_pods()
+        };
+        let pod_makers: Vec<&Document> = docs
+            .iter()
+            .zip(&plan.changes)
+            .filter(|(doc, change)| changed(doc, change))
+            .map(|(doc, _)| doc)
+            .collect();
+        if !pod_makers.is_empty() {
+            for (doc, change) in docs.iter().zip(plan.changes.iter_mut()) {
+                if matches!(change.action, Action::Create { .. }) && doc.mutates_new_pods() {
+                    change.notes.push(format!(
+                        "it changes pods as they are created, but webhook configurations are \
+                         applied last: the pods of {} (made by this apply first) will not be \
+                         changed by it. Apply it with its server in an earlier apply (as \
+                         Kubeflow's instructions install Istio first), or restart those once it \
+                         serves (`kubectl rollout restart`)",
+                        some_of(&pod_makers)
+                    ));
+                }
+            }
+        }
         Ok(plan)
     }
 
@@ -475,6 +558,8 @@ impl Workload {
             waves.entry(doc.rank()).or_default().push(doc);
         }
         let mut report = Report::new();
+        // What this apply created or changed that makes pods at once, in earlier waves.
+        let mut pods_made: Vec<&Document> = Vec::new();
         for (rank, wave) in waves {
             let kinds = self.kinds(&wave).await?;
             let kinds = &kinds;
@@ -503,7 +588,20 @@ impl Workload {
                 .try_collect()
                 .await?;
             for (doc, outcome) in wave.iter().zip(outcomes) {
-                report.record(ResourceRef::new(doc.kind(), doc.display_name()), outcome);
+                let resource = ResourceRef::new(doc.kind(), doc.display_name());
+                if outcome == Outcome::Created && doc.mutates_new_pods() && !pods_made.is_empty() {
+                    let detail = format!(
+                        "the pods of {} were made before it, without it: restart those once it \
+                         serves (`kubectl rollout restart`)",
+                        some_of(&pods_made)
+                    );
+                    report.record_with(resource, outcome, detail);
+                    continue;
+                }
+                if matches!(outcome, Outcome::Created | Outcome::Updated) && doc.makes_pods() {
+                    pods_made.push(doc);
+                }
+                report.record(resource, outcome);
             }
             if rank == 0
                 && let Some(Some(crd_kind)) = wave.first().and_then(|d| kinds.get(&d.kind_key()))

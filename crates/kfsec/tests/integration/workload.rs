@@ -211,3 +211,93 @@ async fn waves_finish_in_one_run_when_a_fifth_of_requests_fail() {
         assert!(unchanged(&again), "seed {seed}: {again:?}");
     }
 }
+
+/// A sidecar injector (a mutating webhook on new pods) and a webhook that changes only custom
+/// objects, added to [`MANIFEST`], whose Deployment makes pods.
+const INJECTORS: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: sidecar-injector}
+webhooks:
+- name: inject.example.org
+  clientConfig: {service: {name: injector, namespace: ml, path: /inject}}
+  rules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}]
+  admissionReviewVersions: [v1]
+  sideEffects: None
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: notebook-defaults}
+webhooks:
+- name: defaults.kubeflow.org
+  clientConfig: {service: {name: webhook, namespace: ml, path: /defaults}}
+  rules: [{apiGroups: [kubeflow.org], apiVersions: [v1], operations: [CREATE], resources: [notebooks]}]
+  admissionReviewVersions: [v1]
+  sideEffects: None
+"#;
+
+#[tokio::test]
+async fn a_webhook_that_changes_new_pods_is_flagged_when_the_same_apply_makes_pods() {
+    let emu = emulator(0, 0.0, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workload.yaml");
+    std::fs::write(&path, format!("{MANIFEST}---{INJECTORS}")).unwrap();
+    let spec = WorkloadSpec {
+        manifests: vec![path],
+        wait_seconds: 0,
+    };
+    let docs = documents(&spec).unwrap();
+    let w = workload(&emu).await;
+
+    // The plan says it on the injector's change, and only there.
+    let plan = w.plan(&docs).await.unwrap();
+    let notes = |plan: &kfsec_core::Plan, name: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.resource.name == name)
+            .unwrap_or_else(|| panic!("{name} in {plan:?}"))
+            .notes
+            .clone()
+    };
+    let injector = notes(&plan, "sidecar-injector");
+    assert_eq!(injector.len(), 1, "{injector:?}");
+    assert!(
+        injector[0].contains("the pods of Deployment ml/webhook (made by this apply first)"),
+        "{}",
+        injector[0]
+    );
+    for other in ["notebook-defaults", "notebooks-check", "ml/webhook"] {
+        assert_eq!(notes(&plan, other), Vec::<String>::new(), "{other}");
+    }
+    assert!(
+        plan.render_text()
+            .contains("note: it changes pods as they are created"),
+        "{}",
+        plan.render_text()
+    );
+
+    // Apply's report names the pods made without it.
+    let report = w.apply(&docs, Duration::ZERO).await.unwrap();
+    let detail = |name: &str| {
+        report
+            .entries
+            .iter()
+            .find(|e| e.resource.name == name)
+            .unwrap_or_else(|| panic!("{name} in {report:?}"))
+            .detail
+            .clone()
+    };
+    assert_eq!(
+        detail("sidecar-injector").as_deref(),
+        Some(
+            "the pods of Deployment ml/webhook were made before it, without it: restart those once it serves (`kubectl rollout restart`)"
+        )
+    );
+    assert_eq!(detail("notebook-defaults"), None);
+    assert!(report.entries.iter().all(|e| e.outcome == Outcome::Created));
+
+    // Once it is there, there is nothing to say.
+    let plan = w.plan(&docs).await.unwrap();
+    assert!(plan.is_empty(), "{}", plan.render_text());
+    assert!(plan.changes.iter().all(|c| c.notes.is_empty()));
+}
