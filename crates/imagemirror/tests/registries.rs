@@ -222,6 +222,24 @@ async fn raw(reference: String) -> Vec<u8> {
     .unwrap()
 }
 
+/// A mirror's manifest (or index) and every platform's manifest are byte-identical at both
+/// ends (`skopeo inspect --raw`), and `digest` (the report's) is theirs; `context` starts
+/// each failure message.
+async fn assert_identical(from: &ImageRef, to: &ImageRef, digest: &str, context: &str) {
+    let theirs = raw(from.to_string()).await;
+    assert_eq!(raw(to.to_string()).await, theirs, "{context}{from}");
+    assert_eq!(digest, sha(&theirs), "{context}{from}");
+    let parsed: Value = serde_json::from_slice(&theirs).unwrap();
+    for child in parsed["manifests"].as_array().into_iter().flatten() {
+        let d = child["digest"].as_str().unwrap();
+        assert_eq!(
+            raw(format!("{}@{d}", to.name())).await,
+            raw(format!("{}@{d}", from.name())).await,
+            "{context}{from} {d}"
+        );
+    }
+}
+
 fn blob_requests(lines: &[String]) -> Vec<String> {
     lines
         .iter()
@@ -252,18 +270,7 @@ async fn mirrors_are_byte_identical_and_a_second_mirror_sends_no_blob_request() 
         assert!(!report.up_to_date);
         copied += report.blobs_copied;
         mounted += report.blobs_mounted;
-        // Byte-identical at both ends, for the index and for every platform.
-        let theirs = raw(from.to_string()).await;
-        assert_eq!(raw(to.to_string()).await, theirs, "{from}");
-        assert_eq!(report.digest, sha(&theirs));
-        let parsed: Value = serde_json::from_slice(&theirs).unwrap();
-        for child in parsed["manifests"].as_array().into_iter().flatten() {
-            let d = child["digest"].as_str().unwrap();
-            assert_eq!(
-                raw(format!("{}@{d}", to.name())).await,
-                raw(format!("{}@{d}", from.name())).await
-            );
-        }
+        assert_identical(from, to, &report.digest, "").await;
     }
     // The shared base layer is uploaded once, and mounted into the two other repositories
     // (app-a, app-b, multi hold it): app-a: base + 2 + config; app-b: base + 1 + config;
@@ -506,22 +513,13 @@ async fn a_mirror_stopped_at_any_point_is_finished_by_running_it_again() {
         }
         for ((from, to), report) in pairs.iter().zip(reports) {
             let report = report.unwrap_or_else(|e| panic!("stopped at {eighth}/8, then: {e}"));
-            let theirs = raw(from.to_string()).await;
-            assert_eq!(
-                raw(to.to_string()).await,
-                theirs,
-                "stopped at {eighth}/8: {from}"
-            );
-            assert_eq!(report.digest, sha(&theirs));
-            let parsed: Value = serde_json::from_slice(&theirs).unwrap();
-            for child in parsed["manifests"].as_array().into_iter().flatten() {
-                let d = child["digest"].as_str().unwrap();
-                assert_eq!(
-                    raw(format!("{}@{d}", to.name())).await,
-                    raw(format!("{}@{d}", from.name())).await,
-                    "stopped at {eighth}/8: {from} {d}"
-                );
-            }
+            assert_identical(
+                from,
+                to,
+                &report.digest,
+                &format!("stopped at {eighth}/8: "),
+            )
+            .await;
         }
         // What the first run finished, the second did not upload again.
         let uploads: Vec<_> = completed_uploads(&destination.log_lines())
