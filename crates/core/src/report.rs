@@ -143,6 +143,26 @@ impl Report {
     }
 }
 
+/// The first `shown` of `names`, joined with commas, and how many more there are:
+/// `a, b, c and 2 more` (for a message that names some of many things).
+///
+/// ```
+/// assert_eq!(kfsec_core::report::first_few(&["a", "b", "c", "d", "e"], 3), "a, b, c and 2 more");
+/// assert_eq!(kfsec_core::report::first_few(&["a", "b"], 3), "a, b");
+/// ```
+pub fn first_few(names: &[impl AsRef<str>], shown: usize) -> String {
+    let first = names
+        .iter()
+        .take(shown)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(shown) {
+        0 => first,
+        more => format!("{first} and {more} more"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,16 +302,7 @@ where
 /// The first few of a namespace's `leftovers`, for a "kept" reason: `ConfigMap/a, Notebook/b
 /// and 3 more`.
 pub fn name_leftovers(leftovers: &[String]) -> String {
-    let shown = leftovers
-        .iter()
-        .take(NAMED_LEFTOVERS)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    match leftovers.len().saturating_sub(NAMED_LEFTOVERS) {
-        0 => shown,
-        more => format!("{shown} and {more} more"),
-    }
+    kfsec_core::report::first_few(leftovers, NAMED_LEFTOVERS)
 }
 
 impl IapIngress {

@@ -219,13 +219,10 @@ impl Document {
     }
 }
 
-/// The first three of `docs` (`Deployment ml/a, Job ml/b and 2 more`).
+/// The first three of `docs` (`Deployment ml/a, Job ml/b, Pod ml/c and 2 more`).
 fn some_of(docs: &[&Document]) -> String {
-    let shown: Vec<String> = docs.iter().take(3).map(|d| d.display()).collect();
-    match docs.len().saturating_sub(3) {
-        0 => shown.join(", "),
-        more => format!("{} and {more} more", shown.join(", ")),
-    }
+    let names: Vec<String> = docs.iter().map(|d| d.display()).collect();
+    kfsec_core::report::first_few(&names, 3)
 }
 
 /// How many documents apply, plan and destroy read or write at a time.
