@@ -70,6 +70,9 @@ pub struct Copier {
     /// copier put it there, mounted it, or saw it there). Locked while the blob is copied to
     /// one of them, so a blob shared by many images is uploaded once and mounted elsewhere.
     blobs: Arc<Mutex<BTreeMap<String, Holders>>>,
+    /// Manifests found whole in a destination repository (their image or platform was
+    /// skipped), whose blobs can be mounted from there.
+    whole: Arc<Whole>,
     /// Per registry: how many blob copies may run at once against it, largest waiting first.
     registry_limits: Arc<Mutex<BTreeMap<String, Arc<Gate>>>>,
     per_registry: usize,
@@ -96,6 +99,36 @@ pub fn is_loopback(registry: &str) -> bool {
 
 /// The repositories of one registry known to hold one blob, locked while it is copied.
 type Holders = Arc<Mutex<BTreeSet<String>>>;
+
+/// Manifests that a destination repository was found to hold whole: an image skipped because
+/// the destination had its digest, or a platform of an index that it had. Their blobs are
+/// there too, but a skipped image's manifest is not read, so the copier does not know which
+/// they are. They are read only when a blob would otherwise be uploaded to that registry, once
+/// each: a mirror with nothing to upload sends nothing more, and one that adds a repository
+/// mounts the base layers it shares with images mirrored before instead of uploading them.
+#[derive(Default)]
+struct Whole {
+    /// Per registry: `(repository, manifest digest)` not read yet.
+    unread: std::sync::Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    /// Held while manifests of `unread` are read, so that a blob waits for what they list.
+    reading: Mutex<()>,
+    /// Per `registry@digest`: a repository whose manifest lists that blob.
+    listed: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl Whole {
+    fn unread(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<(String, String)>>> {
+        self.unread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn listed(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// How one blob went.
 enum BlobOutcome {
@@ -133,6 +166,7 @@ impl Copier {
             attempts: 8,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             blobs: Arc::default(),
+            whole: Arc::default(),
             registry_limits: Arc::default(),
             per_registry: 8,
             layers_per_image: 4,
@@ -276,6 +310,7 @@ impl Copier {
         let source_digest = source_digest.map_err(|e| fail(src_reg, "read the manifest", &e))?;
         let have = have.map_err(|e| fail(dst_reg, "read the destination tag", &e))?;
         if let Some(digest) = source_digest.as_ref().filter(|d| have.as_ref() == Some(*d)) {
+            self.found_whole(dst_reg, dst_repo, digest);
             return Ok(CopyReport {
                 source: source.to_string(),
                 destination: format!("{destination}@{digest}"),
@@ -303,6 +338,7 @@ impl Copier {
             ..CopyReport::default()
         };
         if have.as_deref() == Some(digest.as_str()) {
+            self.found_whole(dst_reg, dst_repo, &digest);
             report.up_to_date = true;
             return Ok(report);
         }
@@ -408,6 +444,7 @@ impl Copier {
             .await
             .map_err(|e| (at.dst_reg.to_string(), "read a platform manifest", e))?;
         if have.as_deref() == Some(digest) {
+            self.found_whole(at.dst_reg, at.dst_repo, digest);
             return Ok(counts);
         }
         let src_scope = Scope::pull(at.src_repo);
@@ -461,6 +498,106 @@ impl Copier {
         Ok(())
     }
 
+    /// Notes that `repository` of `registry` holds the manifest `digest` whole.
+    fn found_whole(&self, registry: &str, repository: &str, digest: &str) {
+        self.whole
+            .unread()
+            .entry(registry.to_string())
+            .or_default()
+            .push((repository.to_string(), digest.to_string()));
+    }
+
+    /// A repository of `registry` other than `repository` whose manifest lists the blob
+    /// `digest`, after reading the manifests found whole there and not read yet (see
+    /// [`Whole`]). A manifest that cannot be read lists nothing: the blob is then uploaded.
+    async fn listed_elsewhere(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Option<String> {
+        let key = format!("{registry}@{digest}");
+        let found = |whole: &Whole| {
+            whole
+                .listed()
+                .get(&key)
+                .filter(|r| *r != repository)
+                .cloned()
+        };
+        if let Some(from) = found(&self.whole) {
+            return Some(from);
+        }
+        let _reading = self.whole.reading.lock().await;
+        let unread = self.whole.unread().remove(registry).unwrap_or_default();
+        let lists: Vec<_> = unread
+            .into_iter()
+            .map(|(repository, digest)| async move {
+                let blobs = self.blobs_listed(registry, &repository, &digest).await;
+                (repository, blobs)
+            })
+            .collect();
+        let lists: Vec<_> = futures::stream::iter(lists)
+            .buffer_unordered(self.per_registry)
+            .collect()
+            .await;
+        let mut listed = self.whole.listed();
+        for (repository, blobs) in lists {
+            for blob in blobs {
+                listed
+                    .entry(format!("{registry}@{blob}"))
+                    .or_insert_with(|| repository.clone());
+            }
+        }
+        drop(listed);
+        found(&self.whole)
+    }
+
+    /// The blobs (config and layers) of a manifest at the destination, and of each platform's
+    /// manifest when it is an index; empty when it cannot be read.
+    fn blobs_listed<'a>(
+        &'a self,
+        registry: &'a str,
+        repository: &'a str,
+        digest: &'a str,
+    ) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let scope = Scope::pull(repository);
+            let Ok((body, _, _)) = self
+                .retry(|| {
+                    self.client
+                        .get_manifest(registry, repository, digest, &scope)
+                })
+                .await
+            else {
+                return Vec::new();
+            };
+            let Ok(manifest) = serde_json::from_slice::<Value>(&body) else {
+                return Vec::new();
+            };
+            let digests = |list: &Value| -> Vec<String> {
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d["digest"].as_str().map(str::to_string))
+                    .collect()
+            };
+            if manifest.get("manifests").is_some() {
+                let children = digests(&manifest["manifests"]);
+                let children: Vec<_> = children
+                    .iter()
+                    .map(|child| self.blobs_listed(registry, repository, child))
+                    .collect();
+                return futures::stream::iter(children)
+                    .buffer_unordered(self.layers_per_image)
+                    .concat()
+                    .await;
+            }
+            let mut blobs = digests(&manifest["layers"]);
+            blobs.extend(manifest["config"]["digest"].as_str().map(str::to_string));
+            blobs
+        })
+    }
+
     /// The gate of a registry.
     async fn limit(&self, registry: &str) -> Arc<Gate> {
         self.registry_limits
@@ -489,7 +626,10 @@ impl Copier {
         if at.src_reg == at.dst_reg && at.src_repo != at.dst_repo {
             holders.insert(at.src_repo.to_string());
         }
-        let from = holders.iter().find(|r| *r != at.dst_repo).cloned();
+        let mut from = holders.iter().find(|r| *r != at.dst_repo).cloned();
+        if from.is_none() {
+            from = self.listed_elsewhere(at.dst_reg, at.dst_repo, digest).await;
+        }
         // Both registries' limits, always taken in the same order; the largest blob waiting
         // goes first, so that the longest copy starts early and the others fill in around it.
         let mut registries = [at.src_reg, at.dst_reg];

@@ -4,7 +4,8 @@
 //! must send no blob request (read from the destination's access log); through proxies that
 //! fail a fifth of requests the mirror still completes with the same bytes; `Retry-After` is
 //! waited for; a mirror stopped at any point is finished by a second run that uploads nothing
-//! twice; a layer shared by two repositories is uploaded once and mounted; bearer tokens
+//! twice; a layer shared by two repositories is uploaded once and mounted, also into a
+//! repository added after the others were mirrored; bearer tokens
 //! (with a mount's two-repository scope) and Google access tokens are used; refused
 //! credentials fail at once, naming the registry.
 
@@ -527,8 +528,11 @@ async fn a_mirror_stopped_at_any_point_is_finished_by_running_it_again() {
             .filter(|((repository, _), _)| repository.starts_with(&prefix))
             .collect();
         // At least every blob but the shared base layer's mounts (12); one more when the base
-        // layer went into a repository whose image the first run finished, so the second run
-        // did not read that image's manifest and could not know to mount it from there.
+        // layer went into a repository whose image the first run left half-copied, and another
+        // repository came to it first in the second run: nothing tells the second run that a
+        // half-copied image's repository holds it. (When the first run finished that image, the
+        // second finds it whole, reads its manifest and mounts the layer from there, unless it
+        // comes to the layer before it has found that.)
         assert!(
             (12..=13).contains(&uploads.len()),
             "stopped at {eighth}/8: {uploads:?}"
@@ -544,6 +548,92 @@ async fn a_mirror_stopped_at_any_point_is_finished_by_running_it_again() {
         stopped_half_way >= 2,
         "only {stopped_half_way} of 7 stops fell after the first upload and before the end (a whole mirror took {whole:?})"
     );
+}
+
+/// A repository new to the destination mounts the base layer it shares with images that an
+/// earlier run mirrored (this run finds them whole and skips them) instead of uploading it;
+/// their manifests are read for that once, and a run with nothing to upload reads none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_repository_mounts_the_layers_it_shares_with_images_mirrored_before() {
+    let (source, destination, images) = filled_source_and_destination().await;
+    let dest = Destination::parse(&format!("{}/mirror", destination.addr)).unwrap();
+    let pair = |image: &String| {
+        let from = ImageRef::parse(image).unwrap();
+        let to = from.mirrored(&dest).unwrap();
+        (from, to)
+    };
+    let copier = || Copier::new([source.addr.as_str(), destination.addr.as_str()], &[]);
+    // The earlier run: app-a and the three-platform index.
+    for report in copier()
+        .copy_all(&[pair(&images[0]), pair(&images[2])], 2)
+        .await
+    {
+        report.unwrap();
+    }
+    let settled = || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        destination.log_lines()
+    };
+    let before = settled().await.len();
+    // This run: the two again, then app-b, new to the destination. One image at a time, so
+    // that the first two are found whole before app-b's blobs are looked at.
+    let pairs = [pair(&images[0]), pair(&images[2]), pair(&images[1])];
+    let reports: Vec<_> = copier()
+        .copy_all(&pairs, 1)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        reports[0].up_to_date && reports[1].up_to_date,
+        "{reports:#?}"
+    );
+    // app-b: the base layer mounted; its own layer and its config uploaded.
+    assert_eq!(
+        (reports[2].blobs_mounted, reports[2].blobs_copied),
+        (1, 2),
+        "{:#?}",
+        reports[2]
+    );
+    let (from, to) = &pairs[2];
+    assert_identical(from, to, &reports[2].digest, "").await;
+    let lines = settled().await;
+    let lines = &lines[before..];
+    let hex = sha(&layer(1, 300_000));
+    let hex = hex.trim_start_matches("sha256:");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("\"PUT ") && l.contains(hex)),
+        "{lines:#?}"
+    );
+    let mounted = lines
+        .iter()
+        .filter(|l| l.contains("\"POST ") && l.contains("mount=") && l.contains(hex))
+        .filter(|l| l.contains("\" 201 "))
+        .count();
+    assert_eq!(mounted, 1, "{lines:#?}");
+    // The skipped manifests, read once each: app-a's, the index and its three platforms
+    // (skopeo's reads above are not counted).
+    let manifest_reads = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("\"GET ") && l.contains("/manifests/"))
+            .filter(|l| l.contains("kfsec-imagemirror"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(manifest_reads(lines).len(), 5, "{lines:#?}");
+
+    // A run with nothing to upload reads no manifest at the destination.
+    let before = lines.len() + before;
+    let all: Vec<_> = images.iter().map(pair).collect();
+    for report in copier().copy_all(&all, 3).await {
+        assert!(report.unwrap().up_to_date);
+    }
+    let lines = settled().await;
+    assert_eq!(manifest_reads(&lines[before..]), Vec::<String>::new());
+    assert_eq!(blob_requests(&lines[before..]), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
