@@ -5,6 +5,7 @@
 //!     [--at-once 16 --layers 4 --per-registry 8]   # kfsec's concurrency
 //!     [--skopeo sync|copy]                           # the peer's form
 //!     [--rtt-ms N]                                   # a round trip added to every connection
+//!     [--mbit N]                                     # and each registry's link capped at N Mbit/s
 //! ```
 //!
 //! Starts a real registry (`docker-registry`) on loopback as the source and fills it with
@@ -23,7 +24,10 @@
 //! `--rtt-ms N` puts a relay (this program in a second process, so its CPU is neither tool's)
 //! between both tools and each registry that adds N ms to every round trip, as a remote
 //! registry would, with no bandwidth limit; the source is filled directly. `--rtt-ms 0` is the
-//! relay alone. Without it, the tools speak to the registries on loopback directly: their own
+//! relay alone. `--mbit N` also caps what each registry's relay carries, in each direction,
+//! at N Mbit/s shared by all its connections (a chunk waits its turn, then its size at that
+//! rate), as an uplink or a downlink would; it implies `--rtt-ms 0` when that is not given.
+//! Without either, the tools speak to the registries on loopback directly: their own
 //! CPU and the registries' decide the times. (The relay accepts at once, so a new
 //! connection's handshake is not delayed: a real link's first round trip is not counted.)
 //! It prints each round's times and ratios, then per set the medians and ranges, the CPU time
@@ -361,11 +365,25 @@ struct Link {
     addr: String,
 }
 
+/// What `--rtt-ms` and `--mbit` make of the network between the tools and each registry.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Added to every round trip.
+    rtt: Duration,
+    /// Each direction of a registry's link carries at most this many Mbit/s (0: no limit).
+    mbit: u64,
+}
+
 impl Link {
-    fn start(target: &str, rtt: Duration) -> Self {
+    fn start(target: &str, shape: Shape) -> Self {
         use std::io::BufRead as _;
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([LINK_MODE, target, &(rtt.as_micros() / 2).to_string()])
+            .args([
+                LINK_MODE,
+                target,
+                &(shape.rtt.as_micros() / 2).to_string(),
+                &shape.mbit.to_string(),
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -389,17 +407,19 @@ impl Drop for Link {
 
 /// The link: a TCP relay on a loopback port (printed first) to `target` that hands every
 /// chunk on `one_way` after it arrived, in each direction and in order, so each round trip
-/// takes twice `one_way` longer; no bandwidth limit. Serves until killed.
-async fn serve_link(target: String, one_way: Duration) {
+/// takes twice `one_way` longer. With `mbit` above 0, each direction (shared by all
+/// connections) then sends at most `mbit` Mbit/s. Serves until killed.
+async fn serve_link(target: String, one_way: Duration, mbit: u64) {
     use std::io::Write as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("{}", listener.local_addr().unwrap().port());
     std::io::stdout().flush().unwrap();
+    let (up, down) = (Rate::new(mbit), Rate::new(mbit));
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        let target = target.clone();
+        let (target, up, down) = (target.clone(), up.clone(), down.clone());
         tokio::spawn(async move {
             let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
                 return;
@@ -408,19 +428,48 @@ async fn serve_link(target: String, one_way: Duration) {
             let (from_client, to_client) = client.into_split();
             let (from_server, to_server) = server.into_split();
             tokio::join!(
-                delayed(from_client, to_server, one_way),
-                delayed(from_server, to_client, one_way)
+                delayed(from_client, to_server, one_way, up),
+                delayed(from_server, to_client, one_way, down)
             );
         });
     }
 }
 
-/// One direction of the link: what is read from `from` is written to `to` `delay` later.
-/// At most 64 chunks are in flight, so a slow reader slows the writer as TCP would.
+/// One direction of a link's bandwidth, shared by its connections: when it is next free.
+#[derive(Clone)]
+struct Rate {
+    /// Bytes per second (`None`: no limit).
+    bytes_per_second: Option<f64>,
+    free_at: std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>,
+}
+
+impl Rate {
+    fn new(mbit: u64) -> Self {
+        Self {
+            bytes_per_second: (mbit > 0).then(|| mbit as f64 * 1e6 / 8.0),
+            free_at: std::sync::Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
+        }
+    }
+
+    /// When a chunk of `len` bytes that is ready now has been sent: after the chunks before
+    /// it, and its own size at the rate.
+    fn sent_at(&self, len: usize) -> Option<tokio::time::Instant> {
+        let rate = self.bytes_per_second?;
+        let mut free_at = self.free_at.lock().unwrap();
+        let start = (*free_at).max(tokio::time::Instant::now());
+        *free_at = start + Duration::from_secs_f64(len as f64 / rate);
+        Some(*free_at)
+    }
+}
+
+/// One direction of the link: what is read from `from` is written to `to` `delay` later,
+/// and no sooner than `rate` lets it through. At most 64 chunks are in flight, so a slow
+/// reader slows the writer as TCP would.
 async fn delayed(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
+    rate: Rate,
 ) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(64);
@@ -436,6 +485,9 @@ async fn delayed(
     let write = async move {
         while let Some((due, chunk)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
+            if let Some(sent) = rate.sent_at(chunk.len()) {
+                tokio::time::sleep_until(sent).await;
+            }
             if to.write_all(&chunk).await.is_err() {
                 break;
             }
@@ -640,8 +692,9 @@ enum Tool {
 struct Setup {
     peer: Peer,
     limits: (usize, usize, usize),
-    /// The round trip `--rtt-ms` adds (`None`: the tools speak to the registries directly).
-    rtt: Option<Duration>,
+    /// The network `--rtt-ms` and `--mbit` make (`None`: the tools speak to the registries
+    /// directly).
+    shape: Option<Shape>,
     /// The address the tools read the source at: the source registry's, or its link's.
     source_at: String,
 }
@@ -655,7 +708,7 @@ async fn mirror(tool: Tool, refs: &[String], setup: &Setup, dest: (&Registry, &s
 
 async fn run(tool: Tool, refs: &[String], source: &Registry, setup: &Setup) -> Run {
     let dest = Registry::start().await;
-    let link = setup.rtt.map(|rtt| Link::start(&dest.addr, rtt));
+    let link = setup.shape.map(|shape| Link::start(&dest.addr, shape));
     let dest_at = (&dest, link.as_ref().map_or(dest.addr.as_str(), |l| &l.addr));
     settle();
     let children = matches!(tool, Tool::Skopeo(_));
@@ -769,14 +822,17 @@ fn summary(set: &str, pairs: &[Pair]) {
 async fn main() {
     let mut args = std::env::args().skip(1);
     if std::env::args().nth(1).as_deref() == Some(LINK_MODE) {
-        let (Some(target), Some(one_way)) = (std::env::args().nth(2), std::env::args().nth(3))
-        else {
-            panic!("{LINK_MODE} TARGET ONE_WAY_MICROSECONDS");
+        let (Some(target), Some(one_way), Some(mbit)) = (
+            std::env::args().nth(2),
+            std::env::args().nth(3),
+            std::env::args().nth(4),
+        ) else {
+            panic!("{LINK_MODE} TARGET ONE_WAY_MICROSECONDS MBIT");
         };
         let one_way = Duration::from_micros(one_way.parse().expect("microseconds"));
-        return serve_link(target, one_way).await;
+        return serve_link(target, one_way, mbit.parse().expect("Mbit/s")).await;
     }
-    let mut rtt_ms = None;
+    let (mut rtt_ms, mut mbit) = (None, None);
     let (mut big_gib, mut images, mut rounds) = (1u64, 10u64, 3usize);
     // Every image at once (the per-registry limit bounds the blob copies, largest first, so
     // the 1 GiB layer starts at once); the copier's defaults for the rest.
@@ -804,22 +860,26 @@ async fn main() {
             "--layers" => layers = number() as usize,
             "--per-registry" => per_registry = number() as usize,
             "--rtt-ms" => rtt_ms = Some(number()),
+            "--mbit" => mbit = Some(number().max(1)),
             other => panic!(
-                "unknown argument {other}: use --rounds N, --big-gib N, --images N, --at-once N, --layers N, --per-registry N, --rtt-ms N, --skopeo sync|copy"
+                "unknown argument {other}: use --rounds N, --big-gib N, --images N, --at-once N, --layers N, --per-registry N, --rtt-ms N, --mbit N, --skopeo sync|copy"
             ),
         }
     }
     let source = Registry::start().await;
     eprintln!("filling the source registry...");
     let (refs, unique) = fill(&source, images, big_gib).await;
-    let rtt = rtt_ms.map(Duration::from_millis);
-    // With `--rtt-ms`, the tools read the source through a link that adds the round trip (it
-    // is filled directly, so the fill is not slowed).
-    let source_link = rtt.map(|rtt| Link::start(&source.addr, rtt));
+    let shape = (rtt_ms.is_some() || mbit.is_some()).then(|| Shape {
+        rtt: Duration::from_millis(rtt_ms.unwrap_or(0)),
+        mbit: mbit.unwrap_or(0),
+    });
+    // With `--rtt-ms` or `--mbit`, the tools read the source through a link (it is filled
+    // directly, so the fill is not slowed).
+    let source_link = shape.map(|shape| Link::start(&source.addr, shape));
     let setup = Setup {
         peer,
         limits: (at_once, layers, per_registry),
-        rtt,
+        shape,
         source_at: source_link
             .as_ref()
             .map_or(source.addr.clone(), |l| l.addr.clone()),
@@ -851,9 +911,14 @@ async fn main() {
     });
     println!("registries: {}", build_of("docker-registry"));
     println!("peer: {}; {}", peer.describe(), build_of("skopeo"));
-    if let Some(ms) = rtt_ms {
+    if let Some(shape) = shape {
+        let cap = match shape.mbit {
+            0 => "no bandwidth limit".to_string(),
+            n => format!("at most {n} Mbit/s each way per registry"),
+        };
         println!(
-            "network: both tools reach the registries through a relay that adds {ms} ms to each round trip (no bandwidth limit)"
+            "network: both tools reach the registries through a relay that adds {} ms to each round trip ({cap})",
+            shape.rtt.as_millis()
         );
     }
     println!(
