@@ -31,7 +31,10 @@
 //! CPU and the registries' decide the times. (The relay accepts at once, so a new
 //! connection's handshake is not delayed: a real link's first round trip is not counted.)
 //! It prints each round's times and ratios, then per set the medians and ranges, the CPU time
-//! each registry and each tool used during the cold mirrors (where the time goes), and
+//! each registry and each tool used during the cold mirrors (where the time goes), the least
+//! time kfsec's cold mirror could take on this machine and network (that CPU spread over every
+//! core with none idle, or the layers' bytes at `--mbit`, whichever is longer) as a ratio to
+//! skopeo's, and
 //! kfsec's peak memory during the cold mirrors of set B (`VmHWM`, reset before each).
 //! `--at-once` is how many images kfsec copies at once, `--layers` how many blobs of one image,
 //! `--per-registry` how many blob copies against one registry (`Copier::with_concurrency`).
@@ -784,7 +787,8 @@ fn print_round(round: usize, set: &str, p: &Pair) {
     );
 }
 
-fn summary(set: &str, pairs: &[Pair]) {
+/// Per set: its bytes of layers, and the network's cap (Mbit/s; 0: none).
+fn summary(set: &str, pairs: &[Pair], bytes: u64, mbit: u64) {
     let cold: Vec<f64> = pairs.iter().map(Pair::cold).collect();
     let warm: Vec<f64> = pairs.iter().map(Pair::warm).collect();
     let secs =
@@ -816,6 +820,34 @@ fn summary(set: &str, pairs: &[Pair]) {
             m(|c| c.copier),
         );
     }
+    // The least time kfsec's cold mirror could take on this machine and network: the CPU the
+    // registries and kfsec used, spread over every core with nothing idle, or the bytes at
+    // the link's rate, whichever is longer.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let link = (mbit > 0).then(|| bytes as f64 * 8.0 / (mbit as f64 * 1e6));
+    let floor = |p: &Pair| {
+        let cpu = p.kfsec.cpu.source + p.kfsec.cpu.destination + p.kfsec.cpu.copier;
+        (cpu / cores).max(link.unwrap_or(0.0))
+    };
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .map(|p| floor(p) / p.skopeo.cold.as_secs_f64())
+        .collect();
+    let above: Vec<f64> = pairs
+        .iter()
+        .map(|p| p.kfsec.cold.as_secs_f64() / floor(p))
+        .collect();
+    println!(
+        "  the least kfsec's cold mirror can take here: {:.2} s, {:.2}x of skopeo's cold time (median; range {}): the CPU the registries and kfsec used, on {cores} cores with none idle{}; kfsec took {:.2}x that",
+        median(pairs.iter().map(floor).collect()),
+        median(ratios.clone()),
+        range(&ratios),
+        link.map_or(String::new(), |l| format!(
+            ", or the {} MiB of layers at {mbit} Mbit/s ({l:.2} s), whichever is longer",
+            bytes / MB
+        )),
+        median(above),
+    );
 }
 
 #[tokio::main]
@@ -949,9 +981,10 @@ async fn main() {
             b.push(p);
         }
     }
-    summary("A", &a);
+    let mbit = shape.map_or(0, |s| s.mbit);
+    summary("A", &a, unique - (big_gib << 30), mbit);
     if !b.is_empty() {
-        summary("B", &b);
+        summary("B", &b, unique, mbit);
         println!(
             "  the {big_gib} GiB layer's upload alone is {:.2}x of skopeo's cold B (median; range {}): no copier can be below that here",
             median(floors.clone()),
