@@ -553,7 +553,7 @@ impl Copier {
     }
 
     /// The blobs (config and layers) of a manifest at the destination, and of each platform's
-    /// manifest when it is an index; empty when it cannot be read.
+    /// manifest when it is an index; empty when it cannot be read at the first try within 10 s.
     fn blobs_listed<'a>(
         &'a self,
         registry: &'a str,
@@ -562,12 +562,12 @@ impl Copier {
     ) -> BoxFuture<'a, Vec<String>> {
         Box::pin(async move {
             let scope = Scope::pull(repository);
-            let Ok((body, _, _)) = self
-                .retry(|| {
-                    self.client
-                        .get_manifest(registry, repository, digest, &scope)
-                })
-                .await
+            // One try, of at most 10 s: blobs wait for these reads, and one that fails costs
+            // only a mount.
+            let read = self
+                .client
+                .get_manifest(registry, repository, digest, &scope);
+            let Ok(Ok((body, _, _))) = tokio::time::timeout(Duration::from_secs(10), read).await
             else {
                 return Vec::new();
             };
