@@ -130,6 +130,16 @@ impl Whole {
     }
 }
 
+/// The blobs an image manifest names, config first, with their sizes when given; foreign
+/// layers (`urls`) are left out, as they are not the registry's to hold.
+fn blobs_of(manifest: &Value) -> Vec<(String, Option<u64>)> {
+    std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().into_iter().flatten())
+        .filter(|b| b["urls"].as_array().is_none_or(Vec::is_empty))
+        .filter_map(|b| Some((b["digest"].as_str()?.to_string(), b["size"].as_u64())))
+        .collect()
+}
+
 /// How one blob went.
 enum BlobOutcome {
     Skipped,
@@ -474,13 +484,7 @@ impl Copier {
         manifest: &Value,
         counts: &mut Counts,
     ) -> Result<(), Failure> {
-        let blobs: Vec<(String, Option<u64>)> = std::iter::once(&manifest["config"])
-            .chain(manifest["layers"].as_array().into_iter().flatten())
-            // Foreign layers (`urls`) are not the registry's to hold.
-            .filter(|b| b["urls"].as_array().is_none_or(Vec::is_empty))
-            .filter_map(|b| Some((b["digest"].as_str()?.to_string(), b["size"].as_u64())))
-            .collect();
-        let outcomes: Vec<_> = futures::stream::iter(blobs)
+        let outcomes: Vec<_> = futures::stream::iter(blobs_of(manifest))
             .map(|(digest, size)| async move { self.copy_blob(at, &digest, size).await })
             .buffer_unordered(self.layers_per_image)
             .collect()
@@ -574,17 +578,10 @@ impl Copier {
             let Ok(manifest) = serde_json::from_slice::<Value>(&body) else {
                 return Vec::new();
             };
-            let digests = |list: &Value| -> Vec<String> {
-                list.as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|d| d["digest"].as_str().map(str::to_string))
-                    .collect()
-            };
-            if manifest.get("manifests").is_some() {
-                let children = digests(&manifest["manifests"]);
+            if let Some(children) = manifest["manifests"].as_array() {
                 let children: Vec<_> = children
                     .iter()
+                    .filter_map(|child| child["digest"].as_str())
                     .map(|child| self.blobs_listed(registry, repository, child))
                     .collect();
                 return futures::stream::iter(children)
@@ -592,9 +589,7 @@ impl Copier {
                     .concat()
                     .await;
             }
-            let mut blobs = digests(&manifest["layers"]);
-            blobs.extend(manifest["config"]["digest"].as_str().map(str::to_string));
-            blobs
+            blobs_of(&manifest).into_iter().map(|(d, _)| d).collect()
         })
     }
 
