@@ -8,6 +8,7 @@ pub mod manifests;
 pub mod mirror;
 pub mod reference;
 pub mod spec;
+mod yaml;
 
 pub use copy::{Copier, CopyError, CopyReport};
 pub use credentials::{CredentialError, Credentials, GoogleTokens, RegistryAuth, TokenSource};

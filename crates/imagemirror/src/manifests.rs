@@ -6,13 +6,11 @@
 //! `spec.jobTemplate.spec.template.spec` of a CronJob; in each, `containers`, `initContainers`
 //! and `ephemeralContainers`. An `image:` anywhere else (a ConfigMap, a CRD) is left alone.
 //!
-//! The YAML is read with a position-keeping parser (yaml-rust2) and only the bytes of each image
+//! The YAML is read with a position-keeping parser ([`crate::yaml`], which knows the exact bytes
+//! of each scalar's value whatever characters come before it) and only the bytes of each image
 //! value are replaced, so comments, key order, quoting and indentation stay as they were.
 
-use std::collections::BTreeMap;
-
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use crate::yaml::{self, Node, Style};
 
 /// A manifest that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,8 +58,12 @@ pub struct Rewritten {
 
 /// Every `image:` of every pod spec in `text`, in document order.
 pub fn scan(source_name: &str, text: &str) -> Result<Vec<ImageUse>, ManifestError> {
-    let documents = parse(source_name, text)?;
-    let offsets = CharOffsets::new(text);
+    let documents = yaml::parse(text).map_err(|e| ManifestError {
+        source_name: source_name.to_string(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })?;
     let mut out = Vec::new();
     for (i, doc) in documents.iter().enumerate() {
         let Node::Map(_) = doc else { continue };
@@ -95,16 +97,24 @@ pub fn scan(source_name: &str, text: &str) -> Result<Vec<ImageUse>, ManifestErro
                     continue;
                 };
                 for (j, c) in containers.iter().enumerate() {
-                    let Some(Node::Scalar { value, style, mark }) = c.get("image") else {
+                    let Some(s) = c.get("image").and_then(Node::as_scalar) else {
                         continue;
+                    };
+                    // In place only where the value is written on one line as it is: a block
+                    // scalar is left alone (its header and indentation would need care).
+                    let span = match s.style {
+                        Style::Plain | Style::SingleQuoted | Style::DoubleQuoted => {
+                            s.source_range(0..s.value.len()).map(|r| (r.start, r.end))
+                        }
+                        Style::Literal | Style::Folded => None,
                     };
                     out.push(ImageUse {
                         document: i,
                         object: object.clone(),
                         field: format!("{}.{list}[{j}].image", path.join(".")),
-                        image: value.clone(),
-                        line: mark.line(),
-                        span: offsets.span(text, value, *style, *mark),
+                        image: s.value.clone(),
+                        line: s.line,
+                        span,
                     });
                 }
             }
@@ -151,144 +161,6 @@ pub fn rewrite(
         replaced,
         unmapped,
     })
-}
-
-/// A YAML node with the position of scalars.
-#[derive(Debug, Clone)]
-enum Node {
-    Scalar {
-        value: String,
-        style: TScalarStyle,
-        mark: Marker,
-    },
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
-    /// An alias (not followed: Kubernetes manifests do not use them for images).
-    Alias,
-}
-
-impl Node {
-    fn get(&self, key: &str) -> Option<&Node> {
-        match self {
-            Node::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Node::Scalar { value, .. } => Some(value),
-            _ => None,
-        }
-    }
-}
-
-/// Builds [`Node`] trees from parser events, one per document.
-#[derive(Default)]
-struct Builder {
-    documents: Vec<Node>,
-    /// Open collections: a sequence's items, or a map's entries and a pending key.
-    stack: Vec<Open>,
-}
-
-enum Open {
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>, Option<Node>),
-}
-
-impl Builder {
-    fn push(&mut self, node: Node) {
-        match self.stack.last_mut() {
-            None => self.documents.push(node),
-            Some(Open::Seq(items)) => items.push(node),
-            Some(Open::Map(entries, key)) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
-        }
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        match ev {
-            Event::Scalar(value, style, _, _) => self.push(Node::Scalar { value, style, mark }),
-            Event::SequenceStart(..) => self.stack.push(Open::Seq(Vec::new())),
-            Event::MappingStart(..) => self.stack.push(Open::Map(Vec::new(), None)),
-            Event::SequenceEnd => {
-                if let Some(Open::Seq(items)) = self.stack.pop() {
-                    self.push(Node::Seq(items));
-                }
-            }
-            Event::MappingEnd => {
-                if let Some(Open::Map(entries, _)) = self.stack.pop() {
-                    self.push(Node::Map(entries));
-                }
-            }
-            Event::Alias(_) => self.push(Node::Alias),
-            _ => {}
-        }
-    }
-}
-
-fn parse(source_name: &str, text: &str) -> Result<Vec<Node>, ManifestError> {
-    let mut builder = Builder::default();
-    Parser::new_from_str(text)
-        .load(&mut builder, true)
-        .map_err(|e| ManifestError {
-            source_name: source_name.to_string(),
-            line: e.marker().line(),
-            column: e.marker().col() + 1,
-            message: e.info().to_string(),
-        })?;
-    Ok(builder.documents)
-}
-
-/// The parser counts characters; replacements need bytes.
-struct CharOffsets(BTreeMap<usize, usize>);
-
-impl CharOffsets {
-    fn new(text: &str) -> Self {
-        if text.is_ascii() {
-            return Self(BTreeMap::new());
-        }
-        Self(
-            text.char_indices()
-                .enumerate()
-                .map(|(chars, (bytes, _))| (chars, bytes))
-                .chain(std::iter::once((text.chars().count(), text.len())))
-                .collect(),
-        )
-    }
-
-    fn byte(&self, char_index: usize) -> Option<usize> {
-        if self.0.is_empty() {
-            Some(char_index)
-        } else {
-            self.0.get(&char_index).copied()
-        }
-    }
-
-    /// The bytes of a one-line scalar's characters, if they are exactly `value`.
-    fn span(
-        &self,
-        text: &str,
-        value: &str,
-        style: TScalarStyle,
-        mark: Marker,
-    ) -> Option<(usize, usize)> {
-        let start = self.byte(mark.index())?;
-        let start = match style {
-            TScalarStyle::Plain => start,
-            TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => start + 1,
-            _ => return None,
-        };
-        let end = start + value.len();
-        (text.get(start..end) == Some(value)).then_some((start, end))
-    }
 }
 
 #[cfg(test)]
