@@ -17,7 +17,7 @@ use crate::state::State;
 pub(crate) const API: &str = "admin";
 
 /// Every resource, keyed by API name.
-pub(crate) fn state_json(st: &State) -> Value {
+pub(crate) fn state_json(st: &State, kube: &crate::kubernetes::KubeState) -> Value {
     json!({
         crate::accesscontextmanager::API: crate::accesscontextmanager::state_json(st),
         crate::serviceusage::API: crate::serviceusage::state_json(st),
@@ -29,7 +29,7 @@ pub(crate) fn state_json(st: &State) -> Value {
         crate::cloudbuild::API: crate::cloudbuild::state_json(st),
         crate::registry::API: crate::registry::state_json(st),
         crate::iap::API: crate::iap::state_json(st),
-        crate::kubernetes::API: crate::kubernetes::state_json(st),
+        crate::kubernetes::API: crate::kubernetes::state_json(kube),
     })
 }
 
@@ -43,12 +43,14 @@ async fn handler(
     match (method, path) {
         (Method::GET, "/state") => {
             let mut st = shared.state();
+            let mut kube = shared.kube();
             st.settle();
-            axum::Json(state_json(&st)).into_response()
+            crate::kubernetes::settle(&mut kube, std::time::Instant::now());
+            axum::Json(state_json(&st, &kube)).into_response()
         }
-        (Method::GET, "/requests") => axum::Json(shared.state().log.clone()).into_response(),
+        (Method::GET, "/requests") => axum::Json(shared.log().clone()).into_response(),
         (Method::POST, "/reset") => {
-            *shared.state() = State::seed();
+            shared.reset();
             axum::Json(json!({})).into_response()
         }
         (Method::GET, "/faults") => {

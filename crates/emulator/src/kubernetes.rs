@@ -9,7 +9,9 @@
 //! kinds); discovery at `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}` and
 //! `/apis/{group}/{version}`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::response::{IntoResponse, Response};
@@ -17,7 +19,7 @@ use http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::server::RawRequest;
-use crate::state::{Env, State};
+use crate::state::Env;
 use crate::wire::{form_decode, percent_decode, rfc3339};
 
 /// The API name (not a gcloud API: clients point a kubeconfig at it).
@@ -488,6 +490,9 @@ fn crd_kinds(crd: &Value) -> Vec<Kind> {
 
 // ----- state ---------------------------------------------------------------------------------
 
+const CRD_API_VERSION: &str = "apiextensions.k8s.io/v1";
+const CRD_KIND: &str = "CustomResourceDefinition";
+
 /// An object's key: apiVersion, kind, namespace (empty when cluster-scoped), name.
 type Key = (String, String, String, String);
 
@@ -513,13 +518,19 @@ struct Stored {
     ready_at: Option<Instant>,
 }
 
-/// The Kubernetes part of the state.
+/// The Kubernetes part of the state (behind its own lock: see `server::Shared`).
 #[derive(Debug, Clone)]
 pub(crate) struct KubeState {
     objects: BTreeMap<Key, Stored>,
     /// The last resourceVersion handed out (global, as etcd's revision).
     rv: u64,
     uids: u64,
+    /// The served kinds: built-in, then those of the established CRDs in name order. Rebuilt
+    /// when a CRD is written, established or deleted, never per request.
+    kinds: Arc<Vec<Kind>>,
+    /// Objects with a controller effect to show at (or after) a time: what `settle` looks at,
+    /// so that it never scans every object.
+    pending: BTreeSet<(Instant, Key)>,
 }
 
 impl KubeState {
@@ -529,6 +540,8 @@ impl KubeState {
             objects: BTreeMap::new(),
             rv: 0,
             uids: 0,
+            kinds: Arc::new(builtin_kinds()),
+            pending: BTreeSet::new(),
         };
         for ns in SEED_NAMESPACES {
             st.rv += 1;
@@ -607,11 +620,12 @@ impl KubeState {
         }
     }
 
-    /// Built-in kinds, then those of the stored CustomResourceDefinitions.
-    fn kinds(&self) -> Vec<Kind> {
+    /// Rebuilds [`KubeState::kinds`]: built-in kinds, then those of the stored
+    /// CustomResourceDefinitions (a range of the object map: the CRDs only).
+    fn reindex_kinds(&mut self) {
         let mut kinds = builtin_kinds();
-        for ((av, k, _, _), s) in &self.objects {
-            if av == "apiextensions.k8s.io/v1" && k == "CustomResourceDefinition" {
+        for (_, s) in self.range(CRD_API_VERSION, CRD_KIND, None) {
+            {
                 for kind in crd_kinds(&s.obj) {
                     if !kinds.iter().any(|x| {
                         x.group == kind.group
@@ -623,7 +637,47 @@ impl KubeState {
                 }
             }
         }
-        kinds
+        self.kinds = Arc::new(kinds);
+    }
+
+    /// The objects of one apiVersion and kind (in one namespace when `ns` is given), in key
+    /// order: a range of the object map, not a scan.
+    fn range<'a>(
+        &'a self,
+        av: &'a str,
+        kind: &'a str,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Stored)> + 'a {
+        let start: Key = (
+            av.to_string(),
+            kind.to_string(),
+            ns.unwrap_or("").to_string(),
+            String::new(),
+        );
+        self.objects
+            .range((Bound::Included(start), Bound::Unbounded))
+            .take_while(move |((a, k, n, _), _)| {
+                a == av && k == kind && ns.is_none_or(|want| n == want)
+            })
+    }
+
+    /// Queues an object's controller effect for `settle` at its `ready_at`.
+    fn schedule(&mut self, key: &Key) {
+        if let Some(at) = self.objects.get(key).and_then(|s| s.ready_at) {
+            self.pending.insert((at, key.clone()));
+        }
+    }
+
+    /// A Service of `ns` was written or deleted: that namespace's Ingresses recompute their
+    /// backends' health.
+    fn reschedule_ingresses(&mut self, ns: &str) {
+        let keys: Vec<Key> = self
+            .range("networking.k8s.io/v1", "Ingress", Some(ns))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.schedule(&key);
+        }
     }
 
     fn namespace_exists(&self, ns: &str) -> bool {
@@ -726,7 +780,7 @@ struct Target {
 }
 
 /// Handles one request.
-pub(crate) fn dispatch(st: &mut State, env: &Env, req: &RawRequest) -> Response {
+pub(crate) fn dispatch(st: &mut KubeState, env: &Env, req: &RawRequest) -> Response {
     let header = |name: http::header::HeaderName| {
         req.headers
             .get(name)
@@ -780,13 +834,13 @@ pub(crate) fn dispatch(st: &mut State, env: &Env, req: &RawRequest) -> Response 
 }
 
 fn handle(
-    st: &mut State,
+    st: &mut KubeState,
     env: &Env,
     req: &KubeRequest<'_>,
     now: Instant,
 ) -> KubeResult<(u16, Value)> {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
-    let kinds = st.kube.kinds();
+    let kinds = Arc::clone(&st.kinds);
     let get = req.method == Method::GET;
     match segs.as_slice() {
         ["version"] if get => {
@@ -909,10 +963,9 @@ fn key_of(kind: &Kind, ns: &str, name: &str) -> Key {
     )
 }
 
-fn lookup<'a>(st: &'a State, t: &Target, name: &str) -> KubeResult<&'a Stored> {
+fn lookup<'a>(st: &'a KubeState, t: &Target, name: &str) -> KubeResult<&'a Stored> {
     let ns = t.namespace.as_deref().unwrap_or("");
-    st.kube
-        .objects
+    st.objects
         .get(&key_of(&t.kind, ns, name))
         .ok_or_else(|| KubeError::not_found(&t.kind, name))
 }
@@ -1116,18 +1169,12 @@ fn field_matches(selector: &str, obj: &Value) -> KubeResult<bool> {
     Ok(true)
 }
 
-fn list(st: &State, t: &Target, req: &KubeRequest<'_>) -> KubeResult<(u16, Value)> {
+fn list(st: &KubeState, t: &Target, req: &KubeRequest<'_>) -> KubeResult<(u16, Value)> {
     let labels = parse_selector(req.param("labelSelector").unwrap_or(""))?;
     let fields = req.param("fieldSelector").unwrap_or("");
     let av = t.kind.api_version();
     let mut items = Vec::new();
-    for ((a, k, ns, _), s) in &st.kube.objects {
-        if *a != av || *k != t.kind.kind {
-            continue;
-        }
-        if t.namespace.as_ref().is_some_and(|want| want != ns) {
-            continue;
-        }
+    for (_, s) in st.range(&av, &t.kind.kind, t.namespace.as_deref()) {
         if !selector_matches(&labels, &s.obj["metadata"]["labels"]) {
             continue;
         }
@@ -1141,7 +1188,7 @@ fn list(st: &State, t: &Target, req: &KubeRequest<'_>) -> KubeResult<(u16, Value
         json!({
             "kind": format!("{}List", t.kind.kind),
             "apiVersion": av,
-            "metadata": {"resourceVersion": st.kube.rv.to_string()},
+            "metadata": {"resourceVersion": st.rv.to_string()},
             "items": items,
         }),
     ))
@@ -1200,14 +1247,14 @@ fn check_identity(t: &Target, url_name: Option<&str>, body: &mut Value) -> KubeR
             "metadata.name: Required value: name or generateName is required",
         ));
     }
-    if !valid_name(&name) {
-        return Err(KubeError::invalid(
-            &t.kind,
-            &name,
-            &format!(
-                "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-            ),
-        ));
+    if let Some(problem) = name_problem(&t.kind, &name) {
+        let message = format!("metadata.name: Invalid value: \"{name}\": {problem}");
+        return Err(KubeError::invalid(&t.kind, &name, &message).with_details(json!({
+            "name": name,
+            "kind": t.kind.plural,
+            "group": t.kind.group,
+            "causes": [{"reason": "FieldValueInvalid", "message": format!("Invalid value: \"{name}\": {problem}"), "field": "metadata.name"}],
+        })));
     }
     meta["name"] = json!(name);
     if t.kind.namespaced {
@@ -1226,15 +1273,83 @@ fn check_identity(t: &Target, url_name: Option<&str>, body: &mut Value) -> KubeR
     Ok(name)
 }
 
-/// A DNS subdomain: lower-case alphanumerics, `-` and `.`, at most 253, alphanumeric ends.
-fn valid_name(s: &str) -> bool {
+/// How the API server validates a kind's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameRule {
+    /// `ValidatePathSegmentName` (RBAC): anything but `.`, `..`, `/` and `%`.
+    PathSegment,
+    /// An RFC 1123 label (Namespace): at most 63 of `[a-z0-9-]`, alphanumeric ends.
+    Label,
+    /// An RFC 1035 label (Service): an RFC 1123 label starting with a letter.
+    Dns1035Label,
+    /// An RFC 1123 subdomain (most kinds, custom resources too): at most 253, dot-separated
+    /// labels of `[a-z0-9-]` with alphanumeric ends.
+    Subdomain,
+}
+
+fn name_rule(kind: &Kind) -> NameRule {
+    match (kind.group.as_str(), kind.kind.as_str()) {
+        (
+            "rbac.authorization.k8s.io",
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
+        ) => NameRule::PathSegment,
+        ("", "Namespace") => NameRule::Label,
+        ("", "Service") => NameRule::Dns1035Label,
+        _ => NameRule::Subdomain,
+    }
+}
+
+/// Whether `s` is an RFC 1123 label's characters with alphanumeric ends (length unchecked).
+fn label_chars(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 253
         && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// What is wrong with `name` for `kind`, in the API server's words; `None` when it is valid.
+fn name_problem(kind: &Kind, name: &str) -> Option<String> {
+    match name_rule(kind) {
+        NameRule::PathSegment => {
+            if name == "." || name == ".." {
+                Some(format!("may not be '{name}'"))
+            } else {
+                ["/", "%"]
+                    .iter()
+                    .find(|bad| name.contains(**bad))
+                    .map(|bad| format!("may not contain '{bad}'"))
+            }
+        }
+        NameRule::Label => {
+            if name.len() > 63 {
+                Some("must be no more than 63 characters".into())
+            } else if !label_chars(name) {
+                Some("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into())
+            } else {
+                None
+            }
+        }
+        NameRule::Dns1035Label => {
+            if name.len() > 63 {
+                Some("must be no more than 63 characters".into())
+            } else if !label_chars(name) || !name.as_bytes()[0].is_ascii_lowercase() {
+                Some("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".into())
+            } else {
+                None
+            }
+        }
+        NameRule::Subdomain => {
+            if name.len() > 253 {
+                Some("must be no more than 253 characters".into())
+            } else if !name.split('.').all(label_chars) {
+                Some("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into())
+            } else {
+                None
+            }
+        }
+    }
 }
 
 /// What a client may set: the body without server-set metadata, and without `status` for kinds
@@ -1255,9 +1370,9 @@ fn client_fields(kind: &Kind, body: &Value) -> Value {
 }
 
 /// The namespace of a namespaced target must exist.
-fn check_namespace(st: &State, t: &Target) -> KubeResult<()> {
+fn check_namespace(st: &KubeState, t: &Target) -> KubeResult<()> {
     match &t.namespace {
-        Some(ns) if t.kind.namespaced && !st.kube.namespace_exists(ns) => {
+        Some(ns) if t.kind.namespaced && !st.namespace_exists(ns) => {
             Err(KubeError::namespace_not_found(ns))
         }
         _ => Ok(()),
@@ -1438,7 +1553,7 @@ fn record_manager(
 /// An object equal to the stored one keeps its resourceVersion. Returns the stored object.
 #[allow(clippy::too_many_arguments)]
 fn commit(
-    st: &mut State,
+    st: &mut KubeState,
     env: &Env,
     kind: &Kind,
     name: &str,
@@ -1452,7 +1567,7 @@ fn commit(
         .unwrap_or("")
         .to_string();
     let key = key_of(kind, &ns, name);
-    let old = st.kube.objects.get(&key).cloned();
+    let old = st.objects.get(&key).cloned();
     if let Some(old) = &old {
         if kind.status {
             match old.obj.get("status") {
@@ -1482,8 +1597,8 @@ fn commit(
             (m["uid"].clone(), m["creationTimestamp"].clone(), generation)
         }
         None => {
-            st.kube.uids += 1;
-            (json!(uid(st.kube.uids)), json!(now_time()), 1)
+            st.uids += 1;
+            (json!(uid(st.uids)), json!(now_time()), 1)
         }
     };
     let meta = &mut obj["metadata"];
@@ -1507,18 +1622,18 @@ fn commit(
             return Ok(old.obj.clone());
         }
     }
-    let rv = st.kube.rv + 1;
+    let rv = st.rv + 1;
     obj["metadata"]["resourceVersion"] = json!(rv.to_string());
     if dry_run {
         return Ok(obj);
     }
-    st.kube.rv = rv;
+    st.rv = rv;
     if old.is_none() && kind.is("", "Namespace") {
         let created = obj["metadata"]["creationTimestamp"]
             .as_str()
             .unwrap_or("")
             .to_string();
-        st.kube.add_namespace_defaults(name, &created);
+        st.add_namespace_defaults(name, &created);
     }
     let controlled = kind.is("networking.k8s.io", "Ingress")
         || kind.is("apps", "Deployment")
@@ -1527,7 +1642,7 @@ fn commit(
         .as_ref()
         .and_then(|o| o.ready_at)
         .or_else(|| controlled.then(|| now + env.lro));
-    st.kube.objects.insert(
+    st.objects.insert(
         key.clone(),
         Stored {
             obj,
@@ -1535,9 +1650,14 @@ fn commit(
             ready_at,
         },
     );
+    st.schedule(&key);
+    if kind.is("apiextensions.k8s.io", "CustomResourceDefinition") {
+        st.reindex_kinds();
+    } else if kind.is("", "Service") {
+        st.reschedule_ingresses(&ns);
+    }
     settle(st, now);
     Ok(st
-        .kube
         .objects
         .get(&key)
         .map(|s| s.obj.clone())
@@ -1545,7 +1665,7 @@ fn commit(
 }
 
 fn create(
-    st: &mut State,
+    st: &mut KubeState,
     env: &Env,
     t: &Target,
     req: &KubeRequest<'_>,
@@ -1555,13 +1675,13 @@ fn create(
     if body["metadata"]["name"].as_str().unwrap_or("").is_empty()
         && let Some(prefix) = body["metadata"]["generateName"].as_str().map(String::from)
     {
-        st.kube.uids += 1;
-        body["metadata"]["name"] = json!(format!("{prefix}{:05x}", st.kube.uids));
+        st.uids += 1;
+        body["metadata"]["name"] = json!(format!("{prefix}{:05x}", st.uids));
     }
     let name = check_identity(t, None, &mut body)?;
     check_namespace(st, t)?;
     let ns = t.namespace.as_deref().unwrap_or("");
-    if st.kube.objects.contains_key(&key_of(&t.kind, ns, &name)) {
+    if st.objects.contains_key(&key_of(&t.kind, ns, &name)) {
         return Err(KubeError::new(
             409,
             "AlreadyExists",
@@ -1603,7 +1723,7 @@ fn stale(kind: &Kind, name: &str) -> KubeError {
 }
 
 fn replace(
-    st: &mut State,
+    st: &mut KubeState,
     env: &Env,
     t: &Target,
     name: &str,
@@ -1635,7 +1755,7 @@ fn replace(
 }
 
 fn patch(
-    st: &mut State,
+    st: &mut KubeState,
     env: &Env,
     t: &Target,
     name: &str,
@@ -1682,7 +1802,7 @@ fn merge_json(target: &mut Value, patch: &Value) {
 }
 
 fn merge_patch(
-    st: &mut State,
+    st: &mut KubeState,
     env: &Env,
     t: &Target,
     name: &str,
@@ -1828,7 +1948,7 @@ fn merge_applied(target: &mut Value, applied: &Value) {
 }
 
 fn apply(
-    st: &mut State,
+    st: &mut KubeState,
     env: &Env,
     t: &Target,
     name: &str,
@@ -1852,7 +1972,7 @@ fn apply(
     let applied = client_fields(&t.kind, &body);
     let av = t.kind.api_version();
     let ns = t.namespace.as_deref().unwrap_or("");
-    let Some(current) = st.kube.objects.get(&key_of(&t.kind, ns, name)).cloned() else {
+    let Some(current) = st.objects.get(&key_of(&t.kind, ns, name)).cloned() else {
         let mut managers = Vec::new();
         record_manager(&mut managers, manager, "Apply", &av, applied.clone());
         let obj = commit(
@@ -1943,23 +2063,23 @@ fn apply(
 // ----- delete --------------------------------------------------------------------------------
 
 fn delete(
-    st: &mut State,
+    st: &mut KubeState,
     t: &Target,
     name: &str,
     req: &KubeRequest<'_>,
 ) -> KubeResult<(u16, Value)> {
     let ns = t.namespace.as_deref().unwrap_or("");
     let key = key_of(&t.kind, ns, name);
-    let Some(stored) = st.kube.objects.get(&key).cloned() else {
+    let Some(stored) = st.objects.get(&key).cloned() else {
         return Err(KubeError::not_found(&t.kind, name));
     };
     if req.dry_run() {
         return Ok((200, stored.obj));
     }
-    st.kube.objects.remove(&key);
-    st.kube.rv += 1;
+    st.objects.remove(&key);
+    st.rv += 1;
     if t.kind.is("", "Namespace") {
-        st.kube.objects.retain(|(_, _, ons, _), _| ons != name);
+        st.objects.retain(|(_, _, ons, _), _| ons != name);
     } else if t
         .kind
         .is("apiextensions.k8s.io", "CustomResourceDefinition")
@@ -1972,9 +2092,12 @@ fn delete(
             .as_str()
             .unwrap_or("")
             .to_string();
-        st.kube.objects.retain(|(av, k, _, _), _| {
+        st.objects.retain(|(av, k, _, _), _| {
             !(k == &kind && av.split('/').next() == Some(group.as_str()))
         });
+        st.reindex_kinds();
+    } else if t.kind.is("", "Service") {
+        st.reschedule_ingresses(ns);
     }
     Ok((200, stored.obj))
 }
@@ -2050,26 +2173,35 @@ fn ingress_backends(objects: &BTreeMap<Key, Stored>, ns: &str, spec: &Value) -> 
 /// annotation, a Deployment's availability, a CustomResourceDefinition's `Established`
 /// condition. Called before and after each request and before
 /// the state is read; an object that already shows it is left alone.
-pub(crate) fn settle(st: &mut State, now: Instant) {
-    let due: Vec<Key> = st
-        .kube
-        .objects
-        .iter()
-        .filter(|(_, s)| s.ready_at.is_some_and(|t| t <= now))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in due {
-        let rv = st.kube.rv + 1;
-        let Some(stored) = st.kube.objects.get(&key) else {
-            continue;
+pub(crate) fn settle(st: &mut KubeState, now: Instant) {
+    while st.pending.first().is_some_and(|(at, _)| *at <= now) {
+        let Some((_, key)) = st.pending.pop_first() else {
+            break;
+        };
+        settle_one(st, &key, now);
+    }
+}
+
+/// Shows one queued object's controller effect (a stale queue entry, of an object deleted or
+/// made again since, is skipped).
+fn settle_one(st: &mut KubeState, key: &Key, now: Instant) {
+    {
+        let rv = st.rv + 1;
+        let Some(stored) = st
+            .objects
+            .get(key)
+            .filter(|s| s.ready_at.is_some_and(|t| t <= now))
+        else {
+            return;
         };
         let mut obj = stored.obj.clone();
-        let (_, kind, ns, name) = &key;
+        let (_, kind, ns, name) = key;
         if kind == "Ingress" {
-            // Recomputed at every settle: a backend Service made after the Ingress turns
-            // its backend healthy.
+            // Recomputed whenever a Service of its namespace changes (see
+            // `reschedule_ingresses`): a backend Service made after the Ingress turns its
+            // backend healthy.
             let backends =
-                Value::Object(ingress_backends(&st.kube.objects, ns, &obj["spec"])).to_string();
+                Value::Object(ingress_backends(&st.objects, ns, &obj["spec"])).to_string();
             obj["status"] = json!({"loadBalancer": {"ingress": [{"ip": ingress_ip(ns, name)}]}});
             obj["metadata"]["annotations"]["ingress.kubernetes.io/backends"] = json!(backends);
         } else if kind == "Deployment" {
@@ -2095,22 +2227,25 @@ pub(crate) fn settle(st: &mut State, now: Instant) {
         {
             c.push(established_condition());
         }
-        let Some(stored) = st.kube.objects.get_mut(&key) else {
-            continue;
+        let Some(stored) = st.objects.get_mut(key) else {
+            return;
         };
         if obj != stored.obj {
             obj["metadata"]["resourceVersion"] = json!(rv.to_string());
             stored.obj = obj;
-            st.kube.rv = rv;
+            st.rv = rv;
+            if kind == CRD_KIND {
+                st.reindex_kinds();
+            }
         }
     }
 }
 
 /// The Kubernetes part of the admin state: `{"<apiVersion>/<kind>": {"<ns>/<name>" (or
 /// "<name>" when cluster-scoped): object}}`.
-pub(crate) fn state_json(st: &State) -> Value {
+pub(crate) fn state_json(st: &KubeState) -> Value {
     let mut out = Map::new();
-    for ((av, kind, ns, name), s) in &st.kube.objects {
+    for ((av, kind, ns, name), s) in &st.objects {
         let group = out
             .entry(format!("{av}/{kind}"))
             .or_insert_with(|| Value::Object(Map::new()));
@@ -2126,8 +2261,8 @@ pub(crate) fn state_json(st: &State) -> Value {
 
 /// Kinds whose names are recorded, for tests.
 #[cfg(test)]
-fn kind_names(st: &State) -> std::collections::BTreeSet<String> {
-    st.kube.kinds().into_iter().map(|k| k.kind).collect()
+fn kind_names(st: &KubeState) -> std::collections::BTreeSet<String> {
+    st.kinds.iter().map(|k| k.kind.clone()).collect()
 }
 
 #[cfg(test)]
@@ -2173,15 +2308,42 @@ mod tests {
 
     #[test]
     fn names_and_backends() {
-        assert!(valid_name("kf-web.example"));
-        assert!(!valid_name("Kf"));
-        assert!(!valid_name("-a"));
+        let kinds = builtin_kinds();
+        let kind = |k: &str| kinds.iter().find(|x| x.kind == k).unwrap();
+        let ok = |k: &str, n: &str| name_problem(kind(k), n).is_none();
+        assert!(ok("ConfigMap", "kf-web.example"));
+        assert!(!ok("ConfigMap", "Kf"));
+        assert!(!ok("ConfigMap", "-a"));
+        assert!(!ok("ConfigMap", "a..b"), "each label must be non-empty");
+        assert!(!ok("ConfigMap", "a:b"));
+        assert!(!ok("ConfigMap", &"a".repeat(254)));
+        assert!(ok("Role", "cert-manager-webhook:dynamic-serving"));
+        assert!(ok("ClusterRole", "system:Aggregate_To-Edit"));
+        assert!(!ok("ClusterRole", "a/b") && !ok("RoleBinding", "a%b"));
+        assert!(!ok("ClusterRoleBinding", "..") && !ok("Role", "."));
+        assert!(ok("Namespace", "kubeflow") && !ok("Namespace", "a.b"));
+        assert!(!ok("Namespace", &"a".repeat(64)));
+        assert!(ok("Service", "ml-pipeline") && !ok("Service", "1abc"));
+        assert!(ok("Deployment", "1abc"));
+        for k in [
+            "ConfigMap",
+            "Secret",
+            "Namespace",
+            "Service",
+            "Deployment",
+            "Role",
+            "ClusterRole",
+        ] {
+            if name_rule(kind(k)) != NameRule::PathSegment {
+                assert!(!ok(k, "Foo"), "{k}");
+            }
+        }
         let n = backend_name("kubeflow", "istio-ingressgateway", "80");
         assert!(n.starts_with("k8s1-") && n.len() <= 63, "{n}");
         assert!(n.contains("-kubeflow-istio-ingressgateway-80-"), "{n}");
         assert_eq!(ingress_ip("a", "b"), ingress_ip("a", "b"));
         assert!(ingress_ip("a", "b").starts_with("34.120."));
-        let st = State::seed();
+        let st = KubeState::seed();
         assert!(kind_names(&st).contains("ManagedCertificate"));
     }
 }

@@ -94,6 +94,19 @@ pub enum EmulatorError {
     /// Serializing JSON failed.
     #[error("emulator JSON error: {0}")]
     Json(#[from] serde_json::Error),
+    /// A seed image reference (see [`Emulator::start_with_seed_images`]) does not parse.
+    #[error("seed image: {0}")]
+    SeedImage(String),
+}
+
+/// The image references of a seed list (the binary's `--seed-images FILE`): one per line,
+/// surrounding whitespace trimmed, blank lines and lines starting with `#` ignored.
+pub fn parse_seed_images(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
 }
 
 /// A running emulator: one loopback HTTP server per API, sharing one in-memory state.
@@ -102,6 +115,7 @@ pub enum EmulatorError {
 pub struct Emulator {
     shared: Arc<Shared>,
     endpoints: BTreeMap<String, String>,
+    stand_ins: BTreeMap<String, String>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -109,8 +123,36 @@ impl Emulator {
     /// Binds one port per API on 127.0.0.1 and starts serving. Must be called within a Tokio
     /// runtime; the servers run as tasks of that runtime.
     pub async fn start(options: EmulatorOptions) -> Result<Emulator, EmulatorError> {
+        Self::start_with_seed_images(options, Vec::new()).await
+    }
+
+    /// Starts as [`Emulator::start`] does, with the registry also holding a small synthetic
+    /// single-platform image (an OCI manifest, a config and one layer, with content of its own
+    /// so that digests differ) for each image reference of `seed_images`, at start and after a
+    /// reset. References are normalized as Docker does (`mysql:8.0.29` is
+    /// `docker.io/library/mysql:8.0.29`, `a/b:v1` is `docker.io/a/b:v1`, no tag is `latest`).
+    /// A reference by digest (`HOST/PATH@sha256:...`) cannot be made (the content would have
+    /// to hash to the digest): its repository gets the synthetic image under the tag
+    /// `kfsec-seed` instead, and [`Emulator::seed_stand_ins`] maps the reference to that
+    /// image's digest, for a test to substitute. A reference that does not parse is an
+    /// [`EmulatorError::SeedImage`].
+    pub async fn start_with_seed_images(
+        options: EmulatorOptions,
+        seed_images: Vec<String>,
+    ) -> Result<Emulator, EmulatorError> {
+        let seed = crate::state::Seed {
+            images: seed_images,
+        };
+        let mut state = State::seed();
+        let stand_ins = state
+            .registry
+            .seed_images(&seed.images)
+            .map_err(EmulatorError::SeedImage)?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::seed()),
+            state: Mutex::new(state),
+            kube: Mutex::new(kubernetes::KubeState::seed()),
+            log: Mutex::new(Vec::new()),
+            seed,
             faults: Mutex::new(Faults::new(options.fault_rate, options.fault_seed)),
             latency: options.latency,
             lro: options.lro,
@@ -133,6 +175,7 @@ impl Emulator {
         Ok(Emulator {
             shared,
             endpoints,
+            stand_ins,
             tasks,
         })
     }
@@ -145,6 +188,14 @@ impl Emulator {
     /// The base URL of one API, e.g. `endpoint("serviceusage")`.
     pub fn endpoint(&self, api: &str) -> Option<&str> {
         self.endpoints.get(api).map(String::as_str)
+    }
+
+    /// For each seed image given by digest (see [`Emulator::start_with_seed_images`]): the
+    /// reference as given -> the digest (`sha256:...`) of the synthetic image that stands in
+    /// for it, tagged `kfsec-seed` in the reference's repository. Empty without such
+    /// references.
+    pub fn seed_stand_ins(&self) -> &BTreeMap<String, String> {
+        &self.stand_ins
     }
 
     /// Writes [`Emulator::endpoints`] as a JSON object to `path`.
@@ -164,8 +215,10 @@ impl Emulator {
     /// Every resource as JSON keyed by API name (as `GET /state` on the admin endpoint).
     pub fn state(&self) -> serde_json::Value {
         let mut st = self.shared.state();
+        let mut kube = self.shared.kube();
         st.settle();
-        admin::state_json(&st)
+        kubernetes::settle(&mut kube, std::time::Instant::now());
+        admin::state_json(&st, &kube)
     }
 
     /// Milliseconds since the emulator started: the clock of [`RequestRecord::at_ms`].
@@ -175,12 +228,12 @@ impl Emulator {
 
     /// The request log, oldest first (as `GET /requests` on the admin endpoint).
     pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.state().log.clone()
+        self.shared.log().clone()
     }
 
     /// Restores the seed data and clears the request log and operations.
     pub fn reset(&self) {
-        *self.shared.state() = State::seed();
+        self.shared.reset();
     }
 
     /// Makes the next `count` long-running operations of `api` (`"compute"`, `"container"`, ...)

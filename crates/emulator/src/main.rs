@@ -29,6 +29,15 @@ struct Args {
     /// Seed of the fault generator.
     #[arg(long, value_name = "N", default_value_t = 0)]
     fault_seed: u64,
+    /// Also seed the registry with a small synthetic image for each image reference listed in
+    /// FILE (one per line; blank lines and '#' comments ignored), under its repository and tag.
+    /// Docker Hub short names are normalized as Docker does (mysql:8.0.29 is
+    /// docker.io/library/mysql:8.0.29). A reference by digest (REPO@sha256:...) cannot be
+    /// synthesized: its repository gets the image under the tag kfsec-seed, and a line on
+    /// stderr gives the digest of the image that stands in for it:
+    /// "seed image REF: stand-in kfsec-seed sha256:HEX".
+    #[arg(long, value_name = "FILE")]
+    seed_images: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -45,13 +54,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let emulator = Emulator::start(EmulatorOptions {
-        latency: Duration::from_millis(args.latency_ms),
-        lro: Duration::from_millis(args.lro_ms),
-        fault_rate: args.fault_rate,
-        fault_seed: args.fault_seed,
-    })
+    let seed_images = match &args.seed_images {
+        Some(path) => kfsec_emulator::parse_seed_images(
+            &std::fs::read_to_string(path)
+                .map_err(|e| format!("--seed-images {}: {e}", path.display()))?,
+        ),
+        None => Vec::new(),
+    };
+    let emulator = Emulator::start_with_seed_images(
+        EmulatorOptions {
+            latency: Duration::from_millis(args.latency_ms),
+            lro: Duration::from_millis(args.lro_ms),
+            fault_rate: args.fault_rate,
+            fault_seed: args.fault_seed,
+        },
+        seed_images,
+    )
     .await?;
+    for (reference, digest) in emulator.seed_stand_ins() {
+        eprintln!("seed image {reference}: stand-in kfsec-seed {digest}");
+    }
     if let Some(dir) = &args.gcloud_config {
         emulator.write_gcloud_config(dir)?;
     }

@@ -102,6 +102,22 @@ impl RegistryState {
         reg
     }
 
+    /// Adds a synthetic image for each image reference of `images` (see
+    /// [`seed::seed_reference`]); returns, for each reference by digest, the digest of the
+    /// image standing in for it (tagged [`seed::STAND_IN_TAG`]).
+    pub(crate) fn seed_images(
+        &mut self,
+        images: &[String],
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut stand_ins = BTreeMap::new();
+        for image in images {
+            if let Some(d) = seed::seed_reference(self, image)? {
+                stand_ins.insert(image.clone(), d);
+            }
+        }
+        Ok(stand_ins)
+    }
+
     /// Stores `data` as a blob of `repo`; returns its digest.
     fn add_blob(&mut self, repo: &str, data: Bytes) -> String {
         let d = digest(&data);

@@ -31,6 +31,9 @@ pub(crate) type Dispatch = fn(&mut State, &Env, &ApiRequest) -> ApiResult<Value>
 /// request and answers the whole response.
 pub(crate) type RawDispatch = fn(&mut State, &Env, &RawRequest) -> Response;
 
+/// The Kubernetes API's handler: it has its own state and lock (see [`Shared::kube`]).
+pub(crate) type KubeDispatch = fn(&mut crate::kubernetes::KubeState, &Env, &RawRequest) -> Response;
+
 /// A request as a [`RawDispatch`] sees it.
 #[derive(Debug)]
 pub(crate) struct RawRequest {
@@ -50,7 +53,7 @@ pub(crate) enum Handler {
     Registry(RawDispatch),
     /// A Kubernetes API server: JSON or YAML in, JSON out, errors and faults answered as
     /// `Status` objects, no body size limit (CustomResourceDefinitions are large).
-    Kubernetes(RawDispatch),
+    Kubernetes(KubeDispatch),
 }
 
 /// A fault injected instead of (or after) handling a request.
@@ -111,10 +114,19 @@ impl Faults {
     }
 }
 
-/// What all servers of one emulator share.
+/// What all servers of one emulator share. Whoever needs several locks takes them in the
+/// order of the fields (`state`, then `kube`, then `log`).
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The Google APIs' and the registry's state.
     pub(crate) state: Mutex<State>,
+    /// The Kubernetes API's objects: a lock of their own, so Kubernetes requests and the
+    /// other APIs' requests do not wait for each other.
+    pub(crate) kube: Mutex<crate::kubernetes::KubeState>,
+    /// The request log.
+    pub(crate) log: Mutex<Vec<RequestRecord>>,
+    /// What the state is made from (at start and on reset).
+    pub(crate) seed: crate::state::Seed,
     pub(crate) faults: Mutex<Faults>,
     pub(crate) latency: Duration,
     pub(crate) lro: Duration,
@@ -127,6 +139,27 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn kube(&self) -> MutexGuard<'_, crate::kubernetes::KubeState> {
+        self.kube
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn log(&self) -> MutexGuard<'_, Vec<RequestRecord>> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Restores the seed data (both states) and clears the request log.
+    pub(crate) fn reset(&self) {
+        let mut st = self.state();
+        let mut kube = self.kube();
+        *st = self.seed.state();
+        *kube = crate::kubernetes::KubeState::seed();
+        self.log().clear();
     }
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
@@ -210,7 +243,7 @@ async fn api_handler(
 ) -> Response {
     let shared = &ctx.shared;
     let method_is_head = method == Method::HEAD;
-    shared.state().log.push(RequestRecord {
+    shared.log().push(RequestRecord {
         api: ctx.api.to_string(),
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -252,7 +285,7 @@ async fn api_handler(
                 }
             }
         }
-        Handler::Registry(dispatch) | Handler::Kubernetes(dispatch) => {
+        Handler::Registry(dispatch) => {
             let req = RawRequest {
                 method,
                 uri,
@@ -262,6 +295,16 @@ async fn api_handler(
             let mut st = shared.state();
             st.settle();
             dispatch(&mut st, &env, &req)
+        }
+        Handler::Kubernetes(dispatch) => {
+            let req = RawRequest {
+                method,
+                uri,
+                headers,
+                body,
+            };
+            // The handler settles its controllers itself.
+            dispatch(&mut shared.kube(), &env, &req)
         }
     };
     match fault {

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::RequestRecord;
 use crate::error::{ApiError, ApiResult};
 
 /// Seed time of the seeded resources.
@@ -127,7 +126,6 @@ pub(crate) struct State {
     pub(crate) enabled: BTreeMap<String, BTreeSet<String>>,
     pub(crate) operations: BTreeMap<String, Operation>,
     pub(crate) counter: u64,
-    pub(crate) log: Vec<RequestRecord>,
     /// Armed operation failures, oldest first.
     pub(crate) operation_failures: Vec<OperationFailure>,
     /// Cloud DNS zones, record sets and changes.
@@ -146,8 +144,6 @@ pub(crate) struct State {
     pub(crate) cloudbuild: crate::cloudbuild::CloudBuildState,
     /// IAP policies and settings.
     pub(crate) iap: crate::iap::IapState,
-    /// Kubernetes objects.
-    pub(crate) kube: crate::kubernetes::KubeState,
 }
 
 impl State {
@@ -169,7 +165,6 @@ impl State {
             enabled: BTreeMap::new(),
             operations: BTreeMap::new(),
             counter: 0,
-            log: Vec::new(),
             dns: crate::dns::DnsState::default(),
             compute: crate::compute::ComputeState::default(),
             container: crate::container::ContainerState::new(),
@@ -182,7 +177,6 @@ impl State {
             registry: crate::registry::RegistryState::seed(),
             cloudbuild: crate::cloudbuild::CloudBuildState::default(),
             iap: crate::iap::IapState::default(),
-            kube: crate::kubernetes::KubeState::seed(),
         }
     }
 
@@ -191,7 +185,6 @@ impl State {
     pub(crate) fn settle(&mut self) {
         let now = Instant::now();
         crate::cloudbuild::settle(self, now);
-        crate::kubernetes::settle(self, now);
     }
 
     /// Whether the operation of `api` described by `description` (for example
@@ -279,6 +272,24 @@ impl State {
         self.operations
             .values()
             .any(|op| op.policy.as_deref() == Some(policy) && !op.done(now))
+    }
+}
+
+/// What the state is made from, at start and on reset: the seed data plus the registry's
+/// extra seed images.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seed {
+    /// Image references the registry also holds a synthetic image for.
+    pub(crate) images: Vec<String>,
+}
+
+impl Seed {
+    /// A fresh state, with the seed images.
+    pub(crate) fn state(&self) -> State {
+        let mut st = State::seed();
+        // The references were checked when the emulator started.
+        let _ = st.registry.seed_images(&self.images);
+        st
     }
 }
 

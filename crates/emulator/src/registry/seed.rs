@@ -47,7 +47,7 @@ pub(super) fn seed(reg: &mut RegistryState) {
                 &filler(&format!("busybox 1.36 linux/{arch}"), 3000),
             ),
         ]);
-        let (d, size) = image(reg, repo, None, false, arch, variant, &["sh"], &[layer]);
+        let (d, size) = image_of(reg, repo, None, false, arch, variant, &["sh"], &[layer]);
         let platform = match variant {
             Some(v) => format!(r#"{{"architecture":"{arch}","os":"linux","variant":"{v}"}}"#),
             None => format!(r#"{{"architecture":"{arch}","os":"linux"}}"#),
@@ -78,7 +78,7 @@ pub(super) fn seed(reg: &mut RegistryState) {
             b"events {}\nhttp { server { listen 80; } }\n",
         ),
     ]);
-    image(
+    image_of(
         reg,
         "docker.io/library/nginx",
         Some("1.27"),
@@ -92,7 +92,7 @@ pub(super) fn seed(reg: &mut RegistryState) {
         "server/dist/index.js",
         &filler("ml-pipeline frontend 2.0.5", 3000),
     )]);
-    image(
+    image_of(
         reg,
         "gcr.io/ml-pipeline/frontend",
         Some("2.0.5"),
@@ -106,7 +106,7 @@ pub(super) fn seed(reg: &mut RegistryState) {
         "app/cmd/controller/controller",
         &filler("cert-manager controller v1.14.5", 3000),
     )]);
-    image(
+    image_of(
         reg,
         "quay.io/jetstack/cert-manager-controller",
         Some("v1.14.5"),
@@ -116,6 +116,45 @@ pub(super) fn seed(reg: &mut RegistryState) {
         &["/app/cmd/controller/controller"],
         &[controller],
     );
+}
+
+/// The tag a synthetic image standing in for an image reference by digest is stored under.
+pub(crate) const STAND_IN_TAG: &str = "kfsec-seed";
+
+/// Stores a small synthetic single-platform image (an OCI manifest, a config and one layer
+/// whose content depends on `image`, so every reference has its own digests) for the image
+/// reference `image` (`HOST/PATH:TAG`, a Docker Hub short name such as `mysql:8.0.29`, or
+/// `HOST/PATH@sha256:...`). A reference by digest cannot be made (the content would have to
+/// hash to it): its repository gets the image under [`STAND_IN_TAG`] instead, and its digest
+/// is returned. Errors name a reference that does not parse.
+pub(crate) fn seed_reference(
+    reg: &mut RegistryState,
+    image: &str,
+) -> Result<Option<String>, String> {
+    let r = super::ImageRef::parse(image).ok_or_else(|| {
+        format!("{image:?} is not an image reference (HOST/PATH:TAG or HOST/PATH@sha256:...)")
+    })?;
+    let by_digest = r.reference.starts_with("sha256:");
+    let tag = if by_digest {
+        STAND_IN_TAG
+    } else {
+        r.reference.as_str()
+    };
+    let layer = Layer::new(&[(
+        "kfsec-seed/image.txt",
+        &filler(&format!("kfsec-emulator seed image {image}"), 2000),
+    )]);
+    let (d, _) = image_of(
+        reg,
+        &r.repo,
+        Some(tag),
+        false,
+        "amd64",
+        None,
+        &["/bin/sh"],
+        &[layer],
+    );
+    Ok(by_digest.then_some(d))
 }
 
 /// A layer: the gzipped tar and the digest of the uncompressed tar (its diff id).
@@ -138,7 +177,7 @@ impl Layer {
 /// Stores one image (config, layers, manifest) in `repo`, tagged when `tag` is given; returns
 /// the manifest's digest and size.
 #[allow(clippy::too_many_arguments)] // a private seed helper, called with literals
-fn image(
+fn image_of(
     reg: &mut RegistryState,
     repo: &str,
     tag: Option<&str>,

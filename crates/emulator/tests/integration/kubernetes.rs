@@ -590,3 +590,90 @@ async fn faults_answer_status_objects() {
     }
     assert!(seen > 0);
 }
+
+#[tokio::test]
+async fn every_kubeflow_document_is_accepted() {
+    let em = emulator().await;
+    let base = em.endpoint(K8S).unwrap().to_string();
+    let docs = crate::kubeflow_fixture::documents();
+    assert_eq!(docs.len(), 611, "the render's documents");
+    let refused = crate::kubeflow_fixture::apply_all(&client(), &base, &docs).await;
+    assert!(refused.is_empty(), "refused: {refused:#?}");
+    // The names with ':' of cert-manager's RBAC objects were stored as given.
+    let state = em.state();
+    let roles = &state["kubernetes"]["rbac.authorization.k8s.io/v1/Role"];
+    assert!(
+        roles["cert-manager/cert-manager-webhook:dynamic-serving"].is_object(),
+        "{}",
+        serde_json::to_string(&roles.as_object().map(|m| m.keys().collect::<Vec<_>>())).unwrap()
+    );
+    assert!(
+        state["kubernetes"]["rbac.authorization.k8s.io/v1/ClusterRole"]
+            ["cert-manager-controller-approve:cert-manager-io"]
+            .is_object()
+    );
+}
+
+/// Creates an object of `kind` named `name` at `path`; returns status and answer.
+async fn create(em: &Emulator, path: &str, kind: &str, name: &str) -> (u16, Value) {
+    let api_version = if path.starts_with("apis/rbac") {
+        "rbac.authorization.k8s.io/v1"
+    } else {
+        "v1"
+    };
+    let body = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});
+    send(
+        em,
+        Method::POST,
+        path,
+        "application/json",
+        &body.to_string(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn names_are_checked_per_kind() {
+    let em = emulator().await;
+    let cm = "api/v1/namespaces/default/configmaps";
+    let role = "apis/rbac.authorization.k8s.io/v1/namespaces/default/roles";
+    let cluster_role = "apis/rbac.authorization.k8s.io/v1/clusterroles";
+    let (status, v) = create(&em, cm, "ConfigMap", "a:b").await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["reason"], "Invalid");
+    assert_eq!(
+        v["message"],
+        "ConfigMap \"a:b\" is invalid: metadata.name: Invalid value: \"a:b\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    );
+    assert_eq!(v["details"]["causes"][0]["field"], "metadata.name");
+    let (status, v) = create(&em, role, "Role", "a:b").await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = create(&em, cluster_role, "ClusterRole", "system:a:b").await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = create(&em, cluster_role, "ClusterRole", "..").await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("may not be '..'"),
+        "{v}"
+    );
+    for (path, kind) in [
+        (cm, "ConfigMap"),
+        ("api/v1/namespaces", "Namespace"),
+        ("api/v1/namespaces/default/services", "Service"),
+        ("api/v1/namespaces/default/secrets", "Secret"),
+    ] {
+        let (status, v) = create(&em, path, kind, "Foo").await;
+        assert_eq!(
+            (status, v["reason"].as_str()),
+            (422, Some("Invalid")),
+            "{kind}: {v}"
+        );
+    }
+    // A Service name is a DNS-1035 label, a namespace's an RFC 1123 label.
+    let (status, v) = create(&em, "api/v1/namespaces/default/services", "Service", "1svc").await;
+    assert_eq!(status, 422, "{v}");
+    let (status, v) = create(&em, "api/v1/namespaces", "Namespace", "a.b").await;
+    assert_eq!(status, 422, "{v}");
+    let (status, v) = create(&em, cm, "ConfigMap", "1.a-b").await;
+    assert_eq!(status, 201, "{v}");
+}

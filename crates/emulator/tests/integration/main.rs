@@ -13,6 +13,7 @@ mod gcloud;
 mod gcloud_cli;
 mod iam;
 mod iap;
+mod kubeflow_fixture;
 mod kubernetes;
 mod lro;
 mod registry;

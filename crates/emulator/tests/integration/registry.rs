@@ -704,3 +704,93 @@ async fn registry_faults_use_distribution_errors() {
     assert_eq!(em.requests().len(), 24);
     assert!(em.requests().iter().all(|r| r.api == REG));
 }
+
+/// Reads a manifest; returns its digest (as answered) and bytes.
+async fn seed_manifest(em: &Emulator, repo: &str, reference: &str) -> (String, bytes::Bytes) {
+    let resp = client()
+        .get(url(em, &format!("{repo}/manifests/{reference}")))
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{repo}:{reference}");
+    let digest = resp.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (digest, resp.bytes().await.unwrap())
+}
+
+#[tokio::test]
+async fn seed_images_are_served_with_stand_ins_for_digests() {
+    let list = "# images of a test\n\n  gcr.io/ml-pipeline/frontend:2.0.5-kf\nmysql:8.0.29\nghcr.io/a/b:v1\n\
+        gcr.io/knative-releases/knative.dev/serving/cmd/queue@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+    let images = kfsec_emulator::parse_seed_images(list);
+    assert_eq!(images.len(), 4, "{images:?}");
+    let em = kfsec_emulator::Emulator::start_with_seed_images(
+        kfsec_emulator::EmulatorOptions::default(),
+        images,
+    )
+    .await
+    .unwrap();
+    let http = client();
+    let mut digests = Vec::new();
+    for (repo, tag) in [
+        ("gcr.io/ml-pipeline/frontend", "2.0.5-kf"),
+        ("docker.io/library/mysql", "8.0.29"),
+        ("ghcr.io/a/b", "v1"),
+        (
+            "gcr.io/knative-releases/knative.dev/serving/cmd/queue",
+            "kfsec-seed",
+        ),
+    ] {
+        let (digest, body) = seed_manifest(&em, repo, tag).await;
+        assert_eq!(digest, sha256sum(&body));
+        let m: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(m["layers"].as_array().unwrap().len(), 1, "{m}");
+        // The config and the layer are served too.
+        for d in [&m["config"]["digest"], &m["layers"][0]["digest"]] {
+            let resp = http
+                .get(url(&em, &format!("{repo}/blobs/{}", d.as_str().unwrap())))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{repo} {d}");
+        }
+        digests.push(digest);
+    }
+    let mut distinct = digests.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), digests.len(), "{digests:?}");
+    // The seeded images of the example config are still there.
+    seed_manifest(&em, "gcr.io/ml-pipeline/frontend", "2.0.5").await;
+    // The digest reference is reported with its stand-in's digest.
+    let stand_ins = em.seed_stand_ins();
+    assert_eq!(stand_ins.len(), 1, "{stand_ins:?}");
+    let (reference, stand_in) = stand_ins.iter().next().unwrap();
+    assert!(reference.ends_with(
+        "queue@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    ));
+    assert_eq!(stand_in, &digests[3]);
+    // ... and served by that digest; a reset keeps the seed images.
+    em.reset();
+    let (digest, _) = seed_manifest(
+        &em,
+        "gcr.io/knative-releases/knative.dev/serving/cmd/queue",
+        stand_in,
+    )
+    .await;
+    assert_eq!(&digest, stand_in);
+    seed_manifest(&em, "docker.io/library/mysql", "8.0.29").await;
+
+    let bad = kfsec_emulator::Emulator::start_with_seed_images(
+        kfsec_emulator::EmulatorOptions::default(),
+        vec!["Not An Image".into()],
+    )
+    .await;
+    assert!(bad.is_err());
+}
