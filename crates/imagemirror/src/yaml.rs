@@ -605,3 +605,6 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod roundtrip;
