@@ -226,15 +226,16 @@ impl ImageRef {
         }
     }
 
-    /// The mirror of this image under `destination`: `<destination>/<registry with ':' as
-    /// '-'>/<repository>`, same tag and digest. `docker.io/library/busybox:1.36` under
-    /// `us-docker.pkg.dev/kf-dev/kubeflow-mirror` is
+    /// The mirror of this image under `destination`: `<destination>/<registry as a path
+    /// component>/<repository>`, same tag and digest (see [`registry_as_path`]: `localhost:5000`
+    /// is `localhost-5000`, `[::1]:5000` is `ipv6-0-0-0-0-0-0-0-1-5000`).
+    /// `docker.io/library/busybox:1.36` under `us-docker.pkg.dev/kf-dev/kubeflow-mirror` is
     /// `us-docker.pkg.dev/kf-dev/kubeflow-mirror/docker.io/library/busybox:1.36`.
     pub fn mirrored(&self, destination: &Destination) -> Result<Self, ReferenceError> {
         let repository = format!(
             "{}/{}/{}",
             destination.path,
-            self.registry.replace(':', "-"),
+            registry_as_path(&self.registry),
             self.repository
         );
         let repository = repository.trim_start_matches('/').to_string();
@@ -260,7 +261,8 @@ impl ImageRef {
     /// The same image as served by a registry that hosts every registry under a path prefix
     /// (the emulator's `registry` endpoint, or a pull-through cache laid out the same way):
     /// `docker.io/library/busybox:1.36` through `127.0.0.1:5000` is
-    /// `127.0.0.1:5000/docker.io/library/busybox:1.36` (a port's `:` becomes `-`).
+    /// `127.0.0.1:5000/docker.io/library/busybox:1.36` (the registry becomes one path component
+    /// as in [`ImageRef::mirrored`]: see [`registry_as_path`]).
     ///
     /// ```
     /// use kfsec_imagemirror::ImageRef;
@@ -273,7 +275,7 @@ impl ImageRef {
     pub fn routed_through(&self, endpoint: &str) -> Self {
         Self {
             registry: endpoint.to_string(),
-            repository: format!("{}/{}", self.registry.replace(':', "-"), self.repository),
+            repository: format!("{}/{}", registry_as_path(&self.registry), self.repository),
             tag: self.tag.clone(),
             digest: self.digest.clone(),
         }
@@ -403,6 +405,32 @@ impl<'de> serde::Deserialize<'de> for Destination {
 pub fn is_google_registry(registry: &str) -> bool {
     let host = registry.split(':').next().unwrap_or(registry);
     host == "gcr.io" || host.ends_with(".gcr.io") || host == "pkg.dev" || host.ends_with(".pkg.dev")
+}
+
+/// A registry host (and port) as one repository path component, the way mirrors name the
+/// registry an image came from: a host name is lower-cased (a domain may have upper case, a
+/// repository may not) and a port's `:` becomes `-` (`localhost:5000` is `localhost-5000`,
+/// `docker.io` stays `docker.io`); an IPv6 address is written out in full, its groups in
+/// lower-case hex joined by `-` after `ipv6-`, so that every spelling of one address gives one
+/// path (`[::1]:5000` and `[0:0:0:0:0:0:0:1]:5000` are `ipv6-0-0-0-0-0-0-0-1-5000`).
+///
+/// For every registry [`ImageRef::parse`] accepts, the result is a valid path component.
+pub fn registry_as_path(registry: &str) -> String {
+    if let Some(rest) = registry.strip_prefix('[')
+        && let Some((v6, after)) = rest.split_once(']')
+        && let Ok(addr) = v6.parse::<std::net::Ipv6Addr>()
+    {
+        let mut out = String::from("ipv6");
+        for group in addr.segments() {
+            out.push_str(&format!("-{group:x}"));
+        }
+        if let Some(port) = after.strip_prefix(':') {
+            out.push('-');
+            out.push_str(port);
+        }
+        return out;
+    }
+    registry.to_ascii_lowercase().replace(':', "-")
 }
 
 fn split_domain(name: &str) -> (Option<&str>, &str) {
@@ -626,6 +654,55 @@ mod tests {
         assert_eq!(
             Destination::parse("gcr.io/kf-dev/").unwrap().to_string(),
             "gcr.io/kf-dev"
+        );
+    }
+
+    #[test]
+    fn every_registry_maps_to_one_valid_path_component() {
+        let dest = Destination::parse("mirror.example/m").unwrap();
+        for (image, path) in [
+            ("[::1]:5000/x:tag", "ipv6-0-0-0-0-0-0-0-1-5000"),
+            ("[0:0:0:0:0:0:0:1]:5000/x:tag", "ipv6-0-0-0-0-0-0-0-1-5000"),
+            ("[::1]/x", "ipv6-0-0-0-0-0-0-0-1"),
+            ("[2001:db8::1]/a/b", "ipv6-2001-db8-0-0-0-0-0-1"),
+            ("[2001:DB8:0::0:1]:443/a/b", "ipv6-2001-db8-0-0-0-0-0-1-443"),
+            ("[::ffff:10.0.0.1]:5000/a", "ipv6-0-0-0-0-0-ffff-a00-1-5000"),
+            ("10.0.0.1:5000/a", "10.0.0.1-5000"),
+            ("10.0.0.1/a", "10.0.0.1"),
+            ("Registry.Example.COM:8443/a", "registry.example.com-8443"),
+            ("MyRegistry/a", "myregistry"),
+            ("localhost:5000/a", "localhost-5000"),
+            ("localhost/a", "localhost"),
+            ("docker.io/a/b", "docker.io"),
+            ("busybox", "docker.io"),
+            ("xn--bcher-kva.example/a", "xn--bcher-kva.example"),
+            ("my--host.example:5000/a", "my--host.example-5000"),
+        ] {
+            let r = ImageRef::parse(image).unwrap_or_else(|e| panic!("{image}: {e}"));
+            assert_eq!(registry_as_path(r.registry()), path, "{image}");
+            assert!(valid_path_component(path), "{image}: {path}");
+            let m = r.mirrored(&dest).unwrap();
+            let again = ImageRef::parse(&m.to_string()).unwrap_or_else(|e| panic!("{image}: {e}"));
+            assert_eq!(again, m);
+            assert!(m.repository().starts_with(&format!("m/{path}/")), "{m}");
+            let routed = r.routed_through("[::1]:5000");
+            let again =
+                ImageRef::parse(&routed.to_string()).unwrap_or_else(|e| panic!("{image}: {e}"));
+            assert_eq!(again, routed);
+            assert!(
+                routed.repository().starts_with(&format!("{path}/")),
+                "{routed}"
+            );
+        }
+        let r = ImageRef::parse("[::1]:5000/x:tag").unwrap();
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("[::1]:5000", "x", Some("tag"))
+        );
+        let r = ImageRef::parse("[2001:db8::1]/a/b").unwrap();
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("[2001:db8::1]", "a/b", Some("latest"))
         );
     }
 
