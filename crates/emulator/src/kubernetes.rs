@@ -625,15 +625,11 @@ impl KubeState {
     fn reindex_kinds(&mut self) {
         let mut kinds = builtin_kinds();
         for (_, s) in self.range(CRD_API_VERSION, CRD_KIND, None) {
-            {
-                for kind in crd_kinds(&s.obj) {
-                    if !kinds.iter().any(|x| {
-                        x.group == kind.group
-                            && x.version == kind.version
-                            && x.plural == kind.plural
-                    }) {
-                        kinds.push(kind);
-                    }
+            for kind in crd_kinds(&s.obj) {
+                if !kinds.iter().any(|x| {
+                    x.group == kind.group && x.version == kind.version && x.plural == kind.plural
+                }) {
+                    kinds.push(kind);
                 }
             }
         }
@@ -2185,58 +2181,55 @@ pub(crate) fn settle(st: &mut KubeState, now: Instant) {
 /// Shows one queued object's controller effect (a stale queue entry, of an object deleted or
 /// made again since, is skipped).
 fn settle_one(st: &mut KubeState, key: &Key, now: Instant) {
-    {
-        let rv = st.rv + 1;
-        let Some(stored) = st
-            .objects
-            .get(key)
-            .filter(|s| s.ready_at.is_some_and(|t| t <= now))
-        else {
-            return;
-        };
-        let mut obj = stored.obj.clone();
-        let (_, kind, ns, name) = key;
-        if kind == "Ingress" {
-            // Recomputed whenever a Service of its namespace changes (see
-            // `reschedule_ingresses`): a backend Service made after the Ingress turns its
-            // backend healthy.
-            let backends =
-                Value::Object(ingress_backends(&st.objects, ns, &obj["spec"])).to_string();
-            obj["status"] = json!({"loadBalancer": {"ingress": [{"ip": ingress_ip(ns, name)}]}});
-            obj["metadata"]["annotations"]["ingress.kubernetes.io/backends"] = json!(backends);
-        } else if kind == "Deployment" {
-            let replicas = obj["spec"]["replicas"].as_u64().unwrap_or(1);
-            let mut status = json!({
-                "observedGeneration": obj["metadata"]["generation"],
-                "replicas": replicas, "updatedReplicas": replicas,
-                "conditions": [
-                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                     "message": "Deployment has minimum availability."},
-                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                     "message": format!("ReplicaSet \"{name}\" has successfully progressed.")},
-                ],
-            });
-            if replicas > 0 {
-                status["readyReplicas"] = json!(replicas);
-                status["availableReplicas"] = json!(replicas);
-            }
-            obj["status"] = status;
-        } else if kind == "CustomResourceDefinition"
-            && !crd_established(&obj)
-            && let Some(c) = obj["status"]["conditions"].as_array_mut()
-        {
-            c.push(established_condition());
+    let rv = st.rv + 1;
+    let Some(stored) = st
+        .objects
+        .get(key)
+        .filter(|s| s.ready_at.is_some_and(|t| t <= now))
+    else {
+        return;
+    };
+    let mut obj = stored.obj.clone();
+    let (_, kind, ns, name) = key;
+    if kind == "Ingress" {
+        // Recomputed whenever a Service of its namespace changes (see
+        // `reschedule_ingresses`): a backend Service made after the Ingress turns its
+        // backend healthy.
+        let backends = Value::Object(ingress_backends(&st.objects, ns, &obj["spec"])).to_string();
+        obj["status"] = json!({"loadBalancer": {"ingress": [{"ip": ingress_ip(ns, name)}]}});
+        obj["metadata"]["annotations"]["ingress.kubernetes.io/backends"] = json!(backends);
+    } else if kind == "Deployment" {
+        let replicas = obj["spec"]["replicas"].as_u64().unwrap_or(1);
+        let mut status = json!({
+            "observedGeneration": obj["metadata"]["generation"],
+            "replicas": replicas, "updatedReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                 "message": "Deployment has minimum availability."},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "message": format!("ReplicaSet \"{name}\" has successfully progressed.")},
+            ],
+        });
+        if replicas > 0 {
+            status["readyReplicas"] = json!(replicas);
+            status["availableReplicas"] = json!(replicas);
         }
-        let Some(stored) = st.objects.get_mut(key) else {
-            return;
-        };
-        if obj != stored.obj {
-            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            stored.obj = obj;
-            st.rv = rv;
-            if kind == CRD_KIND {
-                st.reindex_kinds();
-            }
+        obj["status"] = status;
+    } else if kind == "CustomResourceDefinition"
+        && !crd_established(&obj)
+        && let Some(c) = obj["status"]["conditions"].as_array_mut()
+    {
+        c.push(established_condition());
+    }
+    let Some(stored) = st.objects.get_mut(key) else {
+        return;
+    };
+    if obj != stored.obj {
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        stored.obj = obj;
+        st.rv = rv;
+        if kind == CRD_KIND {
+            st.reindex_kinds();
         }
     }
 }

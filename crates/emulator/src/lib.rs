@@ -266,3 +266,32 @@ impl Drop for Emulator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Kubernetes API has its own lock: it answers while the other APIs' state is held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[allow(clippy::await_holding_lock)] // on purpose: the lock is held while another API answers
+    async fn kubernetes_does_not_wait_for_the_google_apis_lock() {
+        let em = Emulator::start(EmulatorOptions::default()).await.unwrap();
+        let url = format!(
+            "{}api/v1/namespaces/default",
+            em.endpoint("kubernetes").unwrap()
+        );
+        let held = em.shared.state();
+        let resp = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("answered while the state lock is held");
+        assert_eq!(resp.status(), 200);
+        drop(held);
+        assert_eq!(
+            em.requests().last().map(|r| r.api.as_str()),
+            Some("kubernetes")
+        );
+    }
+}
