@@ -4,6 +4,8 @@ mod client;
 pub mod cloudbuild;
 pub mod copy;
 pub mod credentials;
+pub mod fields;
+pub mod input;
 pub mod manifests;
 pub mod mirror;
 pub mod reference;

@@ -1,16 +1,18 @@
-//! Images in Kubernetes manifests: find every `image:` of a pod spec in multi-document YAML
-//! (kustomize output), and rewrite them in place, byte for byte everything else unchanged.
+//! Images in Kubernetes manifests: find every image a cluster will pull in multi-document YAML
+//! (kustomize output), wherever the fields of [`crate::fields`] say it is held, and rewrite them
+//! in place, byte for byte everything else unchanged.
 //!
-//! Pod specs are found where Kubernetes puts them: `spec` of a Pod, `spec.template.spec` of a
-//! Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController or Job, and
-//! `spec.jobTemplate.spec.template.spec` of a CronJob; in each, `containers`, `initContainers`
-//! and `ephemeralContainers`. An `image:` anywhere else (a ConfigMap, a CRD) is left alone.
+//! [`scan`] and [`rewrite`] look in pod specs only; [`scan_with`] and [`rewrite_with`] take the
+//! fields (pod specs, presets such as Kubeflow's, the config's `images.fields`), step into YAML
+//! and JSON held in strings, and report suspects: strings elsewhere that look like images on a
+//! registry host.
 //!
 //! The YAML is read with a position-keeping parser ([`crate::yaml`], which knows the exact bytes
 //! of each scalar's value whatever characters come before it) and only the bytes of each image
-//! value are replaced, so comments, key order, quoting and indentation stay as they were.
+//! value are replaced, through every enclosing string, so comments, key order, quoting,
+//! indentation and the style of a block scalar stay as they were.
 
-use crate::yaml::{self, Node, Style};
+use crate::yaml::Node;
 
 /// A manifest that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,22 +28,24 @@ pub struct ManifestError {
     pub message: String,
 }
 
-/// One `image:` of a pod spec.
+/// One use of an image: where a field holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageUse {
     /// The document's index in the stream (0-based).
     pub document: usize,
     /// `Deployment/kubeflow/ml-pipeline` (`Kind/namespace/name`; namespace omitted when unset).
     pub object: String,
-    /// The field: `spec.template.spec.containers[0].image`.
+    /// The field: `spec.template.spec.containers[0].image`, or with ` » ` where it steps into
+    /// YAML or JSON held in a string: `data."katib-config.yaml" » runtime.suggestions[3].image`.
     pub field: String,
     /// The image as written.
     pub image: String,
     /// 1-based line of the value.
     pub line: usize,
-    /// Byte range of the value's characters inside the text (inside the quotes when quoted);
-    /// `None` when it cannot be replaced in place (a multi-line or escaped scalar).
-    span: Option<(usize, usize)>,
+    /// Byte range of the value's characters inside the text (inside the quotes when quoted,
+    /// inside every enclosing string when held in YAML or JSON in a string); `None` when it
+    /// cannot be replaced in place (written with escapes or across lines).
+    span: Option<std::ops::Range<usize>>,
 }
 
 /// The result of [`rewrite`].
@@ -56,86 +60,180 @@ pub struct Rewritten {
     pub unmapped: Vec<(ImageUse, String)>,
 }
 
-/// Every `image:` of every pod spec in `text`, in document order.
+/// Every image of every pod spec in `text`, in document order ([`scan_with`] with pod specs
+/// only).
 pub fn scan(source_name: &str, text: &str) -> Result<Vec<ImageUse>, ManifestError> {
-    let documents = yaml::parse(text).map_err(|e| ManifestError {
+    Ok(scan_with(source_name, text, &crate::fields::Fields::default())?.uses)
+}
+
+/// Replaces each pod-spec image for which `mirror` gives a new reference; everything else in
+/// the text is unchanged, byte for byte ([`rewrite_with`] with pod specs only).
+pub fn rewrite(
+    source_name: &str,
+    text: &str,
+    mirror: impl FnMut(&str) -> Option<String>,
+) -> Result<Rewritten, ManifestError> {
+    rewrite_with(source_name, text, &crate::fields::Fields::default(), mirror)
+}
+
+/// What [`scan_with`] found in a text: the image uses, and the suspects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Every image held in one of the fields, in document order.
+    pub uses: Vec<ImageUse>,
+    /// Strings elsewhere that look like images on a registry host
+    /// ([`crate::fields::looks_like_image`]) and that `images.ignore` does not silence.
+    pub suspects: Vec<SuspectUse>,
+}
+
+/// A string that looks like an image but is in no image field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspectUse {
+    /// The document's index in the stream (0-based).
+    pub document: usize,
+    /// `Kind/namespace/name`.
+    pub object: String,
+    /// The field whose value holds it.
+    pub field: String,
+    /// The string.
+    pub text: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// Byte offsets of line starts, to number lines.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        Self(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+    /// The 1-based line of byte `at`.
+    fn line(&self, at: usize) -> usize {
+        self.0.partition_point(|&start| start <= at)
+    }
+}
+
+/// `Kind/namespace/name` of a document, and its API group, kind and name.
+fn identity(doc: &Node) -> (String, &str, &str, &str) {
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+    let api_version = doc.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let meta = doc.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("?");
+    let object = match meta.and_then(|m| m.get("namespace")).and_then(Node::as_str) {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    };
+    (object, group, kind, name)
+}
+
+/// Every image held in one of `fields` in `text` (multi-document YAML), and the suspects.
+pub fn scan_with(
+    source_name: &str,
+    text: &str,
+    fields: &crate::fields::Fields,
+) -> Result<Scan, ManifestError> {
+    let documents = crate::yaml::parse(text).map_err(|e| ManifestError {
         source_name: source_name.to_string(),
         line: e.line,
         column: e.column,
         message: e.message,
     })?;
-    let mut out = Vec::new();
+    let lines = Lines::new(text);
+    let mut scan = Scan::default();
     for (i, doc) in documents.iter().enumerate() {
         let Node::Map(_) = doc else { continue };
-        let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
-        let spec_paths: &[&[&str]] = match kind {
-            "Pod" => &[&["spec"]],
-            "Deployment"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "ReplicaSet"
-            | "ReplicationController"
-            | "Job" => &[&["spec", "template", "spec"]],
-            "CronJob" => &[&["spec", "jobTemplate", "spec", "template", "spec"]],
-            _ => continue,
-        };
-        let meta = doc.get("metadata");
-        let name = meta
-            .and_then(|m| m.get("name"))
-            .and_then(Node::as_str)
-            .unwrap_or("?");
-        let object = match meta.and_then(|m| m.get("namespace")).and_then(Node::as_str) {
-            Some(ns) => format!("{kind}/{ns}/{name}"),
-            None => format!("{kind}/{name}"),
-        };
-        for path in spec_paths {
-            let Some(pod) = path.iter().try_fold(doc, |n, k| n.get(k)) else {
-                continue;
-            };
-            for list in ["containers", "initContainers", "ephemeralContainers"] {
-                let Some(Node::Seq(containers)) = pod.get(list) else {
+        let (object, group, kind, name) = identity(doc);
+        let found = crate::fields::find(doc, group, kind, name, fields.fields());
+        let claimed: Vec<std::ops::Range<usize>> =
+            found.iter().filter_map(|f| f.span.clone()).collect();
+        let images: std::collections::HashSet<&str> =
+            found.iter().map(|f| f.image.as_str()).collect();
+        let mut suspects = Vec::new();
+        scalars(doc, &mut String::new(), &mut |scalar, field| {
+            for r in crate::fields::suspects_in(&scalar.value) {
+                let token = &scalar.value[r.clone()];
+                if images.contains(token) || fields.ignores(token) {
                     continue;
-                };
-                for (j, c) in containers.iter().enumerate() {
-                    let Some(s) = c.get("image").and_then(Node::as_scalar) else {
-                        continue;
-                    };
-                    // In place only where the value is written on one line as it is: a block
-                    // scalar is left alone (its header and indentation would need care).
-                    let span = match s.style {
-                        Style::Plain | Style::SingleQuoted | Style::DoubleQuoted => {
-                            s.source_range(0..s.value.len()).map(|r| (r.start, r.end))
-                        }
-                        Style::Literal | Style::Folded => None,
-                    };
-                    out.push(ImageUse {
-                        document: i,
-                        object: object.clone(),
-                        field: format!("{}.{list}[{j}].image", path.join(".")),
-                        image: s.value.clone(),
-                        line: s.line,
-                        span,
-                    });
                 }
+                let at = scalar.source_range(r);
+                if at
+                    .as_ref()
+                    .is_some_and(|a| claimed.iter().any(|c| c.start <= a.start && a.end <= c.end))
+                {
+                    continue;
+                }
+                suspects.push(SuspectUse {
+                    document: i,
+                    object: object.clone(),
+                    field: field.to_string(),
+                    text: token.to_string(),
+                    line: at.map_or(scalar.line, |a| lines.line(a.start)),
+                });
             }
-        }
+        });
+        scan.suspects.extend(suspects);
+        scan.uses.extend(found.into_iter().map(|f| ImageUse {
+            document: i,
+            object: object.clone(),
+            line: f.span.as_ref().map_or(f.line, |s| lines.line(s.start)),
+            field: f.field,
+            image: f.image,
+            span: f.span,
+        }));
     }
-    Ok(out)
+    Ok(scan)
 }
 
-/// Replaces each pod-spec image for which `mirror` gives a new reference; everything else in
-/// the text is unchanged, byte for byte.
-pub fn rewrite(
+/// Calls `f` with every scalar value under `node` (not keys) and its field path.
+fn scalars(node: &Node, at: &mut String, f: &mut dyn FnMut(&crate::yaml::Scalar, &str)) {
+    match node {
+        Node::Scalar(s) => f(s, at),
+        Node::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = at.len();
+                at.push_str(&format!("[{i}]"));
+                scalars(item, at, f);
+                at.truncate(len);
+            }
+        }
+        Node::Map(entries) => {
+            for (k, v) in entries {
+                let len = at.len();
+                if !at.is_empty() {
+                    at.push('.');
+                }
+                at.push_str(k.as_str().unwrap_or("?"));
+                scalars(v, at, f);
+                at.truncate(len);
+            }
+        }
+        Node::Alias => {}
+    }
+}
+
+/// Replaces each image held in `fields` for which `mirror` gives a new reference, inside YAML
+/// or JSON held in strings too; everything else in the text is unchanged, byte for byte.
+pub fn rewrite_with(
     source_name: &str,
     text: &str,
+    fields: &crate::fields::Fields,
     mut mirror: impl FnMut(&str) -> Option<String>,
 ) -> Result<Rewritten, ManifestError> {
-    let uses = scan(source_name, text)?;
+    let uses = scan_with(source_name, text, fields)?.uses;
     let mut replaced = Vec::new();
     let mut unmapped = Vec::new();
-    let mut edits: Vec<((usize, usize), String)> = Vec::new();
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     for u in uses {
-        match (mirror(&u.image), u.span) {
+        match (mirror(&u.image), u.span.clone()) {
             (Some(new), Some(span)) => {
                 edits.push((span, new.clone()));
                 replaced.push((u, new));
@@ -147,13 +245,14 @@ pub fn rewrite(
             (None, _) => unmapped.push((u, "no mirror for this image".into())),
         }
     }
-    edits.sort_by_key(|((start, _), _)| *start);
-    let mut out = String::with_capacity(text.len());
+    edits.sort_by_key(|(span, _)| span.start);
+    edits.dedup_by_key(|(span, _)| span.start);
+    let mut out = String::with_capacity(text.len() + edits.len() * 96);
     let mut at = 0;
-    for ((start, end), new) in edits {
-        out.push_str(&text[at..start]);
+    for (span, new) in edits {
+        out.push_str(&text[at..span.start]);
         out.push_str(&new);
-        at = end;
+        at = span.end;
     }
     out.push_str(&text[at..]);
     Ok(Rewritten {
@@ -272,11 +371,18 @@ spec:
     }
 
     #[test]
-    fn a_multi_line_image_is_reported_not_mangled() {
-        let text = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: >-\n      busybox\n";
+    fn an_escaped_image_is_reported_not_mangled_and_a_block_one_is_rewritten() {
+        // Escapes: the value's bytes are not in the text as they are.
+        let text = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: \"busy\\x62ox\"\n";
         let out = rewrite("p.yaml", text, |_| Some("x".into())).unwrap();
         assert_eq!(out.text, text);
         assert!(out.unmapped[0].1.contains("one line"));
+        // A block scalar whose line holds the image as it is: only those bytes change, and
+        // the style stays.
+        let text = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: >-\n      busybox\n";
+        let out = rewrite("p.yaml", text, |_| Some("x".into())).unwrap();
+        assert_eq!(out.text, text.replace("      busybox", "      x"));
+        assert!(out.unmapped.is_empty());
     }
 
     #[test]

@@ -124,8 +124,19 @@ impl MirrorReport {
     /// replaced by its mirror pinned by digest; everything else unchanged, byte for byte.
     /// Images with no mirror are listed in [`Rewritten::unmapped`].
     pub fn rewrite(&self, name: &str, text: &str) -> Result<Rewritten, ManifestError> {
+        self.rewrite_with(name, text, &crate::fields::Fields::default())
+    }
+
+    /// [`MirrorReport::rewrite`] of every image held in `fields` (pod specs, presets and
+    /// `images.fields`: see [`crate::Spec::fields`]), inside YAML or JSON held in strings too.
+    pub fn rewrite_with(
+        &self,
+        name: &str,
+        text: &str,
+        fields: &crate::fields::Fields,
+    ) -> Result<Rewritten, ManifestError> {
         let pinned = self.pinned();
-        crate::manifests::rewrite(name, text, |image| {
+        crate::manifests::rewrite_with(name, text, fields, |image| {
             pinned.get(&ImageRef::parse(image).ok()?).cloned()
         })
     }
@@ -230,6 +241,11 @@ pub struct MirrorPlan {
     pub images: Vec<PlannedImage>,
     /// Things to know before applying.
     pub notes: Vec<String>,
+    /// Where each image was found, by source as first written (the same order as `images`).
+    pub named_at: Vec<(String, Vec<String>)>,
+    /// Strings that look like images but are in no image field: not mirrored (see
+    /// [`crate::spec::Wanted::suspects`]).
+    pub suspects: Vec<crate::spec::Suspect>,
 }
 
 impl MirrorPlan {
@@ -241,10 +257,20 @@ impl MirrorPlan {
             .any(|i| matches!(i, PlannedImage::Copy { .. }))
     }
 
-    /// The plan as text, one line per image.
+    /// The plan as text, one line per image, with where it was found, then the suspects.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
+        let places: BTreeMap<&str, &Vec<String>> = self
+            .named_at
+            .iter()
+            .map(|(s, at)| (s.as_str(), at))
+            .collect();
         for image in &self.images {
+            let source = match image {
+                PlannedImage::UpToDate { source, .. }
+                | PlannedImage::Copy { source, .. }
+                | PlannedImage::Problem { source, .. } => source.as_str(),
+            };
             let _ = match image {
                 PlannedImage::UpToDate { source, pinned } => {
                     writeln!(out, "  = {source} -> {pinned} (up to date)")
@@ -265,6 +291,16 @@ impl MirrorPlan {
                     writeln!(out, "  ! {source}: {message}")
                 }
             };
+            for at in places.get(source).into_iter().flat_map(|v| v.iter()) {
+                let _ = writeln!(out, "      at {at}");
+            }
+        }
+        for s in &self.suspects {
+            let _ = writeln!(
+                out,
+                "  ? {}: looks like an image but is in no image field, so it is not mirrored ({}): add its field under images.fields, or silence it under images.ignore",
+                s.written, s.named_at
+            );
         }
         let count = |f: fn(&PlannedImage) -> bool| self.images.iter().filter(|i| f(i)).count();
         let _ = writeln!(
@@ -458,6 +494,12 @@ impl ImageMirror {
             backend: self.spec.images.backend,
             images,
             notes,
+            named_at: wanted
+                .images
+                .iter()
+                .map(|w| (w.written.clone(), w.named_at.clone()))
+                .collect(),
+            suspects: wanted.suspects.clone(),
         }
     }
 

@@ -8,7 +8,13 @@ use std::path::PathBuf;
 use kfsec_core::{ProjectId, ValidationErrors};
 use serde::{Deserialize, Serialize};
 
+use crate::fields::{FieldRule, Fields, Preset};
+use crate::input::Source;
 use crate::reference::{Destination, ImageRef};
+
+fn default_presets() -> Vec<Preset> {
+    vec![Preset::Kubeflow]
+}
 
 /// Everything kfsec-imagemirror reads from the config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,10 +61,27 @@ pub struct ImagesSpec {
     /// malformed one fails on its own; the others are still mirrored.
     #[serde(default)]
     pub sources: Vec<String>,
-    /// Kubernetes YAML files (such as `kustomize build` output) whose pod-spec images are
-    /// mirrored too.
+    /// Kubernetes YAML files (such as `kustomize build` output; `.gz` files are decompressed)
+    /// whose images are mirrored too: those of pod specs and of every field of
+    /// [`ImagesSpec::presets`] and [`ImagesSpec::fields`].
     #[serde(default)]
     pub manifests: Vec<PathBuf>,
+    /// Kustomize directories, rendered with `kustomize build` or `kubectl kustomize`
+    /// (whichever is installed), whose images are mirrored like those of `manifests`.
+    #[serde(default)]
+    pub kustomize: Vec<PathBuf>,
+    /// Built-in sets of image fields beyond pod specs (default: `[kubeflow]`; `[]` for pod
+    /// specs only).
+    #[serde(default = "default_presets")]
+    pub presets: Vec<Preset>,
+    /// More image fields: kind, path, and how the image is held there (see
+    /// [`crate::fields`]).
+    #[serde(default)]
+    pub fields: Vec<FieldRule>,
+    /// Suspects (strings that look like images on a registry host but are in no image field)
+    /// not to report: a reference as written, or a prefix ending in `*`.
+    #[serde(default)]
+    pub ignore: Vec<String>,
     /// Registries (`host:port`) spoken to over plain http although not on loopback.
     #[serde(default)]
     pub insecure_registries: Vec<String>,
@@ -138,21 +161,44 @@ impl Spec {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
         let images = &self.images;
-        if images.sources.is_empty() && images.manifests.is_empty() {
+        if images.sources.is_empty() && images.manifests.is_empty() && images.kustomize.is_empty() {
             errors.push(
                 "images",
-                "nothing to mirror: list images under images.sources, or Kubernetes YAML files under images.manifests",
+                "nothing to mirror: list images under images.sources, Kubernetes YAML files under images.manifests, or kustomize directories under images.kustomize",
             );
         }
+        for (i, path) in images.kustomize.iter().enumerate() {
+            if let Some(problem) = crate::input::check_kustomize_dir(path) {
+                errors.push(format!("images.kustomize[{i}]"), problem);
+            }
+        }
+        if !images.kustomize.is_empty()
+            && let Err(e) = crate::input::kustomize_tool()
+        {
+            errors.push("images.kustomize", e);
+        }
+        for (i, rule) in images.fields.iter().enumerate() {
+            for (field, message) in rule.problems() {
+                errors.push(format!("images.fields[{i}].{field}"), message);
+            }
+        }
         for (i, path) in images.manifests.iter().enumerate() {
-            if let Err(e) = std::fs::metadata(path) {
-                errors.push(
+            match std::fs::metadata(path) {
+                Err(e) => errors.push(
                     format!("images.manifests[{i}]"),
                     format!(
                         "cannot read {}: {e} (paths are relative to the directory kfsec runs in)",
                         path.display()
                     ),
-                );
+                ),
+                Ok(m) if m.is_dir() => errors.push(
+                    format!("images.manifests[{i}]"),
+                    format!(
+                        "{} is a directory: list YAML files here, or the directory under images.kustomize",
+                        path.display()
+                    ),
+                ),
+                Ok(_) => {}
             }
         }
         for (i, registry) in images.insecure_registries.iter().enumerate() {
@@ -261,30 +307,64 @@ impl Spec {
             add(&mut wanted, s, format!("images.sources[{i}]"));
         }
         let mut errors = ValidationErrors::new();
-        for (i, path) in self.images.manifests.iter().enumerate() {
-            let field = format!("images.manifests[{i}]");
-            let name = path.display().to_string();
-            let text = match std::fs::read_to_string(path) {
+        let fields = self.fields();
+        for (field, source) in self.sources() {
+            let name = source.name();
+            let text = match source.read() {
                 Ok(t) => t,
                 Err(e) => {
-                    errors.push(field, format!("cannot read {name}: {e}"));
+                    errors.push(field, e.to_string());
                     continue;
                 }
             };
-            match crate::manifests::scan(&name, &text) {
-                Ok(uses) => {
-                    for u in uses {
+            match crate::manifests::scan_with(&name, &text, &fields) {
+                Ok(scan) => {
+                    for u in scan.uses {
                         add(
                             &mut wanted,
                             &u.image,
                             format!("{name}:{} ({} {})", u.line, u.object, u.field),
                         );
                     }
+                    wanted
+                        .suspects
+                        .extend(scan.suspects.into_iter().map(|s| Suspect {
+                            written: s.text,
+                            named_at: format!("{name}:{} ({} {})", s.line, s.object, s.field),
+                        }));
                 }
                 Err(e) => errors.push(field, e.to_string()),
             }
         }
         errors.into_result().map(|()| wanted)
+    }
+
+    /// The image fields scans look in: pod specs, `images.presets`, `images.fields`; with
+    /// `images.ignore`.
+    pub fn fields(&self) -> Fields {
+        Fields::new(
+            &self.images.presets,
+            &self.images.fields,
+            &self.images.ignore,
+        )
+    }
+
+    /// Every manifest source with its config field: `images.manifests`, then
+    /// `images.kustomize`.
+    pub fn sources(&self) -> Vec<(String, Source)> {
+        let files = self
+            .images
+            .manifests
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("images.manifests[{i}]"), Source::File(p.clone())));
+        let dirs = self.images.kustomize.iter().enumerate().map(|(i, p)| {
+            (
+                format!("images.kustomize[{i}]"),
+                Source::Kustomize(p.clone()),
+            )
+        });
+        files.chain(dirs).collect()
     }
 }
 
@@ -295,6 +375,19 @@ pub struct Wanted {
     pub images: Vec<WantedImage>,
     /// References that could not be read; each fails on its own.
     pub malformed: Vec<Malformed>,
+    /// Strings that look like images on a registry host but are in no image field: not
+    /// mirrored, and reported so that nothing reaches a private cluster unmirrored in
+    /// silence (`images.fields` adds their field, `images.ignore` silences them).
+    pub suspects: Vec<Suspect>,
+}
+
+/// A string that looks like an image but is in no image field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Suspect {
+    /// As written.
+    pub written: String,
+    /// Where: `file:line (Kind/namespace/name field)`.
+    pub named_at: String,
 }
 
 /// One image to mirror.
