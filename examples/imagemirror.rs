@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut unmapped = 0;
             if let Some(dir) = rewrite_to {
-                unmapped = write_rewritten(&report, &mirror.spec().images.manifests, Some(&dir))?;
+                unmapped = write_rewritten(&report, mirror.spec(), Some(&dir))?;
             }
             if report.has_failures() || unmapped > 0 {
                 std::process::exit(common::EXIT_PARTIAL);
@@ -147,8 +147,7 @@ async fn main() -> anyhow::Result<()> {
                     "(the embedded emulator starts with an empty mirror: use `apply --rewrite-to DIR`, or run kfsec-emulator and pass --endpoints to both commands)"
                 );
             }
-            let unmapped =
-                write_rewritten(&report, &mirror.spec().images.manifests, out.as_deref())?;
+            let unmapped = write_rewritten(&report, mirror.spec(), out.as_deref())?;
             if unmapped > 0 {
                 std::process::exit(common::EXIT_PARTIAL);
             }
@@ -157,22 +156,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rewrites each file, into `dir` (same file name) or to stdout; lists on stderr the images left
-/// without a mirror and returns how many.
+/// Rewrites each manifest source of `spec` (files, `.gz` files, kustomize directories), into
+/// `dir` (the file's name without `.gz`; `kustomize-N.yaml` for the Nth directory) or to
+/// stdout; lists on stderr the images left without a mirror and returns how many.
 fn write_rewritten(
     report: &MirrorReport,
-    files: &[PathBuf],
+    spec: &kfsec_imagemirror::Spec,
     dir: Option<&Path>,
 ) -> anyhow::Result<usize> {
+    use kfsec_imagemirror::input::Source;
     let mut unmapped = 0;
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir)?;
     }
-    for file in files {
-        let name = file.display().to_string();
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
-        let rewritten = report.rewrite(&name, &text)?;
+    let fields = spec.fields();
+    for (i, (_, source)) in spec.sources().into_iter().enumerate() {
+        let name = source.name();
+        let text = source.read()?;
+        let rewritten = report.rewrite_with(&name, &text, &fields)?;
         for (image, reason) in &rewritten.unmapped {
             unmapped += 1;
             eprintln!(
@@ -182,7 +183,17 @@ fn write_rewritten(
         }
         match dir {
             Some(dir) => {
-                let target = dir.join(file.file_name().unwrap_or(file.as_os_str()));
+                let file_name = match &source {
+                    Source::File(file) => {
+                        let n = file
+                            .file_name()
+                            .unwrap_or(file.as_os_str())
+                            .to_string_lossy();
+                        n.strip_suffix(".gz").unwrap_or(&n).to_string()
+                    }
+                    Source::Kustomize(_) => format!("kustomize-{i}.yaml"),
+                };
+                let target = dir.join(file_name);
                 std::fs::write(&target, &rewritten.text)?;
                 println!(
                     "wrote {} ({} images pinned, {} left as they were)",

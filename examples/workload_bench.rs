@@ -174,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&all_file, format!("{rest}{crds}"))?;
     let docs = documents(&WorkloadSpec {
         manifests: vec![all_file],
+        kustomize: vec![],
         wait_seconds: 0,
     })?;
     println!(

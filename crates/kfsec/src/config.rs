@@ -16,10 +16,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
-    /// Kubernetes YAML files (for example the output of `kustomize build` of Kubeflow), applied
-    /// with their images rewritten to the mirrors, pinned by digest. Relative paths are read
-    /// from the directory kfsec runs in.
+    /// Kubernetes YAML files (for example the output of `kustomize build` of Kubeflow; `.gz`
+    /// files are decompressed), applied with their images rewritten to the mirrors, pinned by
+    /// digest. Relative paths are read from the directory kfsec runs in.
+    #[serde(default)]
     pub manifests: Vec<PathBuf>,
+    /// Kustomize directories (Kubeflow's `example/`, say), rendered with `kustomize build` or
+    /// `kubectl kustomize` (whichever is installed) and applied like `manifests`.
+    #[serde(default)]
+    pub kustomize: Vec<PathBuf>,
     /// How long to wait for the workload's Deployments to become available, in seconds
     /// (default 600; 0: do not wait).
     #[serde(default = "default_wait")]
@@ -155,8 +160,12 @@ impl Config {
         let mut images = images;
         for path in workload
             .iter_mut()
-            .flat_map(|w| w.manifests.iter_mut())
-            .chain(images.iter_mut().flat_map(|i| i.manifests.iter_mut()))
+            .flat_map(|w| w.manifests.iter_mut().chain(w.kustomize.iter_mut()))
+            .chain(
+                images
+                    .iter_mut()
+                    .flat_map(|i| i.manifests.iter_mut().chain(i.kustomize.iter_mut())),
+            )
         {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -174,19 +183,37 @@ impl Config {
             );
         }
         if let Some(w) = &workload {
-            if w.manifests.is_empty() {
+            if w.manifests.is_empty() && w.kustomize.is_empty() {
                 errors.push(
                     "workload.manifests",
-                    "list at least one Kubernetes YAML file, or leave the `workload` section out",
+                    "list at least one Kubernetes YAML file (or a kustomize directory under workload.kustomize), or leave the `workload` section out",
                 );
             }
             for (i, path) in w.manifests.iter().enumerate() {
-                if let Err(err) = std::fs::metadata(path) {
-                    errors.push(
+                match std::fs::metadata(path) {
+                    Err(err) => errors.push(
                         format!("workload.manifests[{i}]"),
                         format!("cannot read {}: {err}", path.display()),
-                    );
+                    ),
+                    Ok(m) if m.is_dir() => errors.push(
+                        format!("workload.manifests[{i}]"),
+                        format!(
+                            "{} is a directory: list YAML files here, or the directory under workload.kustomize",
+                            path.display()
+                        ),
+                    ),
+                    Ok(_) => {}
                 }
+            }
+            for (i, path) in w.kustomize.iter().enumerate() {
+                if let Some(problem) = kfsec_imagemirror::input::check_kustomize_dir(path) {
+                    errors.push(format!("workload.kustomize[{i}]"), problem);
+                }
+            }
+            if !w.kustomize.is_empty()
+                && let Err(e) = kfsec_imagemirror::input::kustomize_tool()
+            {
+                errors.push("workload.kustomize", e);
             }
         }
 
@@ -194,11 +221,12 @@ impl Config {
         let mut check = |result: Result<(), ValidationErrors>| {
             if let Err(e) = result {
                 for f in e.errors {
-                    // The zone-in-region check above is also the cluster's: named once.
+                    // The zone-in-region check above is also the cluster's, and the
+                    // workload's sources are the mirror's too: each problem named once.
                     let seen = errors
                         .errors
                         .iter()
-                        .any(|x| x.path == f.path && (x.message == f.message || f.path == "zone"));
+                        .any(|x| x.message == f.message || (x.path == f.path && f.path == "zone"));
                     if !seen {
                         errors.errors.push(f);
                     }
@@ -247,9 +275,16 @@ impl Config {
         let images = match (&project, images) {
             (Some(p), Some(mut i)) => {
                 // Every image the workload runs is mirrored.
-                for m in workload.iter().flat_map(|w| &w.manifests) {
-                    if !i.manifests.contains(m) {
-                        i.manifests.push(m.clone());
+                for w in workload.iter() {
+                    for m in &w.manifests {
+                        if !i.manifests.contains(m) {
+                            i.manifests.push(m.clone());
+                        }
+                    }
+                    for k in &w.kustomize {
+                        if !i.kustomize.contains(k) {
+                            i.kustomize.push(k.clone());
+                        }
                     }
                 }
                 let s = kfsec_imagemirror::Spec {

@@ -382,7 +382,7 @@ impl Kfsec {
             // The cluster and every mirror exist: the workload can be diffed document by
             // document against the cluster.
             let mirrors = mirror.resolve(&wanted).await;
-            let docs = crate::workload::prepare(workload, &mirrors)
+            let docs = crate::workload::prepare(workload, &mirrors, &config.images.fields())
                 .map_err(|e| read("workload")(e.to_string()))?;
             let kube = self.kube(config).await.map_err(setup)?;
             let plan = Workload::new(kube)
@@ -587,8 +587,9 @@ impl Kfsec {
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .clone();
                         let report = report.ok_or("the images step left no report")?;
-                        let docs = crate::workload::prepare(workload, &report)
-                            .map_err(|e| e.to_string())?;
+                        let docs =
+                            crate::workload::prepare(workload, &report, &config.images.fields())
+                                .map_err(|e| e.to_string())?;
                         let kube = self.kube(config).await?;
                         let w = Workload::new(kube)
                             .with_progress(self.progress.clone())
@@ -777,8 +778,8 @@ impl Kfsec {
             let mirror = self.mirror(config).await.map_err(setup)?;
             let wanted = mirror.wanted().map_err(|e| setup(e.to_string()))?;
             let mirrors = mirror.resolve(&wanted).await;
-            let docs =
-                crate::workload::prepare(workload, &mirrors).map_err(|e| WorkflowError::Read {
+            let docs = crate::workload::prepare(workload, &mirrors, &config.images.fields())
+                .map_err(|e| WorkflowError::Read {
                     stage: "workload",
                     message: e.to_string(),
                 })?;

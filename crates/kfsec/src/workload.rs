@@ -232,28 +232,43 @@ const AT_ONCE: usize = 8;
 /// and served ([`Workload::with_establish_wait`]).
 pub const ESTABLISH_WAIT: Duration = Duration::from_secs(60);
 
+/// The workload's manifest sources: `manifests` (files, `.gz` decompressed), then
+/// `kustomize` (directories, rendered).
+fn sources(spec: &WorkloadSpec) -> Vec<kfsec_imagemirror::input::Source> {
+    use kfsec_imagemirror::input::Source;
+    spec.manifests
+        .iter()
+        .map(|p| Source::File(p.clone()))
+        .chain(spec.kustomize.iter().map(|p| Source::Kustomize(p.clone())))
+        .collect()
+}
+
 /// The workload's documents with images pinned to `mirrors`, in apply's waves (CRDs and
 /// Namespaces first, webhook configurations last; file order within a wave); refuses (naming
-/// each use) when an image has no mirror.
+/// each use) when an image has no mirror. `fields` says where images are held (pod specs, the
+/// presets and `images.fields` of the mirror's spec).
 pub fn prepare(
     spec: &WorkloadSpec,
     mirrors: &kfsec_imagemirror::MirrorReport,
+    fields: &kfsec_imagemirror::fields::Fields,
 ) -> Result<Vec<Document>, WorkloadError> {
     let mut docs = Vec::new();
     let mut unmirrored = Vec::new();
-    for path in &spec.manifests {
-        let (file, text) = read_manifest(path)?;
-        let rewritten = mirrors
-            .rewrite(&file, &text)
-            .map_err(|e| WorkloadError::Manifest {
-                path: file.clone(),
-                message: e.to_string(),
-            })?;
+    for source in sources(spec) {
+        let (file, text) = read_manifest(&source)?;
+        let rewritten =
+            mirrors
+                .rewrite_with(&file, &text, fields)
+                .map_err(|e| WorkloadError::Manifest {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
         for (use_, why) in &rewritten.unmapped {
             unmirrored.push(format!(
-                "{} in {} ({}:{}){}",
+                "{} in {} {} ({}:{}){}",
                 use_.image,
                 use_.object,
+                use_.field,
                 file,
                 use_.line,
                 if why.is_empty() {
@@ -272,12 +287,14 @@ pub fn prepare(
     Ok(docs)
 }
 
-/// A manifest file's name (for messages) and text.
-fn read_manifest(path: &std::path::Path) -> Result<(String, String), WorkloadError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| WorkloadError::Manifest {
+/// A manifest source's name (for messages) and text.
+fn read_manifest(
+    source: &kfsec_imagemirror::input::Source,
+) -> Result<(String, String), WorkloadError> {
+    let file = source.name();
+    let text = source.read().map_err(|e| WorkloadError::Manifest {
         path: file.clone(),
-        message: e.to_string(),
+        message: e.message,
     })?;
     Ok((file, text))
 }
@@ -312,12 +329,66 @@ fn parse(file: &str, text: &str) -> Result<Vec<Document>, WorkloadError> {
 /// what `destroy` needs, which only goes by kind and name.
 pub fn documents(spec: &WorkloadSpec) -> Result<Vec<Document>, WorkloadError> {
     let mut docs = Vec::new();
-    for path in &spec.manifests {
-        let (file, text) = read_manifest(path)?;
+    for source in sources(spec) {
+        let (file, text) = read_manifest(&source)?;
         docs.extend(parse(&file, &text)?);
     }
     docs.sort_by_key(Document::rank);
     Ok(docs)
+}
+
+/// A document as the API server will hold it, for comparing with the live object and for
+/// sending: `metadata.creationTimestamp: null` and a top-level `status` dropped (the server
+/// sets both itself), null values dropped (the server never stores them), a Secret's
+/// `stringData` folded into `data` as base64 (as the server does), and `metadata.namespace`
+/// dropped from a cluster-scoped kind (the server ignores it).
+pub fn normalized(object: &Value, cluster_scoped: bool) -> Value {
+    use base64::Engine as _;
+    let mut o = object.clone();
+    strip_nulls(&mut o);
+    if let Some(map) = o.as_object_mut() {
+        map.remove("status");
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            if cluster_scoped {
+                meta.remove("namespace");
+            }
+            if meta.get("creationTimestamp").is_some_and(Value::is_null) {
+                meta.remove("creationTimestamp");
+            }
+        }
+        let is_secret = map.get("kind").and_then(Value::as_str) == Some("Secret")
+            && map.get("apiVersion").and_then(Value::as_str) == Some("v1");
+        if is_secret && let Some(Value::Object(string_data)) = map.remove("stringData") {
+            let data = map
+                .entry("data")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(data) = data.as_object_mut() {
+                for (k, v) in string_data {
+                    let text = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    data.insert(
+                        k,
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
+                }
+            }
+        }
+    }
+    o
+}
+
+/// Drops every null value of a mapping, recursively (an empty value stays).
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 fn gvk(object: &Value) -> GroupVersionKind {
@@ -498,8 +569,13 @@ impl Workload {
                     fields: vec![("document".into(), Value::String(doc.file.clone()))],
                 },
                 Some(l) => {
+                    let cluster_scoped = matches!(
+                        kinds.get(&doc.kind_key()),
+                        Some(Some((_, caps))) if caps.scope == Scope::Cluster
+                    );
+                    let desired = normalized(&doc.object, cluster_scoped);
                     let mut out = Vec::new();
-                    kfsec_iapingress::objects::differences(&doc.object, &l, "", &mut out);
+                    kfsec_iapingress::objects::differences(&desired, &l, "", &mut out);
                     if out.is_empty() {
                         Action::Unchanged
                     } else {
@@ -595,8 +671,24 @@ impl Workload {
                     report.record_with(resource, outcome, detail);
                     continue;
                 }
-                if matches!(outcome, Outcome::Created | Outcome::Updated) && doc.makes_pods() {
+                let sent = matches!(outcome, Outcome::Created | Outcome::Updated);
+                if sent && doc.makes_pods() {
                     pods_made.push(doc);
+                }
+                let cluster_scoped = matches!(
+                    kinds.get(&doc.kind_key()),
+                    Some(Some((_, caps))) if caps.scope == Scope::Cluster
+                );
+                if sent
+                    && cluster_scoped
+                    && let Some(ns) = doc.namespace()
+                {
+                    let detail = format!(
+                        "applied without its metadata.namespace {ns}: a {} is cluster-scoped (remove the namespace from the manifest)",
+                        doc.kind()
+                    );
+                    report.record_with(resource, outcome, detail);
+                    continue;
                 }
                 report.record(resource, outcome);
             }
@@ -725,18 +817,16 @@ impl Workload {
             .get_opt(doc.name())
             .await
             .map_err(|e| kube_error(format!("read {}", doc.display()), e))?;
-        if let Some(l) = &live
-            && kfsec_iapingress::objects::is_subset(
-                &doc.object,
-                &serde_json::to_value(l).unwrap_or(Value::Null),
-            )
-        {
-            return Ok(Outcome::Unchanged);
-        }
+        let desired = normalized(&doc.object, caps.scope == Scope::Cluster);
         let live_value = live
             .as_ref()
             .map(|l| serde_json::to_value(l).unwrap_or(Value::Null));
-        let mut object = doc.object.clone();
+        if let Some(l) = &live_value
+            && kfsec_iapingress::objects::is_subset(&desired, l)
+        {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut object = desired;
         // Marked when kfsec creates it, and kept marked (this manager owns the annotation, so
         // leaving it out would remove it); an object someone else made stays unmarked.
         if live_value.as_ref().is_none_or(created_by_kfsec)

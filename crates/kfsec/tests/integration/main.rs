@@ -6,5 +6,6 @@ mod config;
 mod destroy;
 mod faults;
 mod gcloud;
+mod kubeflow;
 mod workflow;
 mod workload;

@@ -67,6 +67,7 @@ fn spec(dir: &tempfile::TempDir) -> WorkloadSpec {
     std::fs::write(&path, MANIFEST).unwrap();
     WorkloadSpec {
         manifests: vec![path],
+        kustomize: vec![],
         wait_seconds: 0,
     }
 }
@@ -244,6 +245,7 @@ async fn a_webhook_that_changes_new_pods_is_flagged_when_the_same_apply_makes_po
     std::fs::write(&path, format!("{MANIFEST}---{INJECTORS}")).unwrap();
     let spec = WorkloadSpec {
         manifests: vec![path],
+        kustomize: vec![],
         wait_seconds: 0,
     };
     let docs = documents(&spec).unwrap();
