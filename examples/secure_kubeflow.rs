@@ -107,6 +107,34 @@ const STAGES: &[(&[&str], &str, &str)] = &[
     (&["ingress"], "IAP ingress", "ingress"),
 ];
 
+/// `config` reading each manifest source that `stand_ins` replaced from its replacement.
+fn with_stand_ins(mut config: kfsec::Config, stand_ins: &common::StandIns) -> kfsec::Config {
+    fn swap(
+        manifests: &mut Vec<std::path::PathBuf>,
+        kustomize: &mut Vec<std::path::PathBuf>,
+        s: &common::StandIns,
+    ) {
+        for m in manifests.iter_mut() {
+            if let Some(to) = s.path(m) {
+                *m = to;
+            }
+        }
+        kustomize.retain(|k| match s.path(k) {
+            Some(to) => {
+                manifests.push(to);
+                false
+            }
+            None => true,
+        });
+    }
+    let images = &mut config.images.images;
+    swap(&mut images.manifests, &mut images.kustomize, stand_ins);
+    if let Some(w) = config.workload.as_mut() {
+        swap(&mut w.manifests, &mut w.kustomize, stand_ins);
+    }
+    config
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::init_tracing();
@@ -115,7 +143,8 @@ async fn main() -> anyhow::Result<()> {
         Ok(c) => c,
         Err(errors) => common::invalid(&errors),
     };
-    let session = cli.target.connect().await?;
+    let (session, stand_ins) = cli.target.connect_seeded(&config.images).await?;
+    let config = with_stand_ins(config, &stand_ins);
     let kfsec = Kfsec::new(&session.connection).with_progress(common::progress_bars());
     let command = cli.command.clone().unwrap_or(Command::Apply {
         enforce: false,

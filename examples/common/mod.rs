@@ -174,8 +174,102 @@ impl Session {
     }
 }
 
+/// Manifest files written for an embedded emulator (digest-only references pointed at the
+/// emulator's stand-ins), kept as long as the value lives.
+pub(crate) struct StandIns {
+    _dir: Option<tempfile::TempDir>,
+    /// Each manifest source (file or kustomize directory) and the file that replaces it.
+    pub(crate) replaced: Vec<(PathBuf, PathBuf)>,
+}
+
+impl StandIns {
+    /// `path`, or the file that stands in for it.
+    pub(crate) fn path(&self, path: &Path) -> Option<PathBuf> {
+        self.replaced
+            .iter()
+            .find(|(from, _)| from == path)
+            .map(|(_, to)| to.clone())
+    }
+}
+
 impl Target {
+    /// [`Target::connect`]; an embedded emulator's registry also holds a small synthetic image
+    /// for every image `images` names (the workload's too), so that the main job runs
+    /// offline on any workload. An image named by digest cannot be made with that digest: the
+    /// emulator makes a stand-in, and the manifests that name it are read from a copy that
+    /// names the stand-in's digest instead (the returned [`StandIns`] say which).
+    pub(crate) async fn connect_seeded(
+        &self,
+        images: &kfsec_imagemirror::Spec,
+    ) -> anyhow::Result<(Session, StandIns)> {
+        let none = StandIns {
+            _dir: None,
+            replaced: Vec::new(),
+        };
+        if self.google || self.endpoints.is_some() {
+            return Ok((self.connect().await?, none));
+        }
+        let wanted = match images.wanted() {
+            Ok(w) => w,
+            Err(e) => invalid(&e),
+        };
+        let seed: Vec<String> = wanted
+            .images
+            .iter()
+            .map(|w| w.source.to_string())
+            .filter(|r| !kfsec_emulator::SEEDED_IMAGES.contains(&r.as_str()))
+            .collect();
+        let session = self.connect_with(seed).await?;
+        let Some(emulator) = &session._emulator else {
+            return Ok((session, none));
+        };
+        let stand_ins = emulator.seed_stand_ins().clone();
+        if stand_ins.is_empty() {
+            return Ok((session, none));
+        }
+        let dir = tempfile::tempdir()?;
+        let mut replaced = Vec::new();
+        for (i, (_, source)) in images.sources().into_iter().enumerate() {
+            let mut text = source.read()?;
+            let mut changed = 0;
+            for (reference, digest) in &stand_ins {
+                if let Some((_, original)) = reference.split_once('@')
+                    && text.contains(original)
+                {
+                    text = text.replace(original, digest);
+                    changed += 1;
+                }
+            }
+            if changed == 0 {
+                continue;
+            }
+            let from = match &source {
+                kfsec_imagemirror::input::Source::File(p)
+                | kfsec_imagemirror::input::Source::Kustomize(p) => p.clone(),
+            };
+            let to = dir.path().join(format!("manifests-{i}.yaml"));
+            std::fs::write(&to, text)?;
+            eprintln!(
+                "(embedded emulator: {} names {changed} image(s) by digest only; no image can be made with a given digest, so the emulator serves a stand-in for each and the manifests are read from {} with the stand-ins' digests)",
+                from.display(),
+                to.display()
+            );
+            replaced.push((from, to));
+        }
+        Ok((
+            session,
+            StandIns {
+                _dir: Some(dir),
+                replaced,
+            },
+        ))
+    }
+
     pub(crate) async fn connect(&self) -> anyhow::Result<Session> {
+        self.connect_with(Vec::new()).await
+    }
+
+    async fn connect_with(&self, seed_images: Vec<String>) -> anyhow::Result<Session> {
         if self.google {
             return Ok(Session {
                 connection: Connection::google(),
@@ -194,12 +288,15 @@ impl Target {
                 self.fault_rate
             );
         }
-        let emulator = Emulator::start(EmulatorOptions {
-            latency: Duration::from_millis(self.latency_ms),
-            lro: Duration::from_millis(self.lro_ms),
-            fault_rate: self.fault_rate,
-            fault_seed: self.fault_seed,
-        })
+        let emulator = Emulator::start_with_seed_images(
+            EmulatorOptions {
+                latency: Duration::from_millis(self.latency_ms),
+                lro: Duration::from_millis(self.lro_ms),
+                fault_rate: self.fault_rate,
+                fault_seed: self.fault_seed,
+            },
+            seed_images,
+        )
         .await?;
         let endpoints = emulator.endpoints().into();
         eprintln!(

@@ -323,7 +323,7 @@ impl Copier {
             self.found_whole(dst_reg, dst_repo, digest);
             return Ok(CopyReport {
                 source: source.to_string(),
-                destination: format!("{destination}@{digest}"),
+                destination: destination.pinned(digest),
                 digest: digest.clone(),
                 up_to_date: true,
                 ..CopyReport::default()
@@ -343,7 +343,7 @@ impl Copier {
             .map_err(|e| fail(src_reg, "read the manifest", &e))?;
         let mut report = CopyReport {
             source: source.to_string(),
-            destination: format!("{destination}@{digest}"),
+            destination: destination.pinned(&digest),
             digest: digest.clone(),
             ..CopyReport::default()
         };

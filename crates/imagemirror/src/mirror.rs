@@ -526,7 +526,7 @@ impl ImageMirror {
         match self.copier.manifest_digest(&self.wire(&w.mirror)).await {
             Ok(Some(d)) if d == source => PlannedImage::UpToDate {
                 source: w.written.clone(),
-                pinned: format!("{}@{d}", w.mirror),
+                pinned: w.mirror.pinned(&d),
             },
             // A mirror that cannot be read is still worth trying to write.
             _ => PlannedImage::Copy {
@@ -565,7 +565,7 @@ impl ImageMirror {
                         named_at: w.named_at.clone(),
                         outcome: match r {
                             StepResult::Copied { digest } => ImageOutcome::Mirrored {
-                                pinned: format!("{}@{digest}", w.mirror),
+                                pinned: w.mirror.pinned(&digest),
                                 digest,
                                 up_to_date: false,
                                 blobs_copied: 0,
@@ -603,7 +603,7 @@ impl ImageMirror {
             .await
         {
             Ok(r) => ImageOutcome::Mirrored {
-                pinned: format!("{}@{}", w.mirror, r.digest),
+                pinned: w.mirror.pinned(&r.digest),
                 digest: r.digest,
                 up_to_date: r.up_to_date,
                 blobs_copied: r.blobs_copied,
@@ -650,7 +650,7 @@ impl ImageMirror {
             .map(|w| async move {
                 let outcome = match self.copier.manifest_digest(&self.wire(&w.mirror)).await {
                     Ok(Some(digest)) => ImageOutcome::Mirrored {
-                        pinned: format!("{}@{digest}", w.mirror),
+                        pinned: w.mirror.pinned(&digest),
                         digest,
                         up_to_date: true,
                         blobs_copied: 0,

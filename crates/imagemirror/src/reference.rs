@@ -218,6 +218,24 @@ impl ImageRef {
         }
     }
 
+    /// `name[:tag]@digest`: what a manifest names to pin this image to `digest` (the tag is
+    /// kept for readers; a digest the reference holds is replaced, never repeated).
+    ///
+    /// ```
+    /// use kfsec_imagemirror::ImageRef;
+    /// let d = format!("sha256:{}", "a".repeat(64));
+    /// let tagged = ImageRef::parse("busybox:1.36").unwrap();
+    /// assert_eq!(tagged.pinned(&d), format!("docker.io/library/busybox:1.36@{d}"));
+    /// let by_digest = ImageRef::parse(&format!("gcr.io/knative/queue@{d}")).unwrap();
+    /// assert_eq!(by_digest.pinned(&d), format!("gcr.io/knative/queue@{d}"));
+    /// ```
+    pub fn pinned(&self, digest: &str) -> String {
+        match &self.tag {
+            Some(t) => format!("{}/{}:{t}@{digest}", self.registry, self.repository),
+            None => format!("{}/{}@{digest}", self.registry, self.repository),
+        }
+    }
+
     /// The same image pinned to `digest` (the tag is kept for readers).
     pub fn with_digest(&self, digest: Digest) -> Self {
         Self {
