@@ -173,6 +173,10 @@ impl MirrorReport {
                 }
                 ImageOutcome::Failed { message } => {
                     let _ = writeln!(out, "  ! {}: FAILED: {message}", i.source);
+                    // Where it is used: what cannot be deployed until it is mirrored.
+                    for at in &i.named_at {
+                        let _ = writeln!(out, "      used at {at}");
+                    }
                 }
             }
         }
