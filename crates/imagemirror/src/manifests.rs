@@ -7,7 +7,7 @@
 //! and JSON held in strings, and report suspects: strings elsewhere that look like images on a
 //! registry host.
 //!
-//! The YAML is read with a position-keeping parser ([`crate::yaml`], which knows the exact bytes
+//! The YAML is read with a position-keeping parser (`yaml`, a private module which knows the exact bytes
 //! of each scalar's value whatever characters come before it) and only the bytes of each image
 //! value are replaced, through every enclosing string, so comments, key order, quoting,
 //! indentation and the style of a block scalar stay as they were.
