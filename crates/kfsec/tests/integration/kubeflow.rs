@@ -175,3 +175,114 @@ async fn the_kubeflow_platform_secured_end_to_end_then_a_second_apply_sends_noth
     assert!(again.is_complete(), "{}", again.render_text());
     assert_eq!(mutating(&emu, since), Vec::<String>::new());
 }
+
+/// The Kubeflow config with its workload written to `dir`.
+fn config_in(dir: &tempfile::TempDir, text: &str) -> kfsec::Config {
+    let path = dir.path().join("kubeflow.yaml");
+    std::fs::write(&path, text).unwrap();
+    kubeflow_config(&path)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubeflow_apply_cancelled_at_random_points_then_run_again_converges_without_duplicates() {
+    use crate::common::{first_difference, resources};
+    let fixture = fixture();
+    let (emu, text) = seeded_emulator(&fixture).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(&dir, &text);
+    let report = Kfsec::new(&connection(&emu))
+        .apply(&config, ApplyOptions::default())
+        .await
+        .unwrap();
+    assert!(report.is_complete(), "{}", report.render_text());
+    let (expected, took) = (resources(&emu), report.elapsed);
+    for (i, after) in crate::faults::random_points(3, took, 0x6b66_5eed)
+        .into_iter()
+        .enumerate()
+    {
+        let (emu, again_text) = seeded_emulator(&fixture).await;
+        assert_eq!(
+            again_text, text,
+            "the stand-ins' digests are the same on every start"
+        );
+        let kfsec = Kfsec::new(&connection(&emu)).with_progress(kfsec_core::Progress::new(|e| {
+            if std::env::var_os("KFSEC_TEST_PROGRESS").is_some() {
+                eprintln!("{e:?}");
+            }
+        }));
+        let cancelled =
+            tokio::time::timeout(after, kfsec.apply(&config, ApplyOptions::default())).await;
+        let report = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+        let after_ms = after.as_millis();
+        eprintln!(
+            "cancel #{i} after {after_ms} ms of {} ms, then an apply of {} ms",
+            took.as_millis(),
+            report.elapsed.as_millis()
+        );
+        assert!(
+            report.is_complete(),
+            "cancelled after {after_ms} ms (finished anyway: {}), then: {}",
+            cancelled.is_ok(),
+            report.render_text()
+        );
+        if let Some(d) = first_difference(&expected, &resources(&emu), "") {
+            panic!("cancel #{i} after {after_ms} ms: the state differs at {d}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_cannot_be_mirrored_stops_the_workload_before_anything_is_deployed() {
+    let (emu, text) = seeded_emulator(&fixture()).await;
+    // katib-mysql's image is one the source registry does not have, and the activator's
+    // digest names no manifest.
+    let text = text.replace("image: mysql:8.0.29", "image: mysql:8.0.30");
+    let (reference, stand_in) = emu
+        .seed_stand_ins()
+        .iter()
+        .find(|(r, _)| r.contains("/activator@"))
+        .map(|(r, d)| (r.clone(), d.clone()))
+        .unwrap();
+    let missing = format!("sha256:{}", "f".repeat(64));
+    let text = text.replace(&stand_in, &missing);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(&dir, &text);
+    let kfsec = Kfsec::new(&connection(&emu));
+    let report = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    assert!(!report.is_complete());
+    let text = report.render_text();
+    let images = report.step("images").unwrap();
+    let kfsec::graph::StepState::Failed { error } = &images.state else {
+        panic!("the images step did not fail: {text}");
+    };
+    // Each image that failed, and each place the workload uses it.
+    for expected in [
+        "mysql:8.0.30",
+        "Deployment/kubeflow/katib-mysql",
+        &missing,
+        "Deployment/knative-serving/activator",
+    ] {
+        assert!(error.contains(expected), "{expected} not named in: {error}");
+    }
+    let _ = reference;
+    // Nothing of the workload was deployed, and the ingress waited for it.
+    assert!(
+        matches!(
+            report.step("workload").unwrap().state,
+            kfsec::graph::StepState::Skipped { .. }
+        ),
+        "{text}"
+    );
+    let state = emu.state();
+    let deployments = &state["kubernetes"]["apps/v1/Deployment"];
+    assert!(
+        deployments.as_object().is_none_or(|d| d.is_empty()),
+        "{deployments}"
+    );
+    // The rest of the mirror is kept: a second run copies only what failed.
+    let registry = state["registry"].to_string();
+    assert!(
+        registry.contains("us-docker.pkg.dev/kf-dev/kubeflow-mirror/ghcr.io/dexidp/dex"),
+        "the other images were not mirrored"
+    );
+}
