@@ -164,8 +164,9 @@ struct Timed {
     /// Reads of the API's discovery documents (`/api`, `/apis/GROUP/VERSION`, `/openapi`).
     discovery: usize,
     /// Seconds from the run's first request to its first request for an object that is
-    /// not a CustomResourceDefinition: the CRD wave and its wait until they are established.
-    crd_phase: f64,
+    /// not a CustomResourceDefinition, and the requests before it: the CRD wave and its wait
+    /// until they are established.
+    crd_phase: (f64, usize),
 }
 
 impl Timed {
@@ -197,13 +198,14 @@ async fn timed<F: std::future::Future<Output = anyhow::Result<()>>>(
             .filter(|r| !matches!(r.method.as_str(), "GET" | "HEAD"))
             .count(),
         discovery: sent.iter().filter(|r| is_discovery(&r.path)).count(),
-        crd_phase: match (
-            sent.first(),
-            sent.iter()
-                .find(|r| !is_discovery(&r.path) && !r.path.contains("/customresourcedefinitions")),
-        ) {
-            (Some(first), Some(other)) => (other.at_ms - first.at_ms) as f64 / 1000.0,
-            _ => 0.0,
+        crd_phase: {
+            let other = sent.iter().position(|r| {
+                !is_discovery(&r.path) && !r.path.contains("/customresourcedefinitions")
+            });
+            match (sent.first(), other) {
+                (Some(first), Some(i)) => ((sent[i].at_ms - first.at_ms) as f64 / 1000.0, i),
+                _ => (0.0, 0),
+            }
         },
     })
 }
@@ -346,13 +348,14 @@ async fn main() -> anyhow::Result<()> {
     for (tool, runs) in [("kfsec", &kfsec[..]), ("kubectl", &kubectl[..])] {
         for t in runs {
             println!(
-                "{tool:<8} {:<12} {} / {} / {}, {:.1} in flight, CRDs {:.2} s",
+                "{tool:<8} {:<12} {} / {} / {}, {:.1} in flight, CRDs {:.2} s ({} requests)",
                 t.what,
                 t.discovery,
                 t.requests - t.discovery - t.writes,
                 t.writes,
                 t.requests as f64 * cli.latency_ms as f64 / 1000.0 / t.seconds.max(1e-9),
-                t.crd_phase
+                t.crd_phase.0,
+                t.crd_phase.1
             );
         }
     }
