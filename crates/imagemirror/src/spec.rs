@@ -489,6 +489,55 @@ mod tests {
     }
 
     #[test]
+    fn image_fields_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: example.com/v1\nkind: Runner\nmetadata: {name: r}\nspec:\n  helper: {image: quay.io/a/helper:1}\n  note: see quay.io/a/other:2 and gcr.io/istio-release\n",
+        )
+        .unwrap();
+        let s = spec(&format!(
+            "  destination: us-docker.pkg.dev/kf-dev/m\n  manifests: [{}]\n  fields:\n    - {{kind: Runner, group: example.com, path: spec.helper.image}}\n  ignore: [gcr.io/istio-*]\n",
+            path.display()
+        ));
+        s.validate().unwrap();
+        assert_eq!(s.images.presets, [Preset::Kubeflow]);
+        let w = s.wanted().unwrap();
+        assert_eq!(w.images.len(), 1);
+        assert_eq!(w.images[0].written, "quay.io/a/helper:1");
+        assert!(
+            w.images[0].named_at[0].contains("Runner/r spec.helper.image"),
+            "{:?}",
+            w.images[0].named_at
+        );
+        // In no field and not ignored: a suspect, with where it is.
+        assert_eq!(w.suspects.len(), 1, "{:?}", w.suspects);
+        assert_eq!(w.suspects[0].written, "quay.io/a/other:2");
+        assert!(w.suspects[0].named_at.contains(":6 (Runner/r spec.note)"));
+
+        let e = kfsec_core::validation::from_yaml::<Spec>(
+            "project: kf-dev\nimages:\n  destination: a.io/m\n  sources: [x]\n  fields: [{kind: Deployment, path: 'spec..x'}]\n",
+        )
+        .unwrap_err();
+        assert!(e.errors[0].path.starts_with("images.fields[0]"), "{e}");
+        let s = spec(
+            "  destination: a.io/m\n  sources: [x]\n  fields: [{kind: Deployment, path: 'spec.x', env: A, arg: --b}, {kind: '', path: a, arg: b}]\n",
+        );
+        let e = s.validate().unwrap_err();
+        let paths: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "images.fields[0].path",
+                "images.fields[1].kind",
+                "images.fields[1].arg"
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
     fn images_of_manifests() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.yaml");
