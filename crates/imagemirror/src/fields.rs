@@ -170,6 +170,11 @@ pub enum Held {
     /// The value is text that is neither YAML nor JSON (a Go template, say); the image is the
     /// value of each `image: IMAGE` line (`{{ ... }}` template values are not images).
     ImageLines,
+    /// The value is a registry and path prefix under which a program forms image names (an
+    /// Istio `hub`: `gcr.io/istio-release` + `/proxyv2:1.26.1`). It is rewritten to the same
+    /// prefix under the mirror, which holds those images by tag (no digest can be pinned to
+    /// a prefix), once an image under it is mirrored.
+    Prefix,
 }
 
 /// One image-bearing field: which objects, where, and how.
@@ -466,6 +471,15 @@ fn kubeflow() -> Vec<ImageField> {
         "data.localModel",
         embedded("defaultJobImage"),
     ));
+    // The hub of the sidecar and init images Istio's injector adds to every pod.
+    out.push(config_map(
+        "istio-sidecar-injector",
+        "data.values",
+        Held::Embedded(
+            "global.hub".parse().expect("parses"),
+            Box::new(Held::Prefix),
+        ),
+    ));
     out.push(config_map(
         "istio-sidecar-injector",
         "data.config",
@@ -536,6 +550,8 @@ pub struct Found {
     pub span: Option<Range<usize>>,
     /// The line of the enclosing scalar (1-based), when the span is unknown.
     pub line: usize,
+    /// Whether the value is a prefix of image names ([`Held::Prefix`]), not an image.
+    pub prefix: bool,
 }
 
 /// A scalar's value range mapped to the text the outermost document was parsed from, through
@@ -644,6 +660,7 @@ fn held(node: &Node, held_as: &Held, at: String, chain: Option<&Chain<'_>>, out:
             image: scalar.value[range.clone()].to_string(),
             span: link.map(range),
             line: link.line(),
+            prefix: false,
         }
     };
     match held_as {
@@ -717,6 +734,15 @@ fn held(node: &Node, held_as: &Held, at: String, chain: Option<&Chain<'_>>, out:
                 for (n, inner_at) in hits {
                     held(n, inner, format!("{at} » {inner_at}"), Some(&link), out);
                 }
+            }
+        }
+        Held::Prefix => {
+            if let Some(s) = node.as_scalar()
+                && !s.value.is_empty()
+            {
+                let mut f = found(s, 0..s.value.len(), at);
+                f.prefix = true;
+                out.push(f);
             }
         }
         Held::ImageLines => {

@@ -42,6 +42,10 @@ pub struct ImageUse {
     pub image: String,
     /// 1-based line of the value.
     pub line: usize,
+    /// Whether the value is a prefix under which a program forms image names (an Istio hub),
+    /// not an image: it is rewritten to the same prefix under the mirror, and not mirrored
+    /// itself.
+    pub prefix: bool,
     /// Byte range of the value's characters inside the text (inside the quotes when quoted,
     /// inside every enclosing string when held in YAML or JSON in a string); `None` when it
     /// cannot be replaced in place (written with escapes or across lines).
@@ -188,6 +192,7 @@ pub fn scan_with(
             field: f.field,
             image: f.image,
             span: f.span,
+            prefix: f.prefix,
         }));
     }
     Ok(scan)
@@ -228,12 +233,25 @@ pub fn rewrite_with(
     fields: &crate::fields::Fields,
     mut mirror: impl FnMut(&str) -> Option<String>,
 ) -> Result<Rewritten, ManifestError> {
+    rewrite_uses(source_name, text, fields, |u| {
+        if u.prefix { None } else { mirror(&u.image) }
+    })
+}
+
+/// [`rewrite_with`] where `mirror` sees each use whole, prefixes ([`ImageUse::prefix`])
+/// included: what replaces its value, if anything.
+pub fn rewrite_uses(
+    source_name: &str,
+    text: &str,
+    fields: &crate::fields::Fields,
+    mut mirror: impl FnMut(&ImageUse) -> Option<String>,
+) -> Result<Rewritten, ManifestError> {
     let uses = scan_with(source_name, text, fields)?.uses;
     let mut replaced = Vec::new();
     let mut unmapped = Vec::new();
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     for u in uses {
-        match (mirror(&u.image), u.span.clone()) {
+        match (mirror(&u), u.span.clone()) {
             (Some(new), Some(span)) => {
                 edits.push((span, new.clone()));
                 replaced.push((u, new));
@@ -241,6 +259,10 @@ pub fn rewrite_with(
             (Some(_), None) => unmapped.push((
                 u,
                 "written as a multi-line or escaped scalar: put the image on one line".into(),
+            )),
+            (None, _) if u.prefix => unmapped.push((
+                u,
+                "no image under this prefix was mirrored, so it cannot point at the mirror".into(),
             )),
             (None, _) => unmapped.push((u, "no mirror for this image".into())),
         }

@@ -136,8 +136,12 @@ impl MirrorReport {
         fields: &crate::fields::Fields,
     ) -> Result<Rewritten, ManifestError> {
         let pinned = self.pinned();
-        crate::manifests::rewrite_with(name, text, fields, |image| {
-            pinned.get(&ImageRef::parse(image).ok()?).cloned()
+        crate::manifests::rewrite_uses(name, text, fields, |u| {
+            if u.prefix {
+                prefix_mirror(&self.images, &u.image)
+            } else {
+                pinned.get(&ImageRef::parse(&u.image).ok()?).cloned()
+            }
         })
     }
 
@@ -189,6 +193,28 @@ impl MirrorReport {
         );
         out
     }
+}
+
+/// Where the images formed under `prefix` (`gcr.io/istio-release`) are in the mirror, from
+/// an image under it that was mirrored: its mirror's name less the part after the prefix.
+fn prefix_mirror(images: &[ImageResult], prefix: &str) -> Option<String> {
+    let prefix = prefix.trim_end_matches('/');
+    images.iter().find_map(|i| {
+        let ImageOutcome::Mirrored { .. } = i.outcome else {
+            return None;
+        };
+        let source = ImageRef::parse(&i.source).ok()?;
+        let rest = source
+            .name()
+            .strip_prefix(prefix)?
+            .strip_prefix('/')?
+            .to_string();
+        let mirror = ImageRef::parse(&i.mirror).ok()?.name();
+        mirror
+            .strip_suffix(&rest)?
+            .strip_suffix('/')
+            .map(str::to_string)
+    })
 }
 
 /// `1.5 MiB`.

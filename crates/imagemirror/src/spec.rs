@@ -319,7 +319,8 @@ impl Spec {
             };
             match crate::manifests::scan_with(&name, &text, &fields) {
                 Ok(scan) => {
-                    for u in scan.uses {
+                    // A prefix is not an image: the images under it are named elsewhere.
+                    for u in scan.uses.into_iter().filter(|u| !u.prefix) {
                         add(
                             &mut wanted,
                             &u.image,

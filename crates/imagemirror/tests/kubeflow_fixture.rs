@@ -132,7 +132,7 @@ fn pinned(image: &str) -> Option<String> {
 #[test]
 fn the_kubeflow_preset_finds_every_surveyed_image_and_the_rewrite_changes_only_their_bytes() {
     use kfsec_imagemirror::fields::{Fields, Preset};
-    use kfsec_imagemirror::manifests::{rewrite_with, scan_with};
+    use kfsec_imagemirror::manifests::scan_with;
     let text = render();
     let fields = Fields::new(&[Preset::Kubeflow], &[], &[]);
     let scan = scan_with("kubeflow.yaml", &text, &fields).unwrap();
@@ -157,6 +157,7 @@ fn the_kubeflow_preset_finds_every_surveyed_image_and_the_rewrite_changes_only_t
     let found: BTreeSet<(String, usize)> = scan
         .uses
         .iter()
+        .filter(|u| !u.prefix)
         .map(|u| (u.image.clone(), u.line))
         .collect();
     let missing: Vec<_> = expected.difference(&found).collect();
@@ -165,7 +166,12 @@ fn the_kubeflow_preset_finds_every_surveyed_image_and_the_rewrite_changes_only_t
         missing.is_empty() && extra.is_empty(),
         "missing {missing:#?}\nextra {extra:#?}"
     );
-    assert_eq!(scan.uses.len(), 112);
+    // And the hub of the images Istio's injector adds to every pod.
+    let hubs: Vec<_> = scan.uses.iter().filter(|u| u.prefix).collect();
+    assert_eq!(hubs.len(), 1, "{hubs:#?}");
+    assert_eq!(hubs[0].image, "gcr.io/istio-release");
+    assert_eq!(hubs[0].field, "data.values » global.hub");
+    assert_eq!(scan.uses.len(), 113);
     // Suspects: only what Kubeflow assembles at run time (the Istio hub, sync.py's defaults).
     let suspects: BTreeSet<&str> = scan.suspects.iter().map(|s| s.text.as_str()).collect();
     assert_eq!(
@@ -181,8 +187,15 @@ fn the_kubeflow_preset_finds_every_surveyed_image_and_the_rewrite_changes_only_t
 
     // The rewrite: every use replaced in place; putting each image back gives the input, byte
     // for byte, so nothing but the image values changed.
-    let out = rewrite_with("kubeflow.yaml", &text, &fields, pinned).unwrap();
-    assert_eq!(out.replaced.len(), 112, "{:#?}", out.unmapped);
+    let out = kfsec_imagemirror::manifests::rewrite_uses("kubeflow.yaml", &text, &fields, |u| {
+        if u.prefix {
+            Some(format!("mirror.example/kf/{}", u.image))
+        } else {
+            pinned(&u.image)
+        }
+    })
+    .unwrap();
+    assert_eq!(out.replaced.len(), 113, "{:#?}", out.unmapped);
     assert!(out.unmapped.is_empty(), "{:#?}", out.unmapped);
     let mut back = out.text.clone();
     let mut pairs: Vec<(String, String)> = out
@@ -198,12 +211,13 @@ fn the_kubeflow_preset_finds_every_surveyed_image_and_the_rewrite_changes_only_t
     assert!(back == text, "something besides the image values changed");
     // And the rewritten text still holds YAML and JSON where it did, now with mirrors.
     let again = scan_with("kubeflow.yaml", &out.text, &fields).unwrap();
-    assert_eq!(again.uses.len(), 112);
+    assert_eq!(again.uses.len(), 113);
     assert!(
         again
             .uses
             .iter()
-            .all(|u| u.image.starts_with("mirror.example/kf/") && u.image.contains("@sha256:")),
+            .all(|u| u.image.starts_with("mirror.example/kf/")
+                && (u.prefix || u.image.contains("@sha256:"))),
         "{:#?}",
         again.uses
     );

@@ -85,7 +85,15 @@ fn live_images(
         for (_, object) in objects {
             let text = serde_json::to_string(object).unwrap();
             let scan = kfsec_imagemirror::manifests::scan_with("live", &text, fields).unwrap();
-            out.extend(scan.uses.into_iter().map(|u| (u.object, u.field, u.image)));
+            for u in scan.uses {
+                // A prefix (Istio's hub) points at the mirror; it holds no digest.
+                let image = if u.prefix {
+                    format!("{}/x@sha256:{}", u.image, "0".repeat(64))
+                } else {
+                    u.image
+                };
+                out.push((u.object, u.field, image));
+            }
         }
     }
     out
@@ -151,6 +159,7 @@ async fn the_kubeflow_platform_secured_end_to_end_then_a_second_apply_sends_noth
         "data.agent » image",
         "queue-sidecar-image",
         "templates.grpc-simple",
+        "global.hub",
     ] {
         assert!(
             images
