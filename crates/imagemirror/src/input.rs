@@ -76,6 +76,48 @@ pub fn read_file(path: &Path) -> Result<String, InputError> {
     })
 }
 
+/// Every problem with the manifest sources of a config section (`images` or `workload`) that
+/// can be seen without reading them: `(field, message)`, the field under `section`. The
+/// messages do not name the section, so that a source listed in both is reported once.
+pub fn problems(
+    section: &str,
+    manifests: &[PathBuf],
+    kustomize: &[PathBuf],
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, path) in manifests.iter().enumerate() {
+        let field = format!("{section}.manifests[{i}]");
+        match std::fs::metadata(path) {
+            Err(e) => out.push((
+                field,
+                format!(
+                    "cannot read {}: {e} (relative paths are read from the directory kfsec runs in)",
+                    path.display()
+                ),
+            )),
+            Ok(m) if m.is_dir() => out.push((
+                field,
+                format!(
+                    "{} is a directory: list YAML files under manifests, or the directory under kustomize",
+                    path.display()
+                ),
+            )),
+            Ok(_) => {}
+        }
+    }
+    for (i, path) in kustomize.iter().enumerate() {
+        if let Some(problem) = check_kustomize_dir(path) {
+            out.push((format!("{section}.kustomize[{i}]"), problem));
+        }
+    }
+    if !kustomize.is_empty()
+        && let Err(e) = kustomize_tool()
+    {
+        out.push((format!("{section}.kustomize"), e));
+    }
+    out
+}
+
 /// Problems with a kustomize directory that can be seen without running anything.
 pub fn check_kustomize_dir(path: &Path) -> Option<String> {
     if !path.is_dir() {

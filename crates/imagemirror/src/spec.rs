@@ -167,38 +167,14 @@ impl Spec {
                 "nothing to mirror: list images under images.sources, Kubernetes YAML files under images.manifests, or kustomize directories under images.kustomize",
             );
         }
-        for (i, path) in images.kustomize.iter().enumerate() {
-            if let Some(problem) = crate::input::check_kustomize_dir(path) {
-                errors.push(format!("images.kustomize[{i}]"), problem);
-            }
-        }
-        if !images.kustomize.is_empty()
-            && let Err(e) = crate::input::kustomize_tool()
+        for (field, message) in
+            crate::input::problems("images", &images.manifests, &images.kustomize)
         {
-            errors.push("images.kustomize", e);
+            errors.push(field, message);
         }
         for (i, rule) in images.fields.iter().enumerate() {
             for (field, message) in rule.problems() {
                 errors.push(format!("images.fields[{i}].{field}"), message);
-            }
-        }
-        for (i, path) in images.manifests.iter().enumerate() {
-            match std::fs::metadata(path) {
-                Err(e) => errors.push(
-                    format!("images.manifests[{i}]"),
-                    format!(
-                        "cannot read {}: {e} (paths are relative to the directory kfsec runs in)",
-                        path.display()
-                    ),
-                ),
-                Ok(m) if m.is_dir() => errors.push(
-                    format!("images.manifests[{i}]"),
-                    format!(
-                        "{} is a directory: list YAML files here, or the directory under images.kustomize",
-                        path.display()
-                    ),
-                ),
-                Ok(_) => {}
             }
         }
         for (i, registry) in images.insecure_registries.iter().enumerate() {

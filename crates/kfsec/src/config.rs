@@ -189,31 +189,10 @@ impl Config {
                     "list at least one Kubernetes YAML file (or a kustomize directory under workload.kustomize), or leave the `workload` section out",
                 );
             }
-            for (i, path) in w.manifests.iter().enumerate() {
-                match std::fs::metadata(path) {
-                    Err(err) => errors.push(
-                        format!("workload.manifests[{i}]"),
-                        format!("cannot read {}: {err}", path.display()),
-                    ),
-                    Ok(m) if m.is_dir() => errors.push(
-                        format!("workload.manifests[{i}]"),
-                        format!(
-                            "{} is a directory: list YAML files here, or the directory under workload.kustomize",
-                            path.display()
-                        ),
-                    ),
-                    Ok(_) => {}
-                }
-            }
-            for (i, path) in w.kustomize.iter().enumerate() {
-                if let Some(problem) = kfsec_imagemirror::input::check_kustomize_dir(path) {
-                    errors.push(format!("workload.kustomize[{i}]"), problem);
-                }
-            }
-            if !w.kustomize.is_empty()
-                && let Err(e) = kfsec_imagemirror::input::kustomize_tool()
+            for (field, message) in
+                kfsec_imagemirror::input::problems("workload", &w.manifests, &w.kustomize)
             {
-                errors.push("workload.kustomize", e);
+                errors.push(field, message);
             }
         }
 

@@ -67,8 +67,42 @@ fn several_mistakes_in_several_sections_are_reported_at_once() {
             "{expected} missing from {paths:?}:\n{err}"
         );
     }
-    // The zone is named once, not once per concern that reads it.
+    // The zone is named once, not once per concern that reads it; so is the missing workload
+    // file, which the mirror reads too.
     assert_eq!(paths.iter().filter(|p| **p == "zone").count(), 1, "{err}");
+    assert_eq!(
+        err.errors
+            .iter()
+            .filter(|e| e.message.contains("no/such/file.yaml"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn a_directory_or_a_missing_renderer_is_named_before_anything_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example().replace(
+        "manifests: [examples/config/sample-workload.yaml]   # e.g.",
+        &format!(
+            "manifests: [{}]\n  kustomize: [{}]   # e.g.",
+            dir.path().display(),
+            dir.path().display()
+        ),
+    );
+    let err = in_workspace(&text).unwrap_err();
+    let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["workload.manifests[0]", "workload.kustomize[0]"],
+        "{err}"
+    );
+    assert!(err.errors[0].message.contains("is a directory"), "{err}");
+    assert!(
+        err.errors[1].message.contains("no kustomization.yaml"),
+        "{err}"
+    );
 }
 
 #[test]
