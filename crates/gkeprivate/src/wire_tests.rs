@@ -1,6 +1,6 @@
 //! Wire tests: the network, subnet, route, firewall and cluster inserts compared with what gcloud
 //! 528 sends for the same flags (tests/integration/fixtures/gcloud, captured with
-//! ../shared/tools/gcloud-capture). Resource URLs are compared from `projects/` on (their host is
+//! the workplace tool gcloud-capture, which prints the REST requests gcloud sends). Resource URLs are compared from `projects/` on (their host is
 //! whichever endpoint the client knows); the SDK's numeric enums are read back as names.
 
 use serde_json::{Value, json};

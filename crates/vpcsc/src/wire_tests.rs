@@ -1,5 +1,5 @@
 //! Wire tests: every mutating request kfsec-vpcsc sends is compared with what gcloud 528 sends
-//! for the same step (captured with ../shared/tools/gcloud-capture into
+//! for the same step (captured with gcloud-capture, a workplace tool that prints the REST requests gcloud sends into
 //! tests/integration/fixtures/gcloud/*.jsonl).
 //!
 //! The comparison is on meaning, not bytes: the SDK encodes enums as numbers

@@ -1,6 +1,6 @@
 //! Wire tests: the build kfsec submits, the reads that follow, and the search for a build whose
 //! submission's answer was lost, compared with what gcloud 528 sends
-//! (tests/fixtures/gcloud, captured with ../shared/tools/gcloud-capture).
+//! (tests/fixtures/gcloud, captured with gcloud-capture, a workplace tool that prints the REST requests gcloud sends).
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
