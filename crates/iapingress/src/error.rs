@@ -50,6 +50,21 @@ pub enum IngressError {
         /// How long kfsec waited.
         waited: Duration,
     },
+    /// The Service the Ingress sends traffic to does not exist (or was deleted while kfsec
+    /// waited): the Ingress could never get a healthy backend, so kfsec does not wait.
+    #[error(
+        "the backend Service {namespace}/{service} (ingress.backend.service) does not exist{when}, so the Ingress can never have a healthy backend: {maker}. Deploy it, then run apply again"
+    )]
+    NoBackend {
+        /// The Service's name.
+        service: String,
+        /// Its namespace (`ingress.namespace`).
+        namespace: String,
+        /// `""` before the wait, or when it disappeared (` any more: it was deleted while kfsec waited`).
+        when: String,
+        /// What makes it (`the workload's manifest x.yaml makes it`, or `the workload section must create it`).
+        maker: String,
+    },
     /// A file could not be written.
     #[error("cannot write {path}: {message}")]
     Write {
