@@ -194,7 +194,11 @@ fn write_rewritten(
                     Source::Kustomize(_) => format!("kustomize-{i}.yaml"),
                 };
                 let target = dir.join(file_name);
-                std::fs::write(&target, &rewritten.text)?;
+                kfsec_core::files::write(
+                    &target,
+                    rewritten.text.as_bytes(),
+                    kfsec_core::files::Access::Shared,
+                )?;
                 println!(
                     "wrote {} ({} images pinned, {} left as they were)",
                     target.display(),

@@ -111,7 +111,11 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(out)?;
         for file in kfsec_privatedns::export(&spec) {
             let path = out.join(format!("{}.zone", file.zone));
-            std::fs::write(&path, &file.text)?;
+            kfsec_core::files::write(
+                &path,
+                file.text.as_bytes(),
+                kfsec_core::files::Access::Shared,
+            )?;
             println!("wrote {} ({})", path.display(), file.origin);
         }
         return Ok(());

@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod files;
 pub mod finding;
 pub mod id;
 pub mod operation;

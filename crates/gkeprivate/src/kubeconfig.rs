@@ -75,8 +75,17 @@ pub fn write(path: &Path, entry: &Kubeconfig) -> Result<(), GkeError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| err(format!("cannot create its directory: {e}")))?;
     }
-    std::fs::write(path, text).map_err(|e| err(format!("cannot write it: {e}")))?;
-    set_private(path).map_err(|e| err(format!("cannot make it private (0600): {e}")))
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        // A kubeconfig kept elsewhere and linked from ~/.kube/config is the user's choice, as
+        // for kubectl and gcloud: write the file it names, owner-only.
+        std::fs::write(path, text).map_err(|e| err(format!("cannot write it: {e}")))?;
+        return set_private(path).map_err(|e| err(format!("cannot make it private (0600): {e}")));
+    }
+    // Otherwise a new owner-only file renamed over the old one: the credentials are never
+    // readable by others, and a crash leaves the old file whole.
+    kfsec_core::files::write(path, text.as_bytes(), kfsec_core::files::Access::Private)
+        .map_err(|e| err(format!("cannot write it: {e}")))
 }
 
 #[cfg(unix)]

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kfsec_core::files;
 use serde_json::Value;
 
 use crate::error::IngressError;
@@ -24,15 +25,19 @@ pub struct Rendered {
 }
 
 fn write(path: &Path, text: &str, private: bool) -> Result<(), IngressError> {
-    let result = if private {
-        tls::write_private(path, text.as_bytes())
+    let access = if private {
+        files::Access::Private
     } else {
-        std::fs::write(path, text)
+        files::Access::Shared
     };
-    result.map_err(|e| IngressError::Write {
-        path: path.display().to_string(),
+    files::write(path, text.as_bytes(), access).map_err(file_error)
+}
+
+fn file_error(e: files::FileError) -> IngressError {
+    IngressError::Write {
+        path: e.path().display().to_string(),
         message: e.to_string(),
-    })
+    }
 }
 
 /// The objects of `manifests.yaml` (no secrets) as one multi-document YAML text.
@@ -51,21 +56,36 @@ pub fn manifests_yaml(spec: &Spec) -> String {
     out
 }
 
-fn existing_material(dir: &Path, hostname: &str) -> Option<TlsMaterial> {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    let (ca, cert, key) = (read("ca.crt")?, read("tls.crt")?, read("tls.key")?);
-    let info = tls::inspect(&cert).ok()?;
-    info.fits(hostname, time::OffsetDateTime::now_utc())
-        .then(|| TlsMaterial {
-            ca_pem: ca,
-            cert_pem: cert,
-            key_pem: kfsec_core::Secret::new(key),
-        })
+/// The certificate files of an earlier render, when they still match the spec: the server
+/// certificate names the hostname and has time left, the key is its key, and the CA is the
+/// deployment's and issued it. Anything else is replaced; a link among them is refused.
+fn existing_material(
+    dir: &Path,
+    hostname: &str,
+    deployment: &str,
+) -> Result<Option<TlsMaterial>, IngressError> {
+    let read = |name: &str| files::read(&dir.join(name)).map_err(file_error);
+    let (Some(ca), Some(cert), Some(key)) = (read("ca.crt")?, read("tls.crt")?, read("tls.key")?)
+    else {
+        return Ok(None);
+    };
+    let material = TlsMaterial {
+        ca_pem: ca,
+        cert_pem: cert,
+        key_pem: kfsec_core::Secret::new(key),
+    };
+    let fits = tls::matches(
+        &material,
+        hostname,
+        deployment,
+        time::OffsetDateTime::now_utc(),
+    );
+    Ok(fits.then_some(material))
 }
 
 /// Writes `manifests.yaml`, `kustomization.yaml` and, for `self_signed`, `ca.crt`, `tls.crt`
-/// and `tls.key` (0600; kept when they still serve the hostname, so rendering twice gives the
-/// same files), and for a custom OAuth client `oauth.env` (0600).
+/// and `tls.key` (0600; kept when they still match the spec, so rendering twice gives the same
+/// files), and for a custom OAuth client `oauth.env` (0600).
 pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
     spec.validate()?;
     let oauth = spec.oauth_client()?;
@@ -73,6 +93,20 @@ pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
         path: dir.display().to_string(),
         message: e.to_string(),
     })?;
+    // Every file this render may write is checked first: a link or a directory in the way
+    // is refused before anything is written.
+    let self_signed = spec.ingress.tls == TlsSpec::SelfSigned;
+    let names = [
+        ("manifests.yaml", true),
+        ("kustomization.yaml", true),
+        ("ca.crt", self_signed),
+        ("tls.crt", self_signed),
+        ("tls.key", self_signed),
+        ("oauth.env", oauth.is_some()),
+    ];
+    for (name, _) in names.iter().filter(|(_, written)| *written) {
+        files::check_writable(&dir.join(name)).map_err(file_error)?;
+    }
     let mut files = Vec::new();
     let mut kept_certificate = false;
     let ns = &spec.ingress.namespace;
@@ -83,7 +117,8 @@ pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
     files.push(path);
 
     if spec.ingress.tls == TlsSpec::SelfSigned {
-        let material = match existing_material(dir, &spec.ingress.hostname) {
+        let existing = existing_material(dir, &spec.ingress.hostname, spec.deployment.as_str())?;
+        let material = match existing {
             Some(m) => {
                 kept_certificate = true;
                 m

@@ -1,7 +1,6 @@
 //! TLS material for `tls: self_signed`: a CA and a server certificate for the hostname, what
 //! the guide's kube-rsa made, with rcgen. The CA's private key signs once and is dropped.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use kfsec_core::Secret;
@@ -121,21 +120,64 @@ pub fn inspect(pem: &str) -> Result<CertInfo, IngressError> {
 }
 
 /// Writes `contents` to `path` readable by its owner only (mode 0600), as files holding a
-/// private key or a client secret must be; an existing file is narrowed to 0600 first.
+/// private key or a client secret must be: a new file renamed over the old one, never
+/// written through a symbolic link (see [`kfsec_core::files::write`]).
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        options.mode(0o600);
-        if path.exists() {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
+    kfsec_core::files::write(path, contents, kfsec_core::files::Access::Private)
+        .map_err(std::io::Error::other)
+}
+
+/// Whether TLS material written earlier still fits the spec at `now`: the server certificate
+/// names `hostname` with more than [`RENEW_BEFORE`] left, `key_pem` is its key, and the CA is
+/// the one [`self_signed`] makes for `deployment` (its subject issued the certificate) and is
+/// still valid. Anything else is replaced rather than reused.
+///
+/// ```
+/// let now = time::OffsetDateTime::now_utc();
+/// let a = kfsec_iapingress::tls::self_signed("kf.example.com", "kf-private", now).unwrap();
+/// let b = kfsec_iapingress::tls::self_signed("kf.example.com", "kf-private", now).unwrap();
+/// assert!(kfsec_iapingress::tls::matches(&a, "kf.example.com", "kf-private", now));
+/// assert!(!kfsec_iapingress::tls::matches(&a, "other.example.com", "kf-private", now));
+/// assert!(!kfsec_iapingress::tls::matches(&a, "kf.example.com", "kf-other", now));
+/// let swapped = kfsec_iapingress::tls::TlsMaterial { key_pem: b.key_pem, ..a };
+/// assert!(!kfsec_iapingress::tls::matches(&swapped, "kf.example.com", "kf-private", now));
+/// ```
+pub fn matches(
+    material: &TlsMaterial,
+    hostname: &str,
+    deployment: &str,
+    now: OffsetDateTime,
+) -> bool {
+    let Ok(info) = inspect(&material.cert_pem) else {
+        return false;
+    };
+    if !info.fits(hostname, now) {
+        return false;
     }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
+    let Ok((_, cert_pem)) = x509_parser::pem::parse_x509_pem(material.cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(cert) = cert_pem.parse_x509() else {
+        return false;
+    };
+    let Ok((_, ca_pem)) = x509_parser::pem::parse_x509_pem(material.ca_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(ca) = ca_pem.parse_x509() else {
+        return false;
+    };
+    let Ok(key) = KeyPair::from_pem(material.key_pem.expose()) else {
+        return false;
+    };
+    let ca_name = format!("kfsec {deployment} CA");
+    let ca_is_ours = ca
+        .subject()
+        .iter_common_name()
+        .any(|cn| cn.as_str().is_ok_and(|n| n == ca_name));
+    key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref()
+        && cert.issuer() == ca.subject()
+        && ca_is_ours
+        && ca.validity().not_after.to_datetime() > now
 }
 
 #[cfg(test)]

@@ -333,3 +333,106 @@ async fn kubectl_applies_the_rendered_kustomization_to_the_emulator() {
         .is_some()
     );
 }
+
+#[test]
+fn render_refuses_links_before_writing_anything_and_reuses_only_matching_certificates() {
+    // A `tls.key` link to another file: the other file keeps its bytes and mode, and no file of
+    // the render is written (the check runs before the first write).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "someone else's notes").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("tls.key")).unwrap();
+    let err = render(&example_spec(), &out).unwrap_err().to_string();
+    assert!(
+        err.contains("tls.key") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "someone else's notes"
+    );
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(!out.join("manifests.yaml").exists(), "nothing written");
+
+    // An `oauth.env` link (custom OAuth client): the secret never reaches the link's target.
+    let out2 = dir.path().join("out2");
+    std::fs::create_dir(&out2).unwrap();
+    std::os::unix::fs::symlink(&victim, out2.join("oauth.env")).unwrap();
+    // The client's variables can only be set for a new process (the workspace forbids
+    // `unsafe`): a copy of this test binary renders with them.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "render::render_with_a_custom_client",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(
+            "KFSEC_RENDER_TEST_ID",
+            "1234-abc.apps.googleusercontent.com",
+        )
+        .env("KFSEC_RENDER_TEST_SECRET", "GOCSPX-not-for-the-link")
+        .env("KFSEC_RENDER_TEST_OUT", &out2)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "someone else's notes",
+        "the client secret never reaches the link's target"
+    );
+
+    // Certificates are reused only when they match the spec: another deployment's CA, or a key
+    // that is not the certificate's, is replaced.
+    let out3 = dir.path().join("out3");
+    let spec = example_spec();
+    assert!(!render(&spec, &out3).unwrap().kept_certificate);
+    assert!(render(&spec, &out3).unwrap().kept_certificate);
+    let other = kfsec_iapingress::tls::self_signed(
+        &spec.ingress.hostname,
+        spec.deployment.as_str(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    std::fs::write(out3.join("tls.key"), other.key_pem.expose()).unwrap();
+    let again = render(&spec, &out3).unwrap();
+    assert!(
+        !again.kept_certificate,
+        "a key that is not the certificate's is replaced"
+    );
+    let key = std::fs::read_to_string(out3.join("tls.key")).unwrap();
+    assert_ne!(key, other.key_pem.expose());
+    assert_eq!(
+        std::fs::metadata(out3.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let mut renamed = example_spec();
+    renamed.deployment = "kf-other".parse().unwrap();
+    assert!(!render(&renamed, &out3).unwrap().kept_certificate);
+}
+
+#[test]
+#[ignore = "started by render_refuses_links_before_writing_anything_and_reuses_only_matching_certificates"]
+fn render_with_a_custom_client() {
+    let out = std::env::var("KFSEC_RENDER_TEST_OUT").expect("run through the test above");
+    let custom = spec_with(
+        "oauth: { client_id_env: KFSEC_RENDER_TEST_ID, client_secret_env: KFSEC_RENDER_TEST_SECRET }\n",
+    );
+    let err = render(&custom, Path::new(&out)).unwrap_err().to_string();
+    assert!(
+        err.contains("oauth.env") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(!err.contains("GOCSPX"), "{err}");
+}
