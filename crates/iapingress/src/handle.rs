@@ -54,6 +54,8 @@ pub struct IapIngress {
     pub(crate) policies: Policies,
     pub(crate) progress: Progress,
     pub(crate) wait: Option<Duration>,
+    /// What makes the backend Service, for the error when it is missing.
+    pub(crate) backend_maker: Option<String>,
 }
 
 impl std::fmt::Debug for IapIngress {
@@ -178,6 +180,7 @@ impl IapIngress {
             policies,
             progress: Progress::none(),
             wait,
+            backend_maker: None,
         }
     }
 
@@ -200,6 +203,34 @@ impl IapIngress {
     pub fn with_wait(mut self, wait: Option<Duration>) -> Self {
         self.wait = wait;
         self
+    }
+
+    /// Says what makes the backend Service (for example `the workload's manifest
+    /// kubeflow.yaml`), for the error when it is missing; without it the error says the
+    /// workload must create it.
+    pub fn with_backend_maker(mut self, maker: impl Into<String>) -> Self {
+        self.backend_maker = Some(maker.into());
+        self
+    }
+
+    /// The error for a missing backend Service (`gone`: it disappeared during the wait).
+    fn no_backend(&self, spec: &Spec, gone: bool) -> IngressError {
+        IngressError::NoBackend {
+            service: spec.ingress.backend.service.clone(),
+            namespace: spec.ingress.namespace.clone(),
+            when: if gone {
+                " any more: it was deleted while kfsec waited for the ingress".into()
+            } else {
+                String::new()
+            },
+            maker: match &self.backend_maker {
+                Some(m) => format!("{m} makes it"),
+                None => {
+                    "the workload section (workload.manifests or workload.kustomize) must create it"
+                        .into()
+                }
+            },
+        }
     }
 
     /// The IAP resource whose policy holds the accessors: every backend service of the
@@ -634,7 +665,9 @@ impl IapIngress {
     }
 
     /// Polls until the ingress has an address and every backend is `HEALTHY`, with progress
-    /// events, for at most `deadline`.
+    /// events, for at most `deadline`. The backend Service must exist: when it does not
+    /// (before the first poll, or at any poll after), this fails at once with
+    /// [`IngressError::NoBackend`] instead of waiting for a backend that cannot come.
     pub async fn wait_ready(&self, spec: &Spec, deadline: Duration) -> Result<Ready, IngressError> {
         let step = format!(
             "wait for ingress {}/{}",
@@ -644,6 +677,13 @@ impl IapIngress {
         let start = Instant::now();
         let mut n = 0;
         let result = loop {
+            match self.backend_service_exists(spec).await {
+                Ok(true) => {}
+                Ok(false) => break Err(self.no_backend(spec, n > 0)),
+                // Unreadable for now: the poll below says so, or fails.
+                Err(e) if e.is_transient() => {}
+                Err(e) => break Err(e),
+            }
             let state = match self.ready(spec).await {
                 Ok((Some(address), backends))
                     if !backends.is_empty() && backends.iter().all(|(_, h)| h == "HEALTHY") =>
@@ -655,20 +695,13 @@ impl IapIngress {
                     format!("address {a}, backends not reported yet")
                 }
                 Ok((Some(a), b)) => {
-                    let mut state = format!(
+                    format!(
                         "address {a}, backends {}",
                         b.iter()
                             .map(|(n, h)| format!("{n} {h}"))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    );
-                    if matches!(self.backend_service_exists(spec).await, Ok(false)) {
-                        state.push_str(&format!(
-                            " (the backend Service {}/{} does not exist: deploy the workload, e.g. Kubeflow, which makes it)",
-                            spec.ingress.namespace, spec.ingress.backend.service
-                        ));
-                    }
-                    state
+                    )
                 }
                 Err(e) if e.is_transient() => e.to_string(),
                 Err(e) => break Err(e),

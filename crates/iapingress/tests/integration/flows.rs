@@ -420,26 +420,124 @@ async fn an_existing_secret_is_required_and_only_read() {
     assert_eq!(ing["spec"]["tls"][0]["secretName"], "corp-wildcard");
 }
 
+/// GET requests since the `since`-th whose path ends with `tail`.
+fn reads_of(emu: &kfsec_emulator::Emulator, since: usize, tail: &str) -> usize {
+    emu.requests()[since..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(tail))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn the_wait_ends_at_its_deadline_saying_what_it_saw() {
-    // An address but no backend Service: the message says what to do.
+async fn without_its_backend_service_the_wait_fails_at_once_naming_it() {
+    // No backend Service (the workload made none): a wait of ten minutes is not started.
     let emu = emulator(Duration::ZERO).await;
     let ingress = handle(&emu)
         .await
-        .with_wait(Some(Duration::from_millis(1500)));
+        .with_wait(Some(Duration::from_secs(600)))
+        .with_backend_maker("the workload's manifest kubeflow.yaml");
     let plan = ingress.plan(&example_spec()).await.unwrap();
-    let report = ingress.apply(&plan).await.unwrap();
-    match &report.entries.last().unwrap().outcome {
-        Outcome::Failed { error } => assert!(
-            error
-                .contains("the backend Service kubeflow/envoy does not exist: deploy the workload"),
-            "{error}"
+    let since = emu.requests().len();
+    let report = tokio::time::timeout(Duration::from_secs(60), ingress.apply(&plan))
+        .await
+        .expect("apply waited for a Service that does not exist")
+        .unwrap();
+    let last = report.entries.last().unwrap();
+    assert_eq!(last.resource.kind, "Ingress address");
+    match &last.outcome {
+        Outcome::Failed { error } => {
+            assert!(
+                error.contains(
+                    "the backend Service kubeflow/envoy (ingress.backend.service) does not exist,"
+                ),
+                "{error}"
+            );
+            assert!(
+                error.contains("the workload's manifest kubeflow.yaml makes it"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Everything before the wait was done, the namespace included (no workload made it:
+    // kfsec makes it, labelled as its own).
+    let ns = object(&emu, "v1/Namespace", "kubeflow").expect("namespace");
+    assert_eq!(
+        ns["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kfsec"
+    );
+    // One look at the Service, and not one poll of the Ingress.
+    assert_eq!(
+        reads_of(&emu, since, "/namespaces/kubeflow/services/envoy"),
+        1
+    );
+    assert_eq!(
+        reads_of(&emu, since, "/namespaces/kubeflow/ingresses/envoy-ingress"),
+        0
+    );
+    // On its own the ingress says the workload must make it.
+    let err = handle(&emu)
+        .await
+        .wait_ready(&example_spec(), Duration::from_secs(600))
+        .await;
+    match err {
+        Err(e @ IngressError::NoBackend { .. }) => assert!(
+            e.to_string().contains(
+                "the workload section (workload.manifests or workload.kustomize) must create it"
+            ),
+            "{e}"
         ),
         other => panic!("{other:?}"),
     }
 
+    // The Service deleted while the ingress waits for its address: the wait ends at the
+    // next poll.
+    let emu = emulator(Duration::from_secs(600)).await;
+    workload(&emu).await;
+    let ingress = handle(&emu).await.with_wait(Some(Duration::from_secs(600)));
+    let plan = ingress.plan(&example_spec()).await.unwrap();
+    let apply = tokio::spawn(async move { ingress.apply(&plan).await });
+    let kube = kfsec_iapingress::kube_client(&connection(&emu))
+        .await
+        .unwrap();
+    // Once the wait has polled the Ingress, delete the Service.
+    while reads_of(&emu, 0, "/namespaces/kubeflow/ingresses/envoy-ingress") < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(kube, "kubeflow");
+    services
+        .delete("envoy", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted_at = emu.requests().len();
+    let report = tokio::time::timeout(Duration::from_secs(60), apply)
+        .await
+        .expect("the wait went on without its Service")
+        .unwrap()
+        .unwrap();
+    match &report.entries.last().unwrap().outcome {
+        Outcome::Failed { error } => assert!(
+            error.contains("does not exist any more: it was deleted while kfsec waited"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        reads_of(
+            &emu,
+            deleted_at,
+            "/namespaces/kubeflow/ingresses/envoy-ingress"
+        ) <= 1,
+        "{:?}",
+        &emu.requests()[deleted_at..]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wait_ends_at_its_deadline_saying_what_it_saw() {
     // No address yet.
     let emu = emulator(Duration::from_secs(600)).await;
+    workload(&emu).await;
     let ingress = handle(&emu)
         .await
         .with_wait(Some(Duration::from_millis(1500)));
@@ -454,12 +552,14 @@ async fn the_wait_ends_at_its_deadline_saying_what_it_saw() {
         }
         other => panic!("{other:?}"),
     }
-    // Everything before the wait was done, the namespace included (the workload has not
-    // made it yet: kfsec makes it, labelled as its own).
-    let ns = object(&emu, "v1/Namespace", "kubeflow").expect("namespace");
-    assert_eq!(
-        ns["metadata"]["labels"]["app.kubernetes.io/managed-by"],
-        "kfsec"
+    // Everything before the wait was done.
+    assert!(
+        object(
+            &emu,
+            "networking.k8s.io/v1/Ingress",
+            "kubeflow/envoy-ingress"
+        )
+        .is_some()
     );
     assert_eq!(
         report
