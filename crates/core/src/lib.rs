@@ -5,6 +5,7 @@ pub mod error;
 pub mod files;
 pub mod finding;
 pub mod id;
+pub mod limits;
 pub mod operation;
 pub mod plan;
 pub mod progress;

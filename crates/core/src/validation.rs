@@ -89,7 +89,15 @@ impl fmt::Display for ValidationErrors {
 
 /// Parses YAML into `T`, reporting a bad field with its path (`vpcsc.perimeter.mode: unknown
 /// variant ...`) rather than a bare line number.
+///
+/// Text nested deeper than [`crate::limits::MAX_YAML_DEPTH`] is refused before parsing (in
+/// linear time: the parser takes quadratic time to refuse it).
 pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ValidationErrors> {
+    if let Err(e) = crate::limits::yaml_nesting(text, crate::limits::MAX_YAML_DEPTH) {
+        let mut errors = ValidationErrors::new();
+        errors.push("", e.to_string());
+        return Err(errors);
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();

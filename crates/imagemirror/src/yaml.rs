@@ -152,6 +152,18 @@ impl std::fmt::Display for ParseError {
 /// Every document of a multi-document YAML stream (a leading BOM, `---` with comments, `...`
 /// ends, CRLF all handled).
 pub(crate) fn parse(text: &str) -> Result<Vec<Node>, ParseError> {
+    // yaml-rust2 has no limit on block nesting (a few thousand indented levels overflow the
+    // stack) and the trees built here are recursive: bound the depth first, in one pass.
+    kfsec_core::limits::yaml_nesting(text, kfsec_core::limits::MAX_YAML_DEPTH).map_err(|e| {
+        ParseError {
+            line: e.line,
+            column: 1,
+            message: format!(
+                "nested more than {} levels deep; kfsec refuses such YAML before parsing it (Kubernetes objects nest far less)",
+                e.limit
+            ),
+        }
+    })?;
     let (bom, body) = match text.strip_prefix('\u{feff}') {
         Some(rest) => ('\u{feff}'.len_utf8(), rest),
         None => (0, text),

@@ -222,3 +222,25 @@ fn the_kubeflow_preset_finds_every_surveyed_image_and_the_rewrite_changes_only_t
         again.uses
     );
 }
+
+#[test]
+fn the_nesting_limit_lets_all_of_kubeflow_through_and_stops_a_deep_file_at_once() {
+    use kfsec_core::limits::{MAX_YAML_DEPTH, yaml_nesting};
+    let text = render();
+    yaml_nesting(&text, MAX_YAML_DEPTH).unwrap();
+    // The deepest document of the render, by the same count: far under the limit.
+    let deepest = (1..=MAX_YAML_DEPTH)
+        .find(|&limit| yaml_nesting(&text, limit).is_ok())
+        .unwrap();
+    println!("Kubeflow 1.10's deepest nesting, counted as the limit counts it: {deepest}");
+    assert!(deepest < MAX_YAML_DEPTH / 2, "{deepest}");
+
+    // 100,000 indented levels: refused with the line, no stack overflow, through the public
+    // scan (which parses with yaml-rust2).
+    let deep: String = (0..100_000)
+        .map(|i| format!("{}a:\n", " ".repeat(i % 4000)))
+        .collect();
+    let fields = kfsec_imagemirror::fields::Fields::default();
+    let err = kfsec_imagemirror::manifests::scan_with("deep.yaml", &deep, &fields).unwrap_err();
+    assert!(err.to_string().contains("nested more than 128"), "{err}");
+}

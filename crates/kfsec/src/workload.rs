@@ -301,6 +301,13 @@ fn read_manifest(
 
 /// The documents of one file (empty documents skipped).
 fn parse(file: &str, text: &str) -> Result<Vec<Document>, WorkloadError> {
+    // Bounded in one pass first: the parser takes quadratic time to refuse deep nesting.
+    kfsec_core::limits::yaml_nesting(text, kfsec_core::limits::MAX_YAML_DEPTH).map_err(|e| {
+        WorkloadError::Manifest {
+            path: file.to_string(),
+            message: e.to_string(),
+        }
+    })?;
     let mut docs = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(text) {
         let value: Value =
