@@ -7,10 +7,16 @@ use std::time::Duration;
 
 use google_cloud_auth::credentials::{Credentials, anonymous};
 use google_cloud_gax::client_builder::ClientBuilder;
+use google_cloud_gax::error::Error as SdkError;
 use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
-use google_cloud_gax::polling_error_policy::PollingErrorPolicyExt;
-use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt, TooManyRequests};
+use google_cloud_gax::polling_error_policy::{PollingErrorPolicy, PollingErrorPolicyExt};
+use google_cloud_gax::polling_state::PollingState;
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicy, RetryPolicyExt, TooManyRequests};
+use google_cloud_gax::retry_result::RetryResult;
+use google_cloud_gax::retry_state::RetryState;
+use google_cloud_gax::throttle_result::ThrottleResult;
 
+use crate::error::ErrorKind;
 use crate::retry::Backoff;
 
 /// A problem building a [`Connection`] or a client from it.
@@ -53,6 +59,19 @@ pub enum ConnectionError {
         /// The SDK's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No source of Google credentials gave an access token ([`Connection::check_credentials`]).
+    #[error(
+        "no usable Google credentials ({when}); sources tried:\n{}\nwhat to do: {fix}",
+        tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n")
+    )]
+    NoCredentials {
+        /// Each source tried and what was wrong with it, in the order the SDK tries them.
+        tried: Vec<String>,
+        /// The commands that fix it.
+        fix: String,
+        /// "permanent: ..." or "transient: ...": whether running again can help.
+        when: String,
     },
     /// Application Default Credentials could not be found or read.
     #[error(
@@ -133,6 +152,13 @@ pub struct Policies {
     pub step_attempts: u32,
     /// Backoff between those attempts.
     pub step_backoff: Backoff,
+    /// No new attempt of a step starts once this long has passed since its first began; an
+    /// attempt that is running (such as a wait for a long-running operation, bounded by
+    /// `operation_deadline`) is not cut short.
+    pub step_deadline: Duration,
+    /// The longest one HTTP request may take, from connecting to the end of the body: a server
+    /// that never answers, or sends an endless body, fails with a timeout after this.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for Policies {
@@ -144,6 +170,8 @@ impl Default for Policies {
             operation_deadline: Duration::from_secs(30 * 60),
             step_attempts: 12,
             step_backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(60)),
+            step_deadline: Duration::from_secs(5 * 60),
+            attempt_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -158,6 +186,8 @@ impl Policies {
             operation_deadline: Duration::from_secs(120),
             step_attempts: 60,
             step_backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(200)),
+            step_deadline: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -261,8 +291,24 @@ impl Connection {
             })
     }
 
+    /// The base URL an API's client calls: the configured endpoint, or the SDK's default
+    /// Google host (`https://API.googleapis.com`). Errors from clients built by
+    /// [`Connection::configure`] name it.
+    pub fn endpoint_url(&self, api: &str) -> String {
+        match self.endpoints.get(api) {
+            Some(url) => url.to_string(),
+            None => format!("https://{api}.googleapis.com"),
+        }
+    }
+
     /// Applies this connection to an SDK client builder: endpoint, credentials, retry, backoff
-    /// and polling policies. Every kfsec crate builds its clients through this one function.
+    /// and polling policies, and the per-attempt timeout. Every kfsec crate builds its clients
+    /// through this one function.
+    ///
+    /// The retry policy it installs puts the endpoint URL and a diagnosis into every error the
+    /// client returns (so [`CloudError`](crate::CloudError) names both), and gives up at once
+    /// (an unreachable endpoint: after two tries) where retrying rarely helps: see
+    /// [`ErrorKind::attempt_limit`](crate::ErrorKind::attempt_limit).
     ///
     /// ```no_run
     /// # async fn f(conn: kfsec_core::Connection) -> Result<(), Box<dyn std::error::Error>> {
@@ -276,23 +322,106 @@ impl Connection {
         builder: ClientBuilder<F, Credentials>,
     ) -> Result<ClientBuilder<F, Credentials>, ConnectionError> {
         let p = &self.policies;
+        let endpoint = self.endpoint(api)?;
+        let url = self.endpoint_url(api);
         let mut builder = builder
-            .with_retry_policy(
-                TooManyRequests::new(Aip194Strict).with_attempt_limit(p.rpc_attempts),
-            )
+            .with_retry_policy(Explained {
+                inner: TooManyRequests::new(Aip194Strict).with_attempt_limit(p.rpc_attempts),
+                endpoint: url.clone(),
+                attempt_timeout: p.attempt_timeout,
+            })
             .with_backoff_policy(exponential(&p.rpc_backoff))
+            .with_attempt_timeout(p.attempt_timeout)
             .with_polling_backoff_policy(exponential(&p.poll_backoff))
-            .with_polling_error_policy(
-                google_cloud_gax::polling_error_policy::Aip194Strict
+            .with_polling_error_policy(ExplainedPolling {
+                inner: google_cloud_gax::polling_error_policy::Aip194Strict
                     .with_time_limit(p.operation_deadline),
-            );
-        if let Some(url) = self.endpoint(api)? {
+            });
+        if let Some(url) = endpoint {
             builder = builder.with_endpoint(url);
         }
         if self.emulated {
             builder = builder.with_credentials(anonymous::Builder::new().build());
         }
         Ok(builder)
+    }
+
+    /// Obtains an access token before any other call, within about 5 seconds, so that missing
+    /// or broken credentials are reported at once rather than as retries of the first request.
+    /// For an emulated connection, `Ok` at once (anonymous credentials).
+    ///
+    /// On failure the error names each source the SDK tries, in its order, and what was wrong:
+    /// `GOOGLE_APPLICATION_CREDENTIALS` and its file (missing, not JSON, not a credentials
+    /// file, a key the SDK refuses), the gcloud ADC file
+    /// (`~/.config/gcloud/application_default_credentials.json`), the metadata server; and
+    /// the commands that fix it.
+    pub async fn check_credentials(&self) -> Result<(), ConnectionError> {
+        if self.emulated {
+            return Ok(());
+        }
+        crate::credentials::check(CREDENTIALS_DEADLINE).await
+    }
+}
+
+/// How long [`Connection::check_credentials`] waits for a token.
+const CREDENTIALS_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The SDK retry policy of every client: the SDK's own decisions, but failures that rarely heal
+/// stop early, and every error carries the endpoint and a diagnosis.
+#[derive(Debug)]
+struct Explained<P> {
+    inner: P,
+    endpoint: String,
+    attempt_timeout: Duration,
+}
+
+impl<P: RetryPolicy> RetryPolicy for Explained<P> {
+    fn on_error(&self, state: &RetryState, error: SdkError) -> RetryResult {
+        let kind = crate::error::diagnose(&error, None).kind;
+        let note = |e| crate::error::annotate(e, &self.endpoint, Some(self.attempt_timeout));
+        match kind {
+            // Safe to repeat (nothing was sent), and a restarting server may be back: once.
+            ErrorKind::Unreachable if state.attempt_count < 2 => RetryResult::Continue(note(error)),
+            // The step decides whether one more try is worth it.
+            ErrorKind::Unreachable | ErrorKind::BadResponse | ErrorKind::Timeout => {
+                RetryResult::Permanent(note(error))
+            }
+            _ => match self.inner.on_error(state, error) {
+                RetryResult::Continue(e) => RetryResult::Continue(note(e)),
+                RetryResult::Permanent(e) => RetryResult::Permanent(note(e)),
+                RetryResult::Exhausted(e) => RetryResult::Exhausted(note(e)),
+            },
+        }
+    }
+
+    fn on_throttle(&self, state: &RetryState, error: SdkError) -> ThrottleResult {
+        self.inner.on_throttle(state, error)
+    }
+
+    fn remaining_time(&self, state: &RetryState) -> Option<Duration> {
+        self.inner.remaining_time(state)
+    }
+}
+
+/// The polling error policy of every client: an endpoint that became unreachable or answers
+/// nonsense ends the wait for a long-running operation at once, with the cause.
+#[derive(Debug)]
+struct ExplainedPolling<P> {
+    inner: P,
+}
+
+impl<P: PollingErrorPolicy> PollingErrorPolicy for ExplainedPolling<P> {
+    fn on_error(&self, state: &PollingState, error: SdkError) -> RetryResult {
+        match crate::error::diagnose(&error, None).kind {
+            ErrorKind::Unreachable | ErrorKind::BadResponse | ErrorKind::Timeout => {
+                RetryResult::Permanent(error)
+            }
+            _ => self.inner.on_error(state, error),
+        }
+    }
+
+    fn on_in_progress(&self, state: &PollingState, operation_name: &str) -> Result<(), SdkError> {
+        self.inner.on_in_progress(state, operation_name)
     }
 }
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod connection;
+mod credentials;
 pub mod error;
 pub mod files;
 pub mod finding;

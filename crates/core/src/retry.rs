@@ -42,6 +42,9 @@ pub enum RetryDecision {
     Retry,
     /// Try again after at least this long (a server's `Retry-After`).
     RetryAfter(Duration),
+    /// Try again, but make at most this many attempts in all: for failures that rarely heal
+    /// (an endpoint that refuses connections, answers HTML, or does not answer).
+    RetryUpTo(u32),
     /// Give up: the error is final.
     Stop,
 }
@@ -51,6 +54,23 @@ pub enum RetryDecision {
 pub async fn retry<T, E, F, Fut>(
     attempts: u32,
     backoff: Backoff,
+    decide: impl FnMut(&E) -> RetryDecision,
+    attempt: F,
+) -> Result<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_within(attempts, None, backoff, decide, attempt).await
+}
+
+/// [`retry`], and no new attempt once `deadline` has passed since the first began (or would
+/// pass during the wait before it). An attempt that is running is not cut short: waiting for a
+/// long-running operation has its own deadline.
+pub async fn retry_within<T, E, F, Fut>(
+    attempts: u32,
+    deadline: Option<Duration>,
+    backoff: Backoff,
     mut decide: impl FnMut(&E) -> RetryDecision,
     mut attempt: F,
 ) -> Result<T, E>
@@ -58,6 +78,7 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    let start = tokio::time::Instant::now();
     let mut n = 0;
     loop {
         match attempt(n).await {
@@ -67,9 +88,14 @@ where
                 let wait = match decide(&err) {
                     RetryDecision::Stop => return Err(err),
                     _ if n >= attempts.max(1) => return Err(err),
-                    RetryDecision::Retry => backoff.delay(n),
+                    RetryDecision::RetryUpTo(limit) if n >= limit.max(1) => return Err(err),
+                    RetryDecision::Retry | RetryDecision::RetryUpTo(_) => backoff.delay(n),
                     RetryDecision::RetryAfter(at_least) => backoff.delay(n).max(at_least),
                 };
+                if deadline.is_some_and(|d| start.elapsed() + wait > d) {
+                    tracing::debug!(attempt = n, "step deadline reached: not retrying");
+                    return Err(err);
+                }
                 tracing::debug!(attempt = n, ?wait, "retrying step");
                 tokio::time::sleep(wait).await;
             }
@@ -77,10 +103,19 @@ where
     }
 }
 
+/// The first line of an error's text without the advice that follows " (what to do: ", for
+/// progress lines.
+pub fn short_reason(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let cut = line.find(" (what to do:").unwrap_or(line.len());
+    line[..cut].trim_end().to_string()
+}
+
 /// Runs one reconcile step named `name` (`"create access level kubeflow"`): progress events
-/// when it starts, is retried and ends; a tracing span; and, while `decide` says so within
-/// `policies.step_attempts`, the whole step again from a fresh read (each attempt calls `f`).
-/// Every crate's `apply` runs its steps through this.
+/// when it starts, is retried (with the cause of the failed attempt) and ends; a tracing span;
+/// and, while `decide` says so within `policies.step_attempts` and `policies.step_deadline`,
+/// the whole step again from a fresh read (each attempt calls `f`). Every crate's `apply` runs
+/// its steps through this.
 pub async fn step<T, E, F, Fut>(
     progress: &crate::Progress,
     policies: &crate::Policies,
@@ -96,13 +131,19 @@ where
     use tracing::Instrument as _;
     progress.started(name);
     let span = tracing::info_span!("step", step = name);
-    let result = retry(
+    // A Mutex, not a RefCell: the step's future must stay `Send`.
+    let last_reason = std::sync::Mutex::new(String::new());
+    let result = retry_within(
         policies.step_attempts,
+        Some(policies.step_deadline),
         policies.step_backoff,
         |e: &E| {
             let decision = decide(e);
             if decision != RetryDecision::Stop {
                 tracing::info!(step = name, error = %e, "retrying step from a fresh read");
+                if let Ok(mut reason) = last_reason.lock() {
+                    *reason = short_reason(&e.to_string());
+                }
             }
             decision
         },
@@ -111,7 +152,7 @@ where
                 progress.emit(crate::ProgressEvent::Retrying {
                     step: name.to_string(),
                     attempt,
-                    reason: "transient error or conflict".into(),
+                    reason: last_reason.lock().map(|r| r.clone()).unwrap_or_default(),
                 });
             }
             // Boxed: SDK futures (GKE's Cluster above all) are large in debug builds, and a
