@@ -48,6 +48,16 @@ pub enum ProgressEvent {
         /// The total, when known.
         total: Option<u64>,
     },
+    /// Items of a long list handled so far (images checked, documents applied): sent by
+    /// steps over hundreds of items, at most about a hundred times per step.
+    Items {
+        /// The step.
+        step: String,
+        /// Done so far.
+        done: usize,
+        /// How many in all.
+        total: usize,
+    },
 }
 
 /// Where progress events go: a cheap, cloneable callback (or nowhere).

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use kfsec_core::{Connection, Progress, ValidationErrors};
+use kfsec_core::{Connection, Progress, ProgressEvent, ValidationErrors};
 use serde::Serialize;
 
 use crate::cloudbuild::{CloudBuildBackend, CloudBuildError, StepResult};
@@ -489,11 +489,15 @@ impl ImageMirror {
         let mut notes = Vec::new();
         match self.spec.images.backend {
             Backend::Direct => {
+                let step = format!("check {} images", wanted.images.len());
+                let counter = ItemCounter::new(&self.progress, &step, wanted.images.len());
                 let planned: Vec<PlannedImage> = futures::stream::iter(&wanted.images)
                     .map(|w| self.plan_one(w))
                     .buffered(self.spec.images.concurrency.images.max(1))
+                    .inspect(|_| counter.one_more())
                     .collect()
                     .await;
+                counter.finish();
                 images.extend(planned);
             }
             Backend::Cloudbuild => {
@@ -578,10 +582,14 @@ impl ImageMirror {
                 // future of `apply` is provably Send (rust-lang/rust#100013): embedders run it
                 // on a multi-threaded runtime.
                 let copies: Vec<_> = wanted.images.iter().map(|w| self.copy_one(w)).collect();
+                let step = format!("mirror {} images", wanted.images.len());
+                let counter = ItemCounter::new(&self.progress, &step, copies.len());
                 let results: Vec<ImageResult> = futures::stream::iter(copies)
                     .buffered(self.spec.images.concurrency.images.max(1))
+                    .inspect(|_| counter.one_more())
                     .collect()
                     .await;
+                counter.finish();
                 report.images.extend(results);
             }
             Some(cb) => {
@@ -739,6 +747,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_lists_report_about_a_hundred_counts_and_short_ones_none() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let progress = Progress::new(move |e| sink.lock().unwrap().push(e.clone()));
+        let counter = ItemCounter::new(&progress, "check 200003 images", 200_003);
+        (0..200_003).for_each(|_| counter.one_more());
+        counter.finish();
+        let events = seen.lock().unwrap().clone();
+        let counts: Vec<(usize, usize)> = events
+            .iter()
+            .filter_map(|e| match e {
+                ProgressEvent::Items { done, total, .. } => Some((*done, *total)),
+                _ => None,
+            })
+            .collect();
+        assert!((100..=102).contains(&counts.len()), "{}", counts.len());
+        assert!(counts.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(counts.last(), Some(&(200_003, 200_003)));
+        assert!(matches!(
+            events.first(),
+            Some(ProgressEvent::StepStarted { .. })
+        ));
+        assert!(matches!(
+            events.last(),
+            Some(ProgressEvent::StepFinished { ok: true, .. })
+        ));
+
+        seen.lock().unwrap().clear();
+        let counter = ItemCounter::new(&progress, "check 3 images", 3);
+        (0..3).for_each(|_| counter.one_more());
+        counter.finish();
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn hosts_of_urls() {
         assert_eq!(
             host_of("http://127.0.0.1:5000/").as_deref(),
@@ -783,5 +826,51 @@ mod tests {
         );
         assert_eq!(out.unmapped.len(), 1);
         assert!(report.render_text().contains("1 images: 1 copied"));
+    }
+}
+
+/// Progress over a long list: a step with [`ProgressEvent::Items`] about a hundred times, for
+/// lists of [`ItemCounter::LARGE`] items or more (shorter lists finish before anyone waits).
+struct ItemCounter<'a> {
+    progress: &'a Progress,
+    step: &'a str,
+    total: usize,
+    every: usize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> ItemCounter<'a> {
+    /// Lists at least this long report progress.
+    const LARGE: usize = 500;
+
+    fn new(progress: &'a Progress, step: &'a str, total: usize) -> Self {
+        let large = total >= Self::LARGE;
+        if large {
+            progress.started(step);
+        }
+        Self {
+            progress,
+            step,
+            total,
+            every: if large { (total / 100).max(1) } else { 0 },
+            done: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn one_more(&self) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if self.every > 0 && (done % self.every == 0 || done == self.total) {
+            self.progress.emit(ProgressEvent::Items {
+                step: self.step.to_string(),
+                done,
+                total: self.total,
+            });
+        }
+    }
+
+    fn finish(&self) {
+        if self.every > 0 {
+            self.progress.finished(self.step, true);
+        }
     }
 }
