@@ -10,8 +10,18 @@ const ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 
 /// What fixes missing or broken credentials.
 fn fix(adc_file: &str) -> String {
+    let login = match std::env::var_os("CLOUDSDK_CONFIG") {
+        Some(config) => {
+            let theirs = PathBuf::from(config).join("application_default_credentials.json");
+            format!(
+                "run `gcloud auth application-default login` (with CLOUDSDK_CONFIG set it writes {0}: then set {ENV}={0})",
+                theirs.display()
+            )
+        }
+        None => format!("run `gcloud auth application-default login` (it writes {adc_file})"),
+    };
     format!(
-        "run `gcloud auth application-default login` (it writes {adc_file}), or set {ENV} to a service-account key file (`gcloud iam service-accounts keys create key.json --iam-account=NAME@PROJECT.iam.gserviceaccount.com`); to work without Google, use an emulator's endpoints (--endpoints FILE)"
+        "{login}, or set {ENV} to a service-account key file (`gcloud iam service-accounts keys create key.json --iam-account=NAME@PROJECT.iam.gserviceaccount.com`); to work without Google, use an emulator's endpoints (--endpoints FILE)"
     )
 }
 
@@ -63,6 +73,21 @@ fn inspect(path: &Path) -> Result<String, String> {
     Ok(format!("a `{kind}` credentials file"))
 }
 
+/// An error and the errors it wraps, as one line.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = e.source();
+    }
+    text
+}
+
 fn failed(tried: Vec<String>, permanent: bool, adc: &str) -> ConnectionError {
     ConnectionError::NoCredentials {
         tried,
@@ -83,20 +108,25 @@ pub(crate) async fn check(deadline: Duration) -> Result<(), ConnectionError> {
         |p| p.display().to_string(),
     );
     let mut tried = Vec::new();
-    let metadata = "the metadata server (http://metadata.google.internal, only on Google Cloud)";
+    let metadata = match std::env::var("GCE_METADATA_HOST") {
+        Ok(host) => format!("the metadata server (http://{host}, from GCE_METADATA_HOST)"),
+        Err(_) => "the metadata server (http://metadata.google.internal, only on Google Cloud)"
+            .to_string(),
+    };
     match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
         Some(path) => {
             let path = PathBuf::from(path);
-            match inspect(&path) {
-                Err(problem) => {
-                    tried.push(format!("{ENV}={}: {problem}", path.display()));
-                    tried.push(format!(
-                        "the gcloud ADC file {adc_text}: not read ({ENV} is set and comes first)"
-                    ));
-                    tried.push(format!("{metadata}: not tried ({ENV} is set)"));
-                    return Err(failed(tried, true, &adc_text));
-                }
-                Ok(what) => tried.push(format!("{ENV}={}: {what}", path.display())),
+            let problem = inspect(&path);
+            tried.push(match &problem {
+                Err(problem) => format!("{ENV}={}: {problem}", path.display()),
+                Ok(what) => format!("{ENV}={}: {what}", path.display()),
+            });
+            tried.push(format!(
+                "the gcloud ADC file {adc_text}: not read ({ENV} is set and comes first)"
+            ));
+            tried.push(format!("{metadata}: not tried ({ENV} is set)"));
+            if problem.is_err() {
+                return Err(failed(tried, true, &adc_text));
             }
         }
         None => {
@@ -129,13 +159,16 @@ pub(crate) async fn check(deadline: Duration) -> Result<(), ConnectionError> {
     let credentials = google_cloud_auth::credentials::Builder::default()
         .build_access_token_credentials()
         .map_err(|e| {
-            tried.push(format!("the SDK refused the credentials: {e}"));
+            tried.push(format!(
+                "the SDK refused the credentials: {}",
+                with_causes(&e)
+            ));
             failed(tried.clone(), true, &adc_text)
         })?;
     match tokio::time::timeout(deadline, credentials.access_token()).await {
         Ok(Ok(_token)) => Ok(()),
         Ok(Err(e)) => {
-            tried.push(format!("no access token: {e}"));
+            tried.push(format!("no access token: {}", with_causes(&e)));
             Err(failed(tried, !e.is_transient(), &adc_text))
         }
         Err(_) => {
