@@ -1,6 +1,7 @@
 //! `verify`: findings about the network and the cluster (pure).
 
-use kfsec_core::{Finding, Severity};
+use kfsec_core::{Cidr, Finding, Severity};
+use serde_json::Value;
 
 use crate::desired;
 use crate::handle::{Observed, to_json};
@@ -20,6 +21,11 @@ pub(crate) fn findings(spec: &Spec, o: &Observed) -> Vec<Finding> {
             "run apply (or `gcloud compute networks subnets update SUBNET --enable-private-ip-google-access`)",
         )),
         Some(_) => {}
+    }
+    if let Some(subnet) = &o.subnet {
+        for d in subnet_drift(spec, subnet) {
+            out.push(d.finding("subnet", &spec.network.subnet.name));
+        }
     }
     match &o.route {
         None => out.push(high(
@@ -145,17 +151,8 @@ pub(crate) fn findings(spec: &Spec, o: &Observed) -> Vec<Finding> {
             "set cluster.authorized_networks (and private_endpoint: true where you can) and run apply",
         ));
     }
-    if v.pointer("/privateClusterConfig/masterIpv4CidrBlock")
-        .and_then(serde_json::Value::as_str)
-        != Some(spec.cluster.master_cidr.to_string().as_str())
-    {
-        out.push(Finding::new(
-            Severity::Low,
-            "cluster.master_cidr_differs",
-            &path,
-            "the master range differs from the spec",
-            "it cannot change in place; the webhook firewall rule must use the live range",
-        ));
+    for d in cluster_drift(spec, &v) {
+        out.push(d.finding("cluster", &path));
     }
     if out.iter().all(|f| f.severity < Severity::Medium) {
         out.push(Finding::new(
@@ -167,4 +164,240 @@ pub(crate) fn findings(spec: &Spec, o: &Observed) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// One range (or the subnet) that the live network or cluster has other than the config says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Drift {
+    /// The finding's code, after `subnet.` or `cluster.` (`pods_range_differs`).
+    code: &'static str,
+    /// What it is, for people (`the cluster's pod range`).
+    what: &'static str,
+    /// The config's field (`network.subnet.pods`).
+    field: &'static str,
+    /// The live value (`none` when there is none).
+    live: String,
+    /// The configured value.
+    configured: String,
+}
+
+impl Drift {
+    /// A high finding naming the field, the live value and the configured one: the live
+    /// ranges are what the cluster runs with (pods and Services get addresses from them,
+    /// firewall rules and routes are made for them), so a config that says otherwise makes
+    /// every later check and rule wrong.
+    fn finding(&self, prefix: &str, resource: &str) -> Finding {
+        Finding::new(
+            Severity::High,
+            format!("{prefix}.{}", self.code),
+            resource,
+            format!(
+                "{} is {}, but {} says {}: it was changed outside kfsec, or the config is not the one this was made from",
+                self.what, self.live, self.field, self.configured
+            ),
+            format!(
+                "ranges cannot change in place: set {} to {} if the live range is right, or recreate the {prefix} (a new name) with the configured one",
+                self.field, self.live
+            ),
+        )
+    }
+}
+
+/// Whether a live range (as Google writes it) is the configured one; an unreadable live
+/// range is not.
+fn same_range(live: Option<&str>, configured: Cidr) -> bool {
+    live.and_then(|l| l.parse::<Cidr>().ok()) == Some(configured)
+}
+
+fn drift(
+    code: &'static str,
+    what: &'static str,
+    field: &'static str,
+    live: Option<&str>,
+    configured: Cidr,
+) -> Option<Drift> {
+    (!same_range(live, configured)).then(|| Drift {
+        code,
+        what,
+        field,
+        live: live.unwrap_or("none").to_string(),
+        configured: configured.to_string(),
+    })
+}
+
+/// The subnet's primary and secondary ranges against `network.subnet`.
+fn subnet_drift(spec: &Spec, subnet: &google_cloud_compute_v1::model::Subnetwork) -> Vec<Drift> {
+    let s = &spec.network.subnet;
+    let secondary = |name: String| {
+        subnet
+            .secondary_ip_ranges
+            .iter()
+            .find(|r| r.range_name.as_deref() == Some(name.as_str()))
+            .and_then(|r| r.ip_cidr_range.as_deref())
+    };
+    [
+        drift(
+            "range_differs",
+            "the subnet's primary range (the nodes')",
+            "network.subnet.range",
+            subnet.ip_cidr_range.as_deref(),
+            s.range,
+        ),
+        drift(
+            "pods_range_differs",
+            "the subnet's pod range (secondary range <subnet>-pods)",
+            "network.subnet.pods",
+            secondary(s.pods_range_name()),
+            s.pods,
+        ),
+        drift(
+            "services_range_differs",
+            "the subnet's service range (secondary range <subnet>-services)",
+            "network.subnet.services",
+            secondary(s.services_range_name()),
+            s.services,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The live cluster's pod, service and control plane ranges (and its subnet) against the
+/// config. GKE writes the pod and service ranges both at the top (`clusterIpv4Cidr`,
+/// `servicesIpv4Cidr`) and in `ipAllocationPolicy`; the top ones are read first.
+fn cluster_drift(spec: &Spec, v: &Value) -> Vec<Drift> {
+    let s = &spec.network.subnet;
+    let read = |pointers: &[&str]| {
+        pointers.iter().find_map(|p| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .filter(|x| !x.is_empty())
+        })
+    };
+    let mut out: Vec<Drift> = [
+        drift(
+            "pods_range_differs",
+            "the cluster's pod range (cluster IPv4 CIDR)",
+            "network.subnet.pods",
+            read(&[
+                "/clusterIpv4Cidr",
+                "/ipAllocationPolicy/clusterIpv4CidrBlock",
+            ]),
+            s.pods,
+        ),
+        drift(
+            "services_range_differs",
+            "the cluster's service range (services IPv4 CIDR)",
+            "network.subnet.services",
+            read(&[
+                "/servicesIpv4Cidr",
+                "/ipAllocationPolicy/servicesIpv4CidrBlock",
+            ]),
+            s.services,
+        ),
+        drift(
+            "master_cidr_differs",
+            "the control plane's range",
+            "cluster.master_cidr",
+            read(&["/privateClusterConfig/masterIpv4CidrBlock"]),
+            spec.cluster.master_cidr,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let subnetwork = read(&["/subnetwork", "/networkConfig/subnetwork"])
+        .map(|n| n.rsplit('/').next().unwrap_or(n));
+    if let Some(live) = subnetwork
+        && live != s.name
+    {
+        out.push(Drift {
+            code: "subnetwork_differs",
+            what: "the cluster's subnet",
+            field: "network.subnet.name",
+            live: live.to_string(),
+            configured: s.name.clone(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::tests::GOOD;
+    use serde_json::json;
+
+    fn spec() -> Spec {
+        kfsec_core::validation::from_yaml(GOOD).unwrap()
+    }
+
+    fn cluster(pods: &str, services: &str, master: &str) -> Value {
+        json!({
+            "subnetwork": "kf-subnet",
+            "clusterIpv4Cidr": pods,
+            "servicesIpv4Cidr": services,
+            "ipAllocationPolicy": {"clusterIpv4CidrBlock": pods, "servicesIpv4CidrBlock": services},
+            "privateClusterConfig": {"masterIpv4CidrBlock": master},
+        })
+    }
+
+    #[test]
+    fn the_configured_ranges_are_no_drift() {
+        let v = cluster("10.20.0.0/14", "10.24.0.0/20", "172.16.0.32/28");
+        assert_eq!(cluster_drift(&spec(), &v), []);
+    }
+
+    #[test]
+    fn each_live_range_that_differs_is_high_naming_field_live_and_configured() {
+        let v = cluster("10.40.0.0/14", "10.44.0.0/20", "172.16.0.48/28");
+        let found: Vec<Finding> = cluster_drift(&spec(), &v)
+            .iter()
+            .map(|d| d.finding("cluster", "c"))
+            .collect();
+        let codes: Vec<&str> = found.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "cluster.pods_range_differs",
+                "cluster.services_range_differs",
+                "cluster.master_cidr_differs"
+            ]
+        );
+        assert!(found.iter().all(|f| f.severity == Severity::High));
+        for (f, field, live, configured) in [
+            (
+                &found[0],
+                "network.subnet.pods",
+                "10.40.0.0/14",
+                "10.20.0.0/14",
+            ),
+            (
+                &found[1],
+                "network.subnet.services",
+                "10.44.0.0/20",
+                "10.24.0.0/20",
+            ),
+            (
+                &found[2],
+                "cluster.master_cidr",
+                "172.16.0.48/28",
+                "172.16.0.32/28",
+            ),
+        ] {
+            assert!(
+                f.message.contains(field)
+                    && f.message.contains(live)
+                    && f.message.contains(configured),
+                "{}",
+                f.message
+            );
+        }
+        // No range at all is drift too, and says so.
+        let none = cluster_drift(&spec(), &json!({"subnetwork": "other"}));
+        assert_eq!(none.len(), 4, "{none:?}");
+        assert_eq!(none[0].live, "none");
+        assert_eq!(none[3].live, "other");
+    }
 }

@@ -3,6 +3,7 @@
 //! operations, kubeconfig), the real gcloud on the same state, and faults.
 
 mod common;
+mod drift;
 mod faults;
 mod flows;
 mod gcloud;
