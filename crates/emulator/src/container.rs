@@ -693,24 +693,53 @@ fn overlaps(a: &str, b: &str) -> bool {
     }
 }
 
-/// Looks the cluster's subnetwork up in the emulated Compute Engine (when it exists there):
-/// fills the pod and service ranges from its named secondary ranges, and refuses a missing
-/// secondary range or a master CIDR overlapping the subnet's ranges, as GKE does.
+/// Looks the cluster's network and subnetwork up in the emulated Compute Engine, as GKE does:
+/// refuses a network or subnetwork that does not exist (or a subnetwork of another network or
+/// region), fills the pod and service ranges from the subnetwork's named secondary ranges, and
+/// refuses a missing secondary range or a master CIDR overlapping the subnet's ranges.
 fn resolve_ranges(st: &State, scope: &Scope, c: &mut Map<String, Value>) -> ApiResult<()> {
     let network = short(get_str(c, &["network"]).unwrap_or("default")).to_string();
-    let subnet_name = short(get_str(c, &["subnetwork"]).unwrap_or(&network)).to_string();
+    let named_subnet = get_str(c, &["subnetwork"]).map(|s| short(s).to_string());
+    let subnet_name = named_subnet.clone().unwrap_or_else(|| network.clone());
     let region = region_of(&scope.location).to_string();
     let compute = crate::compute::state_json(st);
+    let in_project = |v: &Value| {
+        v["selfLink"]
+            .as_str()
+            .is_some_and(|l| l.contains(&format!("/projects/{}/", scope.project)))
+    };
+    let Some(net) = compute["networks"].as_array().and_then(|networks| {
+        networks
+            .iter()
+            .find(|n| n["name"] == network.as_str() && in_project(n))
+    }) else {
+        return Err(ApiError::invalid_argument(format!(
+            "project \"{}\" has no network named \"{network}\".",
+            scope.project
+        )));
+    };
     let Some(subnet) = compute["subnetworks"].as_array().and_then(|subnets| {
         subnets.iter().find(|s| {
             s["name"] == subnet_name.as_str()
                 && s["region"].as_str().is_some_and(|r| short(r) == region)
-                && s["selfLink"]
-                    .as_str()
-                    .is_some_and(|l| l.contains(&format!("/projects/{}/", scope.project)))
+                && s["network"].as_str().is_some_and(|n| short(n) == network)
+                && in_project(s)
         })
     }) else {
-        return Ok(());
+        if named_subnet.is_none() {
+            // An auto mode (or legacy) network: GKE uses its region's subnet, which this
+            // emulator does not make; nothing to fill.
+            if net["autoCreateSubnetworks"] == true || net.get("IPv4Range").is_some() {
+                return Ok(());
+            }
+            return Err(ApiError::invalid_argument(format!(
+                "Network \"{network}\" uses manual subnet mode and requires specifying a subnetwork."
+            )));
+        }
+        return Err(ApiError::invalid_argument(format!(
+            "Subnetwork \"projects/{}/regions/{region}/subnetworks/{subnet_name}\" is not valid for Network \"{network}\".",
+            scope.project
+        )));
     };
     let secondary: Vec<(String, String)> = subnet["secondaryIpRanges"]
         .as_array()

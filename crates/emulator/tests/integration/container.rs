@@ -60,6 +60,37 @@ async fn node_account(em: &Emulator) {
     assert_eq!(status, 200, "{sa}");
 }
 
+/// Creates the network `kf-net` and its subnet `kf-subnet` (secondary ranges `kf-pods` and
+/// `kf-services`) that [`sdk_cluster`] names: GKE refuses a cluster on a missing subnet.
+async fn network(em: &Emulator) {
+    let (status, op) = call(
+        em,
+        "compute",
+        Method::POST,
+        "compute/v1/projects/kf-dev/global/networks",
+        Some(json!({"name": "kf-net", "autoCreateSubnetworks": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{op}");
+    let (status, op) = call(
+        em,
+        "compute",
+        Method::POST,
+        "compute/v1/projects/kf-dev/regions/us-central1/subnetworks",
+        Some(json!({
+            "name": "kf-subnet",
+            "network": "projects/kf-dev/global/networks/kf-net",
+            "ipCidrRange": "10.10.0.0/20",
+            "secondaryIpRanges": [
+                {"rangeName": "kf-pods", "ipCidrRange": "10.20.0.0/14"},
+                {"rangeName": "kf-services", "ipCidrRange": "10.24.0.0/20"},
+            ],
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{op}");
+}
+
 async fn create(em: &Emulator, cluster: Value) -> (u16, Value) {
     call(
         em,
@@ -113,6 +144,7 @@ async fn gcloud_creates_describes_updates_and_deletes_a_private_cluster() {
     let cfg = dir.path().join("gcloud");
     let kube = dir.path().join("kubeconfig");
     em.write_gcloud_config(&cfg).unwrap();
+    network(&em).await;
 
     gcloud(
         &cfg,
@@ -353,6 +385,7 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
     .await
     .unwrap();
     node_account(&em).await;
+    network(&em).await;
     let (status, op) = create(&em, sdk_cluster("kf-private")).await;
     assert_eq!(status, 200, "{op}");
     let id = op["name"].as_str().unwrap();
@@ -449,6 +482,7 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
 async fn a_failed_create_operation_keeps_no_cluster() {
     let em = emulator().await;
     node_account(&em).await;
+    network(&em).await;
     em.fail_operations(GKE, "CREATE_CLUSTER kf-private", QUOTA, 1);
     let (status, op) = create(&em, sdk_cluster("kf-private")).await;
     assert_eq!(status, 200, "{op}");
@@ -546,6 +580,7 @@ async fn create_is_validated_as_gke_does() {
 #[tokio::test]
 async fn node_service_accounts_must_exist() {
     let em = emulator().await;
+    network(&em).await;
     let missing =
         "Service account \"kf-private-nodes@kf-dev.iam.gserviceaccount.com\" does not exist.";
     let (status, err) = create(&em, sdk_cluster("kf-private")).await;
@@ -579,7 +614,8 @@ async fn node_service_accounts_must_exist() {
     ] {
         let (status, op) = create(
             &em,
-            json!({"name": name, "initialNodeCount": 1, "nodeConfig": {"serviceAccount": sa}}),
+            json!({"name": name, "initialNodeCount": 1, "network": "kf-net",
+                "subnetwork": "kf-subnet", "nodeConfig": {"serviceAccount": sa}}),
         )
         .await;
         assert_eq!(status, 200, "{sa}: {op}");
@@ -598,11 +634,14 @@ async fn node_service_accounts_must_exist() {
 #[tokio::test]
 async fn updates_mirror_todays_and_legacy_fields() {
     let em = emulator().await;
+    network(&em).await;
     // The legacy way in: only privateClusterConfig and masterAuthorizedNetworksConfig.
     let (status, op) = create(
         &em,
         json!({
             "name": "kf-private",
+            "network": "kf-net",
+            "subnetwork": "kf-subnet",
             "initialNodeCount": 1,
             "ipAllocationPolicy": {"useIpAliases": true},
             "privateClusterConfig": {"enablePrivateNodes": true, "enablePrivateEndpoint": true,
@@ -698,6 +737,7 @@ async fn updates_mirror_todays_and_legacy_fields() {
 async fn the_cluster_ca_is_a_real_certificate() {
     let em = emulator().await;
     node_account(&em).await;
+    network(&em).await;
     assert_eq!(create(&em, sdk_cluster("kf-private")).await.0, 200);
     let (_, c) = get(&em, CLUSTER).await;
     let pem = String::from_utf8(unbase64(
@@ -737,6 +777,7 @@ async fn the_cluster_ca_is_a_real_certificate() {
 async fn admin_state_shows_clusters_as_get_does() {
     let em = emulator().await;
     node_account(&em).await;
+    network(&em).await;
     assert_eq!(em.state()["container"]["clusters"], json!([]));
     assert_eq!(create(&em, sdk_cluster("kf-private")).await.0, 200);
     let (_, cluster) = get(&em, CLUSTER).await;
@@ -817,4 +858,71 @@ async fn pod_and_service_ranges_come_from_the_compute_subnet() {
         c["networkConfig"]["subnetwork"],
         "projects/kf-dev/regions/us-central1/subnetworks/kf-subnet"
     );
+}
+
+#[tokio::test]
+async fn a_cluster_on_a_missing_network_or_subnet_is_refused_as_gke_does() {
+    let em = emulator().await;
+    node_account(&em).await;
+    let (status, err) = create(&em, sdk_cluster("kf-private")).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(
+        err["error"]["message"],
+        "project \"kf-dev\" has no network named \"kf-net\"."
+    );
+
+    // The subnet deleted after it was made: the cluster is refused, not created on nothing.
+    network(&em).await;
+    let (status, op) = call(
+        &em,
+        "compute",
+        Method::DELETE,
+        "compute/v1/projects/kf-dev/regions/us-central1/subnetworks/kf-subnet",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{op}");
+    let not_valid = "Subnetwork \"projects/kf-dev/regions/us-central1/subnetworks/kf-subnet\" is not valid for Network \"kf-net\".";
+    let (status, err) = create(&em, sdk_cluster("kf-private")).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(err["error"]["message"], not_valid);
+
+    // The real gcloud shows GKE's message.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gcloud");
+    em.write_gcloud_config(&cfg).unwrap();
+    let run = gcloud(
+        &cfg,
+        &dir.path().join("kubeconfig"),
+        &[
+            "container",
+            "clusters",
+            "create",
+            "kf-private",
+            "--zone=us-central1-a",
+            "--network=kf-net",
+            "--subnetwork=kf-subnet",
+            "--enable-ip-alias",
+            "--cluster-secondary-range-name=kf-pods",
+            "--services-secondary-range-name=kf-services",
+            "--service-account=kf-private-nodes@kf-dev.iam.gserviceaccount.com",
+        ],
+    )
+    .await;
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(run.stderr.contains(not_valid), "{}", run.stderr);
+
+    // A custom mode network needs its subnetwork named.
+    let mut unnamed = sdk_cluster("kf-private");
+    unnamed.as_object_mut().unwrap().remove("subnetwork");
+    let (status, err) = create(&em, unnamed).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(
+        err["error"]["message"],
+        "Network \"kf-net\" uses manual subnet mode and requires specifying a subnetwork."
+    );
+    assert_eq!(em.state()["container"]["clusters"], json!([]));
+    assert_eq!(em.state()["container"]["operations"], json!([]));
 }
