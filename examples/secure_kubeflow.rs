@@ -139,6 +139,17 @@ fn with_stand_ins(mut config: kfsec::Config, stand_ins: &common::StandIns) -> kf
 async fn main() -> anyhow::Result<()> {
     common::init_tracing();
     let cli = Cli::parse();
+    use common::interrupt::{Interrupted, or_interrupted};
+    let what = match &cli.command {
+        None | Some(Command::Apply { .. }) => Interrupted::Writes("apply"),
+        Some(Command::Destroy { .. }) => Interrupted::Writes("destroy"),
+        Some(Command::Plan { .. } | Command::Verify | Command::Export { .. }) => Interrupted::Reads,
+    };
+    or_interrupted(what, run(cli)).await
+}
+
+/// The command line's command, to its end.
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = match kfsec::Config::load(&cli.target.config) {
         Ok(c) => c,
         Err(errors) => common::invalid(&errors),

@@ -1,6 +1,8 @@
 //! What every example shares: the config file, where the APIs are (embedded emulator,
 //! `--endpoints FILE` or `--google`), progress drawing and exit codes.
 
+pub(crate) mod interrupt;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

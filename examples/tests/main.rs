@@ -189,6 +189,74 @@ mod secure_kubeflow {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn an_interrupted_apply_says_so_in_one_line_and_the_next_apply_finishes() {
+        use std::io::Read as _;
+        // Slow operations, so the signal lands while work is in flight.
+        let (emu, _dir, endpoints) = running_emulator(EmulatorOptions {
+            lro: std::time::Duration::from_millis(400),
+            ..EmulatorOptions::default()
+        })
+        .await;
+        for (signal, code) in [("INT", 130), ("TERM", 143)] {
+            let exe = crate::example("secure-kubeflow");
+            let endpoints = endpoints.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                let mut child = std::process::Command::new(exe)
+                    .args(["apply", "--endpoints", &endpoints])
+                    .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                    .env("RUST_LOG", "warn")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                // Wait for the first line (the run has begun), then interrupt.
+                let mut stdout = child.stdout.take().unwrap();
+                let mut first = [0u8; 64];
+                let _ = stdout.read(&mut first).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let killed = std::process::Command::new("kill")
+                    .args([&format!("-{signal}"), &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(killed.success());
+                let mut rest = String::new();
+                let _ = stdout.read_to_string(&mut rest);
+                let output = child.wait_with_output().unwrap();
+                use std::os::unix::process::ExitStatusExt as _;
+                let first = String::from_utf8_lossy(&first).replace('\0', "");
+                let seen = format!(
+                    "[signal {:?}] stdout: {first}{rest}\nstderr: {}",
+                    output.status.signal(),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                (output.status.code(), seen)
+            })
+            .await
+            .unwrap();
+            let (status, stderr) = out;
+            assert_eq!(status, Some(code), "SIGTERM/SIGINT {signal}: {stderr}");
+            let lines: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.starts_with("interrupted:"))
+                .collect();
+            assert_eq!(
+                lines,
+                [
+                    "interrupted: run apply again to finish (every step is safe to repeat; nothing is left that it cannot complete)"
+                ],
+                "{stderr}"
+            );
+        }
+        let finished = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
+        let (stdout, stderr) = text(&finished);
+        assert!(finished.status.success(), "{stdout}\n{stderr}");
+        let before = emu.requests().len();
+        let again = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
+        assert!(again.status.success(), "{:?}", text(&again));
+        assert_eq!(mutating(&emu, before), Vec::<String>::new());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn a_config_with_several_mistakes_gets_all_of_them_before_any_request() {
         let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
         let text_in =
