@@ -95,6 +95,17 @@ pub enum WorkloadError {
         /// How long kfsec waited.
         waited: Duration,
     },
+    /// An object apply was waiting for was deleted during the wait (by someone else, or a
+    /// controller): waiting longer could not end well, so the wait stops at once.
+    #[error(
+        "{object} was deleted while kfsec waited for it to be {waited_for}: something else removed it (see `kubectl get events -A` and who deletes it); run apply again to create it again"
+    )]
+    Gone {
+        /// `Kind namespace/name` (or `Kind name`).
+        object: String,
+        /// What kfsec was waiting for (`available`, `established`).
+        waited_for: &'static str,
+    },
     /// Deployments not available before the deadline.
     #[error(
         "not available after {waited:?}: {}. See `kubectl describe deployment -n NAMESPACE NAME` for why; run apply again to keep waiting",
@@ -763,10 +774,17 @@ impl Workload {
         let start = Instant::now();
         loop {
             let checks: Vec<Fut> = pending.iter().map(&done).collect();
-            let finished: Vec<bool> = futures::stream::iter(checks)
+            let finished: Vec<bool> = match futures::stream::iter(checks)
                 .buffered(AT_ONCE)
                 .try_collect()
-                .await?;
+                .await
+            {
+                Ok(finished) => finished,
+                Err(e) => {
+                    self.progress.finished(step, false);
+                    return Err(e);
+                }
+            };
             pending = pending
                 .into_iter()
                 .zip(finished)
@@ -793,8 +811,14 @@ impl Workload {
     /// its served versions (the API server's discovery can trail the condition a little).
     async fn established(&self, crd: &Document, crd_kind: &Found) -> Result<bool, WorkloadError> {
         let (ar, caps) = crd_kind;
-        let live = self.live(ar, caps, crd).await?;
-        if !live.is_some_and(|l| condition_true(&l, "Established")) {
+        let Some(live) = self.live(ar, caps, crd).await? else {
+            // Applied moments ago, so someone deleted it since.
+            return Err(WorkloadError::Gone {
+                object: crd.display(),
+                waited_for: "established",
+            });
+        };
+        if !condition_true(&live, "Established") {
             return Ok(false);
         }
         let spec = &crd.object["spec"];
@@ -1129,24 +1153,30 @@ impl Workload {
     }
 
     /// Whether a Deployment's `Available` condition is true; a read with no answer counts as
-    /// not yet.
+    /// not yet. A Deployment that is not there (apply made it, so someone deleted it since)
+    /// is [`WorkloadError::Gone`]: the wait stops at once instead of running out.
     async fn available(&self, d: &Document) -> Result<bool, WorkloadError> {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.kube.clone(),
             d.namespace().unwrap_or("default"),
             &ApiResource::from_gvk(&gvk(&d.object)),
         );
-        let live = match api.get_opt(d.name()).await {
-            Ok(live) => live,
+        match api.get_opt(d.name()).await {
+            Ok(Some(live)) => Ok(condition_true(&live.data, "Available")),
+            Ok(None) => Err(WorkloadError::Gone {
+                object: format!(
+                    "{} {}/{}",
+                    d.kind(),
+                    d.namespace().unwrap_or("default"),
+                    d.name()
+                ),
+                waited_for: "available",
+            }),
             Err(e) => {
                 let e = kube_error(format!("read {}", d.display()), e);
-                if !e.is_transient() {
-                    return Err(e);
-                }
-                None
+                if e.is_transient() { Ok(false) } else { Err(e) }
             }
-        };
-        Ok(live.is_some_and(|l| condition_true(&l.data, "Available")))
+        }
     }
 }
 

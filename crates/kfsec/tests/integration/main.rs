@@ -9,3 +9,4 @@ mod gcloud;
 mod kubeflow;
 mod workflow;
 mod workload;
+mod waits;
