@@ -273,8 +273,12 @@ impl Target {
 
     async fn connect_with(&self, seed_images: Vec<String>) -> anyhow::Result<Session> {
         if self.google {
+            // A token first, within seconds: missing or broken credentials are named with
+            // their fix before any other call, not retried as the first request's failure.
+            let connection = Connection::google();
+            connection.check_credentials().await?;
             return Ok(Session {
-                connection: Connection::google(),
+                connection,
                 _emulator: None,
             });
         }

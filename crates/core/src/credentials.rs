@@ -73,19 +73,16 @@ fn inspect(path: &Path) -> Result<String, String> {
     Ok(format!("a `{kind}` credentials file"))
 }
 
-/// An error and the errors it wraps, as one line.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
+/// The innermost error a credentials error wraps: the precise cause ("failed to parse private
+/// key ...", "dns error ...") without the SDK's general advice around it.
+fn root_cause(err: &dyn std::error::Error) -> String {
+    let mut cause = err.to_string();
     let mut next = err.source();
     while let Some(e) = next {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
+        cause = e.to_string();
         next = e.source();
     }
-    text
+    cause
 }
 
 fn failed(tried: Vec<String>, permanent: bool, adc: &str) -> ConnectionError {
@@ -161,14 +158,14 @@ pub(crate) async fn check(deadline: Duration) -> Result<(), ConnectionError> {
         .map_err(|e| {
             tried.push(format!(
                 "the SDK refused the credentials: {}",
-                with_causes(&e)
+                root_cause(&e)
             ));
             failed(tried.clone(), true, &adc_text)
         })?;
     match tokio::time::timeout(deadline, credentials.access_token()).await {
         Ok(Ok(_token)) => Ok(()),
         Ok(Err(e)) => {
-            tried.push(format!("no access token: {}", with_causes(&e)));
+            tried.push(format!("no access token: {}", root_cause(&e)));
             Err(failed(tried, !e.is_transient(), &adc_text))
         }
         Err(_) => {
