@@ -87,6 +87,12 @@ fn spec_from(config: &common::Config, errors: &mut kfsec_core::ValidationErrors)
 async fn main() -> anyhow::Result<()> {
     common::init_tracing();
     let cli = Cli::parse();
+    use common::interrupt::{Interrupted, or_interrupted};
+    or_interrupted(Interrupted::from_args(), run(cli)).await
+}
+
+/// The command line's command, to its end.
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, mut errors) = common::load_config(&cli.target.config);
     let spec = spec_from(&config, &mut errors);
     let Some(spec) = spec.filter(|_| errors.is_empty()) else {

@@ -12,6 +12,31 @@ pub(crate) enum Interrupted {
     Writes(&'static str),
 }
 
+/// Commands of the examples that only read (or write local files only).
+const READS: &[&str] = &[
+    "plan",
+    "verify",
+    "export",
+    "export-zone",
+    "render",
+    "rewrite",
+];
+
+impl Interrupted {
+    /// From the command line: the first word that is a command of the examples names it; no
+    /// command is `apply`.
+    pub(crate) fn from_args() -> Self {
+        let command = std::env::args()
+            .skip(1)
+            .find(|a| READS.contains(&a.as_str()) || a == "apply" || a == "destroy");
+        match command.as_deref() {
+            Some(c) if READS.contains(&c) => Self::Reads,
+            Some("destroy") => Self::Writes("destroy"),
+            _ => Self::Writes("apply"),
+        }
+    }
+}
+
 impl Interrupted {
     fn line(self) -> String {
         match self {
