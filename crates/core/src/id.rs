@@ -210,6 +210,99 @@ string_id!(
     check_member
 );
 
+/// The Google Cloud regions known when this release was made (Compute Engine's `regions.list`).
+/// A region not in this list is refused unless Compute, asked at plan or apply time, lists it
+/// (see [`Region::is_known`]), so regions opened after a release still work.
+pub const KNOWN_REGIONS: &[&str] = &[
+    "africa-south1",
+    "asia-east1",
+    "asia-east2",
+    "asia-northeast1",
+    "asia-northeast2",
+    "asia-northeast3",
+    "asia-south1",
+    "asia-south2",
+    "asia-southeast1",
+    "asia-southeast2",
+    "australia-southeast1",
+    "australia-southeast2",
+    "europe-central2",
+    "europe-north1",
+    "europe-north2",
+    "europe-southwest1",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west4",
+    "europe-west6",
+    "europe-west8",
+    "europe-west9",
+    "europe-west10",
+    "europe-west12",
+    "me-central1",
+    "me-central2",
+    "me-west1",
+    "northamerica-northeast1",
+    "northamerica-northeast2",
+    "northamerica-south1",
+    "southamerica-east1",
+    "southamerica-west1",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-east5",
+    "us-south1",
+    "us-west1",
+    "us-west2",
+    "us-west3",
+    "us-west4",
+];
+
+impl Region {
+    /// Whether the region is in [`KNOWN_REGIONS`].
+    pub fn is_known(&self) -> bool {
+        KNOWN_REGIONS.contains(&self.as_str())
+    }
+
+    /// Why the region is refused when neither [`KNOWN_REGIONS`] nor `listed` (the regions
+    /// Compute lists now, when it could be asked) holds it; `None` when it is accepted.
+    pub fn unknown_reason(&self, listed: Option<&[String]>) -> Option<String> {
+        if self.is_known() || listed.is_some_and(|l| l.iter().any(|r| r == self.as_str())) {
+            return None;
+        }
+        let close: Vec<&str> = KNOWN_REGIONS
+            .iter()
+            .copied()
+            .filter(|r| {
+                let family = self.as_str().split('-').next().unwrap_or("");
+                r.split('-').next() == Some(family)
+            })
+            .collect();
+        let hint = if close.is_empty() {
+            "such as us-central1 or europe-west4".to_string()
+        } else {
+            or_list(&close)
+        };
+        Some(format!(
+            "{self} is not a Google Cloud region{}: pick one of {hint} (`gcloud compute regions list` lists them)",
+            if listed.is_some() {
+                " (Compute does not list it either)"
+            } else {
+                ""
+            }
+        ))
+    }
+}
+
+/// `a, b or c`.
+fn or_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 impl Zone {
     /// The region the zone is in (`us-central1-a` -> `us-central1`).
     pub fn region(&self) -> Region {
@@ -328,8 +421,11 @@ number_id!(
 );
 
 /// How a config names an organization: by its id, or by its display name (usually the domain).
+///
+/// A value that starts with `organizations/` is a resource name and must be
+/// `organizations/<digits>`; a bare number is an id; anything else is a display name.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
+#[serde(try_from = "String", into = "String")]
 pub enum OrganizationRef {
     /// `organizations/123456789` or `123456789`.
     Id(OrganizationId),
@@ -337,12 +433,10 @@ pub enum OrganizationRef {
     DisplayName(String),
 }
 
-impl From<String> for OrganizationRef {
-    fn from(s: String) -> Self {
-        match s.parse::<OrganizationId>() {
-            Ok(id) => Self::Id(id),
-            Err(_) => Self::DisplayName(s),
-        }
+impl TryFrom<String> for OrganizationRef {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
     }
 }
 
@@ -362,7 +456,30 @@ impl FromStr for OrganizationRef {
                 "write the organization's display name (its domain) or organizations/ID",
             ));
         }
-        Ok(Self::from(s.to_string()))
+        if s.trim() != s {
+            return Err(IdError::new(
+                "organization",
+                s,
+                "remove the leading or trailing spaces",
+            ));
+        }
+        if let Some(digits) = s.strip_prefix("organizations/") {
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(IdError::new(
+                    "organization",
+                    s,
+                    "an organization's resource name is organizations/ followed by its number, digits only (`gcloud organizations list` shows it), or write its display name (its domain)",
+                ));
+            }
+            return digits
+                .parse()
+                .map(|n| Self::Id(OrganizationId::new(n)))
+                .map_err(|_| IdError::new("organization", s, "the number is too large"));
+        }
+        Ok(match s.parse::<OrganizationId>() {
+            Ok(id) => Self::Id(id),
+            Err(_) => Self::DisplayName(s.to_string()),
+        })
     }
 }
 
@@ -401,6 +518,11 @@ impl Cidr {
     /// The prefix length.
     pub fn prefix_len(self) -> u8 {
         self.0.prefix_len()
+    }
+
+    /// Whether it is an IPv4 range.
+    pub fn is_ipv4(self) -> bool {
+        matches!(self.0, ipnet::IpNet::V4(_))
     }
 }
 
@@ -498,6 +620,38 @@ mod tests {
             "example.com".parse::<OrganizationRef>().unwrap(),
             OrganizationRef::DisplayName("example.com".into())
         );
+        assert_eq!(
+            "123".parse::<OrganizationRef>().unwrap(),
+            OrganizationRef::Id(OrganizationId::new(123))
+        );
+        // A resource name with anything but digits is a mistake, not a display name.
+        for bad in ["organizations/12ab", "organizations/", "organizations/ 1"] {
+            let err = bad.parse::<OrganizationRef>().unwrap_err();
+            assert!(err.reason.contains("digits only"), "{err}");
+            let err = serde_yaml::from_str::<OrganizationRef>(&format!("'{bad}'")).unwrap_err();
+            assert!(err.to_string().contains("digits only"), "{err}");
+        }
+        assert!(" example.com".parse::<OrganizationRef>().is_err());
+    }
+
+    #[test]
+    fn known_regions() {
+        let r: Region = "us-central1".parse().unwrap();
+        assert!(r.is_known() && r.unknown_reason(None).is_none());
+        let moon: Region = "us-moon1".parse().unwrap();
+        assert!(!moon.is_known());
+        let why = moon.unknown_reason(None).unwrap();
+        assert!(why.contains("not a Google Cloud region"), "{why}");
+        assert!(why.contains("us-central1"), "{why}");
+        assert!(why.contains("gcloud compute regions list"), "{why}");
+        // A region Compute lists is accepted although this release does not know it.
+        let listed = vec!["us-central1".to_string(), "us-moon1".to_string()];
+        assert!(moon.unknown_reason(Some(&listed)).is_none());
+        let why = moon.unknown_reason(Some(&listed[..1])).unwrap();
+        assert!(why.contains("Compute does not list it"), "{why}");
+        for name in KNOWN_REGIONS {
+            assert!(name.parse::<Region>().is_ok(), "{name}");
+        }
     }
 
     #[test]
@@ -532,6 +686,8 @@ mod tests {
         let c: Cidr = "172.16.0.32/28".parse().unwrap();
         assert!(a.overlaps(b) && b.overlaps(a));
         assert!(!a.overlaps(c));
+        assert!(a.is_ipv4());
+        assert!(!"::1/128".parse::<Cidr>().unwrap().is_ipv4());
     }
 
     #[test]
