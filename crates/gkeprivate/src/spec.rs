@@ -96,9 +96,14 @@ pub struct ClusterSpec {
     pub name: String,
     /// The control plane's range: a /28 that overlaps none of the subnet's ranges.
     pub master_cidr: Cidr,
-    /// Ranges allowed to reach the control plane.
+    /// Ranges allowed to reach the control plane (IPv4; a `/0`, any address, only with
+    /// [`ClusterSpec::allow_any_source`]).
     #[serde(default)]
     pub authorized_networks: Vec<Cidr>,
+    /// Allow a `/0` (such as `0.0.0.0/0`) in `authorized_networks`: the control plane reachable
+    /// from any address on the internet, which `verify` reports as high. Default false.
+    #[serde(default)]
+    pub allow_any_source: bool,
     /// Turn the control plane's public endpoint off (reachable from the VPC only).
     #[serde(default)]
     pub private_endpoint: bool,
@@ -220,17 +225,56 @@ impl Spec {
             }
         }
         let m = self.cluster.master_cidr;
-        if !matches!(m.net(), ipnet::IpNet::V4(_)) || m.prefix_len() != 28 {
+        if !m.is_ipv4() {
+            errors.push("cluster.master_cidr", format!("{m} is not an IPv4 range: GKE needs an IPv4 /28 for the control plane, such as 172.16.0.32/28"));
+        } else if m.prefix_len() != 28 {
             errors.push("cluster.master_cidr", format!("{m} is not a /28: GKE needs an IPv4 /28 for the control plane, such as 172.16.0.32/28"));
         }
         let s = &self.network.subnet;
+        for (path, range, example) in [
+            ("network.subnet.range", s.range, "10.10.0.0/20"),
+            ("network.subnet.pods", s.pods, "10.20.0.0/14"),
+            ("network.subnet.services", s.services, "10.24.0.0/20"),
+            (
+                "network.vip_range",
+                self.network.vip_range,
+                "199.36.153.4/30",
+            ),
+        ] {
+            if !range.is_ipv4() {
+                errors.push(
+                    path,
+                    format!(
+                        "{range} is not an IPv4 range: a VPC-native GKE subnet's primary and secondary ranges are IPv4; write one such as {example}"
+                    ),
+                );
+            }
+        }
+        for (i, n) in self.cluster.authorized_networks.iter().enumerate() {
+            let path = format!("cluster.authorized_networks[{i}]");
+            if !n.is_ipv4() {
+                errors.push(
+                    path,
+                    format!(
+                        "{n} is not an IPv4 range: GKE's master authorized networks are IPv4 CIDR ranges, such as 10.0.0.0/8"
+                    ),
+                );
+            } else if n.prefix_len() == 0 && !self.cluster.allow_any_source {
+                errors.push(
+                    path,
+                    format!(
+                        "{n} lets any address on the internet reach the control plane: list the ranges that need it (your office, the VPC, such as 10.0.0.0/8), or set cluster.allow_any_source: true to accept this"
+                    ),
+                );
+            }
+        }
         let ranges = [
             ("network.subnet.range", s.range),
             ("network.subnet.pods", s.pods),
             ("network.subnet.services", s.services),
             ("cluster.master_cidr", m),
         ];
-        for (i, (a_path, a)) in ranges.iter().enumerate() {
+        for (i, (a_path, a)) in ranges.iter().enumerate().filter(|(_, (_, r))| r.is_ipv4()) {
             for (b_path, b) in &ranges[i + 1..] {
                 if a.overlaps(*b) {
                     errors.push(
@@ -343,6 +387,43 @@ pub(crate) mod tests {
                 proptest::prop_assert!(e.errors.iter().any(|f| f.path == "cluster.master_cidr" && f.message.contains("not a /28")), "{}", e);
             }
         }
+    }
+
+    #[test]
+    fn ipv4_where_gke_needs_it() {
+        let err = spec(&GOOD.replace("range: 10.10.0.0/20", "range: 'fd00::/64'")).unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].path, "network.subnet.range");
+        assert!(err.errors[0].message.contains("not an IPv4 range"), "{err}");
+        let err = spec(&GOOD.replace("pods: 10.20.0.0/14", "pods: 'fd01::/64'")).unwrap_err();
+        assert_eq!(err.errors[0].path, "network.subnet.pods", "{err}");
+        let err = spec(&GOOD.replace("172.16.0.32/28", "'fd02::/124'")).unwrap_err();
+        assert_eq!(err.errors[0].path, "cluster.master_cidr", "{err}");
+        assert!(err.errors[0].message.contains("IPv4"), "{err}");
+        let err = spec(&GOOD.replace("[10.0.0.0/8]", "[10.0.0.0/8, '::1/128']")).unwrap_err();
+        assert_eq!(
+            err.errors[0].path, "cluster.authorized_networks[1]",
+            "{err}"
+        );
+        assert!(err.errors[0].message.contains("not an IPv4 range"), "{err}");
+    }
+
+    #[test]
+    fn any_source_only_when_allowed() {
+        let err = spec(&GOOD.replace("[10.0.0.0/8]", "[0.0.0.0/0]")).unwrap_err();
+        assert_eq!(
+            err.errors[0].path, "cluster.authorized_networks[0]",
+            "{err}"
+        );
+        assert!(
+            err.errors[0].message.contains("allow_any_source: true"),
+            "{err}"
+        );
+        let s =
+            spec(&GOOD.replace("[10.0.0.0/8]", "[0.0.0.0/0]\n  allow_any_source: true")).unwrap();
+        assert!(s.cluster.allow_any_source);
+        // Any other prefix needs no permission.
+        spec(&GOOD.replace("[10.0.0.0/8]", "[0.0.0.0/1]")).unwrap();
     }
 
     #[test]
