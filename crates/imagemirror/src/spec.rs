@@ -53,12 +53,20 @@ pub enum Backend {
 #[serde(deny_unknown_fields)]
 pub struct ImagesSpec {
     /// Where mirrors go: `LOCATION-docker.pkg.dev/PROJECT/REPOSITORY` (Artifact Registry).
+    /// With the whole workflow it must be a registry of a project inside the perimeter (see
+    /// [`ImagesSpec::destination_project`]) unless
+    /// [`ImagesSpec::destination_outside_perimeter`] says otherwise.
     pub destination: Destination,
+    /// Accept a destination outside the perimeter (another project's registry, Docker Hub,
+    /// a private registry): images then leave the perimeter, and `verify` reports it as high.
+    /// Default false.
+    #[serde(default)]
+    pub destination_outside_perimeter: bool,
     /// Who copies: `direct` (the default) or `cloudbuild`.
     #[serde(default)]
     pub backend: Backend,
-    /// Images to mirror, as written (`busybox:1.36`, `gcr.io/ml-pipeline/frontend:2.0.5`). A
-    /// malformed one fails on its own; the others are still mirrored.
+    /// Images to mirror, as written (`busybox:1.36`, `gcr.io/ml-pipeline/frontend:2.0.5`),
+    /// each checked against the reference grammar by [`Spec::validate`].
     #[serde(default)]
     pub sources: Vec<String>,
     /// Kubernetes YAML files (such as `kustomize build` output; `.gz` files are decompressed)
@@ -156,11 +164,19 @@ pub const MAX_STEPS_PER_BUILD: usize = 300;
 pub const MAX_BUILD_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
 
 impl Spec {
-    /// Every problem, each with its field path, before any call is made. (A malformed image in
-    /// `images.sources` is not one of them: it fails on its own when the images are listed.)
+    /// Every problem, each with its field path, before any call is made: a malformed image in
+    /// `images.sources` is one of them (those of manifest files are read by [`Spec::wanted`]).
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
         let images = &self.images;
+        for (i, written) in images.sources.iter().enumerate() {
+            if let Err(e) = ImageRef::parse(written) {
+                errors.push(
+                    format!("images.sources[{i}]"),
+                    format!("{e}; write it as REGISTRY/REPOSITORY:TAG, lower-case, without spaces (such as docker.io/library/busybox:1.36)"),
+                );
+            }
+        }
         if images.sources.is_empty() && images.manifests.is_empty() && images.kustomize.is_empty() {
             errors.push(
                 "images",
@@ -316,6 +332,74 @@ impl Spec {
         errors.into_result().map(|()| wanted)
     }
 
+    /// The malformed references of `wanted`, each as `(field, message)`: the field is
+    /// `images.sources[i]`, or the config field of the manifest source it was found in
+    /// (`images.manifests[i]`, `images.kustomize[i]`) with the file, line and object in the
+    /// message. Empty when every reference parses.
+    pub fn malformed_problems(&self, wanted: &Wanted) -> Vec<(String, String)> {
+        let sources = self.sources();
+        wanted
+            .malformed
+            .iter()
+            .map(|m| {
+                let field = if m.named_at.starts_with("images.sources[") {
+                    m.named_at.clone()
+                } else {
+                    sources
+                        .iter()
+                        .find(|(_, s)| m.named_at.starts_with(&format!("{}:", s.name())))
+                        .map_or_else(|| "images".to_string(), |(f, _)| f.clone())
+                };
+                (
+                    field,
+                    format!(
+                        "{} (at {}): write it lower-case, without spaces, as REGISTRY/REPOSITORY:TAG",
+                        m.message, m.named_at
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// The project of the destination's registry: `PROJECT` of Artifact Registry's
+    /// `LOCATION-docker.pkg.dev/PROJECT/REPOSITORY` and of Container Registry's
+    /// `[REGION.]gcr.io/PROJECT`; `None` for any other registry (Docker Hub, a private
+    /// registry), which belongs to no Google Cloud project.
+    ///
+    /// ```
+    /// use kfsec_imagemirror::spec::Spec;
+    /// let spec: Spec = serde_yaml::from_str(
+    ///     "project: kf-dev\nimages: {destination: us-docker.pkg.dev/kf-dev/m, sources: [busybox]}\n",
+    /// ).unwrap();
+    /// assert_eq!(spec.images.destination_project(), Some("kf-dev"));
+    /// ```
+    pub fn destination_project(&self) -> Option<&str> {
+        self.images.destination_project()
+    }
+}
+
+impl ImagesSpec {
+    /// See [`Spec::destination_project`].
+    pub fn destination_project(&self) -> Option<&str> {
+        let host = self.destination.registry();
+        let project = self
+            .destination
+            .path()
+            .split('/')
+            .next()
+            .filter(|p| !p.is_empty())?;
+        let artifact_registry = host
+            .strip_suffix("-docker.pkg.dev")
+            .is_some_and(|location| !location.is_empty() && !location.contains('.'));
+        let container_registry = host == "gcr.io"
+            || host
+                .strip_suffix(".gcr.io")
+                .is_some_and(|r| !r.contains('.'));
+        (artifact_registry || container_registry).then_some(project)
+    }
+}
+
+impl Spec {
     /// The image fields scans look in: pod specs, `images.presets`, `images.fields`; with
     /// `images.ignore`.
     pub fn fields(&self) -> Fields {
@@ -405,7 +489,10 @@ mod tests {
         let s = spec(
             "  destination: us-docker.pkg.dev/kf-dev/m\n  sources: [busybox:1.36, docker.io/library/busybox:1.36, 'Bad:Ref', quay.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000]\n",
         );
-        s.validate().unwrap();
+        // The malformed source is refused by validate, and listed by wanted.
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.errors.len(), 1, "{e}");
+        assert_eq!(e.errors[0].path, "images.sources[2]");
         assert_eq!(s.images.backend, Backend::Direct);
         assert_eq!(s.images.concurrency, Concurrency::default());
         let w = s.wanted().unwrap();
@@ -449,6 +536,74 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(e.errors[0].path, "images");
+    }
+
+    #[test]
+    fn malformed_sources_are_refused_with_their_field() {
+        let s = spec(
+            "  destination: us-docker.pkg.dev/kf-dev/m\n  sources: [busybox:1.36, 'docker.io/Library/BusyBox:1.36', 'busy box:1', 'nginx:bad tag!']\n",
+        );
+        let e = s.validate().unwrap_err();
+        let paths: Vec<_> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "images.sources[1]",
+                "images.sources[2]",
+                "images.sources[3]"
+            ],
+            "{e}"
+        );
+        assert!(e.errors[0].message.contains("lower-case"), "{e}");
+        assert!(e.errors[1].message.contains("without spaces"), "{e}");
+    }
+
+    #[test]
+    fn the_destinations_project() {
+        for (destination, project) in [
+            ("us-docker.pkg.dev/kf-dev/m", Some("kf-dev")),
+            (
+                "europe-west4-docker.pkg.dev/other-proj/m",
+                Some("other-proj"),
+            ),
+            ("gcr.io/kf-dev", Some("kf-dev")),
+            ("eu.gcr.io/kf-dev/x", Some("kf-dev")),
+            ("docker.io/someone", None),
+            ("registry.internal:5000/m", None),
+            ("docker.pkg.dev.evil.example/kf-dev/m", None),
+            ("us-docker.pkg.dev/x", Some("x")),
+            ("pkg.dev/kf-dev/m", None),
+        ] {
+            let s = spec(&format!(
+                "  destination: {destination}\n  sources: [busybox]\n"
+            ));
+            assert_eq!(s.destination_project(), project, "{destination}");
+        }
+        let s = spec(
+            "  destination: docker.io/someone\n  destination_outside_perimeter: true\n  sources: [busybox]\n",
+        );
+        assert!(s.images.destination_outside_perimeter);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn malformed_images_of_manifests_name_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: a\n    image: 'Quay.io/A/B:1'\n",
+        )
+        .unwrap();
+        let s = spec(&format!(
+            "  destination: us-docker.pkg.dev/kf-dev/m\n  manifests: [{}]\n",
+            path.display()
+        ));
+        s.validate().unwrap();
+        let problems = s.malformed_problems(&s.wanted().unwrap());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "images.manifests[0]");
+        assert!(problems[0].1.contains(":7 (Pod/p"), "{problems:?}");
     }
 
     #[test]
