@@ -382,6 +382,8 @@ pub(crate) fn dispatch(st: &mut State, env: &Env, req: &ApiRequest) -> ApiResult
     };
     let m = &req.method;
     match *rest {
+        ["regions"] if m == Method::GET => list_regions(&cx),
+        ["regions", r] if m == Method::GET => get_region(&cx, r),
         ["global", "networks"] if m == Method::GET => list_networks(st, &cx),
         ["global", "networks"] if m == Method::POST => insert_network(st, &cx),
         ["global", "networks", n] if m == Method::GET => {
@@ -952,6 +954,86 @@ fn subnetwork<'a>(
         .subnetworks
         .get(&(cx.project.clone(), region.to_string(), name.to_string()))
         .ok_or_else(|| not_found(&cx.regional_path(region, "subnetworks", name)))
+}
+
+/// The regions the emulator serves: Google Cloud's public regions (as `gcloud compute regions
+/// list` showed them when this was written). The emulator keeps its own list: it must be able
+/// to disagree with kfsec's.
+pub(crate) const REGIONS: &[&str] = &[
+    "africa-south1",
+    "asia-east1",
+    "asia-east2",
+    "asia-northeast1",
+    "asia-northeast2",
+    "asia-northeast3",
+    "asia-south1",
+    "asia-south2",
+    "asia-southeast1",
+    "asia-southeast2",
+    "australia-southeast1",
+    "australia-southeast2",
+    "europe-central2",
+    "europe-north1",
+    "europe-north2",
+    "europe-southwest1",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west4",
+    "europe-west6",
+    "europe-west8",
+    "europe-west9",
+    "europe-west10",
+    "europe-west12",
+    "me-central1",
+    "me-central2",
+    "me-west1",
+    "northamerica-northeast1",
+    "northamerica-northeast2",
+    "northamerica-south1",
+    "southamerica-east1",
+    "southamerica-west1",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-east5",
+    "us-south1",
+    "us-west1",
+    "us-west2",
+    "us-west3",
+    "us-west4",
+];
+
+/// A region as `regions.get` answers it: its zones `-a`, `-b` and `-c`, status `UP`.
+fn region_json(cx: &Ctx<'_>, region: &str) -> Value {
+    let zones: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|z| json!(cx.link(&format!("projects/{}/zones/{region}-{z}", cx.project))))
+        .collect();
+    json!({
+        "kind": "compute#region",
+        "name": region,
+        "description": region,
+        "status": "UP",
+        "zones": zones,
+        "selfLink": cx.region_link(region),
+    })
+}
+
+fn list_regions(cx: &Ctx<'_>) -> ApiResult<Value> {
+    let items = REGIONS.iter().map(|r| region_json(cx, r)).collect();
+    let path = format!("projects/{}/regions", cx.project);
+    list_json(cx, "compute#regionList", &path, items)
+}
+
+fn get_region(cx: &Ctx<'_>, region: &str) -> ApiResult<Value> {
+    if !REGIONS.contains(&region) {
+        return Err(not_found(&format!(
+            "projects/{}/regions/{region}",
+            cx.project
+        )));
+    }
+    Ok(region_json(cx, region))
 }
 
 fn list_subnetworks(st: &State, cx: &Ctx<'_>, region: &str) -> ApiResult<Value> {
