@@ -377,20 +377,24 @@ struct Explained<P> {
 
 impl<P: RetryPolicy> RetryPolicy for Explained<P> {
     fn on_error(&self, state: &RetryState, error: SdkError) -> RetryResult {
-        let kind = crate::error::diagnose(&error, None).kind;
+        let diagnosis = crate::error::diagnose(&error, None);
         let note = |e| crate::error::annotate(e, &self.endpoint, Some(self.attempt_timeout));
-        match kind {
-            // Safe to repeat (nothing was sent), and a restarting server may be back: once.
-            ErrorKind::Unreachable if state.attempt_count < 2 => RetryResult::Continue(note(error)),
-            // The step decides whether one more try is worth it.
-            ErrorKind::Unreachable | ErrorKind::BadResponse | ErrorKind::Timeout => {
+        if diagnosis.attempt_limit().is_some() {
+            // Nothing was sent (or the connection was lost on the way) and a restarting server
+            // may be back: once more here. Otherwise the step decides whether one more try is
+            // worth it.
+            let once = diagnosis.retry_once || diagnosis.kind == ErrorKind::Unreachable;
+            let idempotent = state.idempotent || diagnosis.kind == ErrorKind::Unreachable;
+            return if once && idempotent && state.attempt_count < 2 {
+                RetryResult::Continue(note(error))
+            } else {
                 RetryResult::Permanent(note(error))
-            }
-            _ => match self.inner.on_error(state, error) {
-                RetryResult::Continue(e) => RetryResult::Continue(note(e)),
-                RetryResult::Permanent(e) => RetryResult::Permanent(note(e)),
-                RetryResult::Exhausted(e) => RetryResult::Exhausted(note(e)),
-            },
+            };
+        }
+        match self.inner.on_error(state, error) {
+            RetryResult::Continue(e) => RetryResult::Continue(note(e)),
+            RetryResult::Permanent(e) => RetryResult::Permanent(note(e)),
+            RetryResult::Exhausted(e) => RetryResult::Exhausted(note(e)),
         }
     }
 
@@ -412,11 +416,13 @@ struct ExplainedPolling<P> {
 
 impl<P: PollingErrorPolicy> PollingErrorPolicy for ExplainedPolling<P> {
     fn on_error(&self, state: &PollingState, error: SdkError) -> RetryResult {
-        match crate::error::diagnose(&error, None).kind {
-            ErrorKind::Unreachable | ErrorKind::BadResponse | ErrorKind::Timeout => {
-                RetryResult::Permanent(error)
-            }
-            _ => self.inner.on_error(state, error),
+        if crate::error::diagnose(&error, None)
+            .attempt_limit()
+            .is_some()
+        {
+            RetryResult::Permanent(error)
+        } else {
+            self.inner.on_error(state, error)
         }
     }
 

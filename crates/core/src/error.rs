@@ -154,6 +154,28 @@ pub(crate) struct Diagnosis {
     pub(crate) cause: String,
     /// A fix more precise than the kind's, when the cause tells one.
     pub(crate) hint: Option<&'static str>,
+    /// Attempts a step makes in a row for this cause, when not the kind's
+    /// ([`ErrorKind::attempt_limit`]).
+    pub(crate) limit: Option<u32>,
+    /// Whether the SDK tries the request once more itself (a failure with nothing sent, or a
+    /// connection lost on the way) before the step decides.
+    pub(crate) retry_once: bool,
+}
+
+/// A diagnosis with nothing said yet, for `..BLANK`.
+const BLANK: Diagnosis = Diagnosis {
+    kind: ErrorKind::Other,
+    cause: String::new(),
+    hint: None,
+    limit: None,
+    retry_once: false,
+};
+
+impl Diagnosis {
+    /// How many attempts in a row a step makes for this cause, when fewer than its budget.
+    pub(crate) fn attempt_limit(&self) -> Option<u32> {
+        self.limit.or(self.kind.attempt_limit())
+    }
 }
 
 /// An SDK error with the endpoint it came from and its diagnosis, placed in the error's source
@@ -356,6 +378,7 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
         kind,
         cause,
         hint: None,
+        ..BLANK
     };
     if let Some(status) = err.status() {
         let cause = if status.message.is_empty() {
@@ -370,6 +393,7 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
             kind: ErrorKind::Unauthenticated,
             cause: format!("cannot obtain credentials: {}", innermost(err)),
             hint: None,
+            ..BLANK
         };
     }
     let timed_out = err.is_timeout()
@@ -430,6 +454,7 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
                 hint: Some(
                     "nothing listens at this address: check the host and port of the endpoint URL, and that the server (or the emulator) is running",
                 ),
+                ..BLANK
             };
         }
         if chain_says(
@@ -442,6 +467,7 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
                 hint: Some(
                     "check the host name in the endpoint URL, and this machine's DNS (`getent hosts HOST`)",
                 ),
+                ..BLANK
             };
         }
         if chain_says(
@@ -461,6 +487,7 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
                 hint: Some(
                     "the URL says https but the server answered without TLS: use http:// for this endpoint, or the server's TLS port",
                 ),
+                ..BLANK
             };
         }
         if io == Some(Io::InvalidData)
@@ -472,6 +499,7 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
                 hint: Some(
                     "the server's certificate or TLS version is not accepted: check the endpoint URL and that this machine trusts the server's certificate authority",
                 ),
+                ..BLANK
             };
         }
         return plain(
@@ -479,19 +507,29 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
             format!("cannot connect: {}", innermost(err)),
         );
     }
+    if chain_says(err, &["connection closed before message completed"]) {
+        // Nothing came back at all: a dropped connection, as a restarting proxy does.
+        return Diagnosis {
+            retry_once: true,
+            ..plain(
+                ErrorKind::Unavailable,
+                "the connection closed before any answer".into(),
+            )
+        };
+    }
     if io == Some(Io::UnexpectedEof)
-        || chain_says(
-            err,
-            &[
-                "end of file before message length reached",
-                "IncompleteMessage",
-            ],
-        )
+        || chain_says(err, &["end of file before message length reached"])
     {
-        return plain(
-            ErrorKind::BadResponse,
-            "the body ended before the JSON did (the server closed the connection early)".into(),
-        );
+        // Possibly a network hiccup: a few more tries than a body that is whole but wrong.
+        return Diagnosis {
+            limit: Some(4),
+            retry_once: true,
+            ..plain(
+                ErrorKind::BadResponse,
+                "the body ended before the JSON did (the server closed the connection early)"
+                    .into(),
+            )
+        };
     }
     if chain_says(err, &["invalid HTTP", "invalid status", "invalid header"]) {
         return Diagnosis {
@@ -500,6 +538,7 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
             hint: Some(
                 "the server does not speak plain HTTP: if it speaks TLS, use https:// for this endpoint",
             ),
+            ..BLANK
         };
     }
     if matches!(
@@ -530,6 +569,7 @@ pub struct CloudError {
     message: String,
     endpoint: Option<String>,
     hint: Cow<'static, str>,
+    attempt_limit: Option<u32>,
     retry_after: Option<Duration>,
     #[source]
     source: SdkError,
@@ -548,6 +588,7 @@ impl CloudError {
             .map(Duration::from_secs);
         Self {
             kind: diagnosis.kind,
+            attempt_limit: diagnosis.attempt_limit(),
             action: action.into(),
             message: diagnosis.cause,
             endpoint,
@@ -595,6 +636,12 @@ impl CloudError {
         self
     }
 
+    /// How many attempts in a row a step makes for this failure, when fewer than its budget
+    /// (an unreachable endpoint, a bad response, a timeout).
+    pub fn attempt_limit(&self) -> Option<u32> {
+        self.attempt_limit
+    }
+
     /// What to do about it.
     pub fn hint(&self) -> &str {
         &self.hint
@@ -620,6 +667,7 @@ impl CloudError {
     /// caller resolves like a conflict, by re-reading).
     pub fn treated_as(mut self, kind: ErrorKind) -> Self {
         self.kind = kind;
+        self.attempt_limit = kind.attempt_limit();
         self
     }
 
@@ -655,7 +703,7 @@ impl CloudError {
         if !(self.is_transient() || self.is_conflict()) {
             return RetryDecision::Stop;
         }
-        if let Some(limit) = self.kind.attempt_limit() {
+        if let Some(limit) = self.attempt_limit {
             return RetryDecision::RetryUpTo(limit);
         }
         match self.retry_after {

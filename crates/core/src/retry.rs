@@ -42,8 +42,8 @@ pub enum RetryDecision {
     Retry,
     /// Try again after at least this long (a server's `Retry-After`).
     RetryAfter(Duration),
-    /// Try again, but make at most this many attempts in all: for failures that rarely heal
-    /// (an endpoint that refuses connections, answers HTML, or does not answer).
+    /// Try again, unless this many attempts in a row have failed so: for failures that rarely
+    /// heal (an endpoint that refuses connections, answers HTML, or does not answer).
     RetryUpTo(u32),
     /// Give up: the error is final.
     Stop,
@@ -80,15 +80,23 @@ where
 {
     let start = tokio::time::Instant::now();
     let mut n = 0;
+    // Failures in a row that allow only a few attempts: a transient error in between (a 503
+    // from a busy server) starts the count again.
+    let mut few = 0;
     loop {
         match attempt(n).await {
             Ok(value) => return Ok(value),
             Err(err) => {
                 n += 1;
-                let wait = match decide(&err) {
+                let decision = decide(&err);
+                few = match decision {
+                    RetryDecision::RetryUpTo(_) => few + 1,
+                    _ => 0,
+                };
+                let wait = match decision {
                     RetryDecision::Stop => return Err(err),
                     _ if n >= attempts.max(1) => return Err(err),
-                    RetryDecision::RetryUpTo(limit) if n >= limit.max(1) => return Err(err),
+                    RetryDecision::RetryUpTo(limit) if few >= limit.max(1) => return Err(err),
                     RetryDecision::Retry | RetryDecision::RetryUpTo(_) => backoff.delay(n),
                     RetryDecision::RetryAfter(at_least) => backoff.delay(n).max(at_least),
                 };
@@ -216,5 +224,75 @@ mod tests {
         .await;
         assert_eq!(out, Err("busy"));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn few_attempts_count_in_a_row_and_the_deadline_ends_retries() {
+        let b = Backoff::new(Duration::from_millis(1), Duration::from_millis(2));
+        // "few" failures (limit 2) separated by ordinary transient ones go on...
+        let calls = AtomicU32::new(0);
+        let out: Result<u32, &str> = retry(
+            10,
+            b,
+            |e: &&str| {
+                if *e == "refused" {
+                    RetryDecision::RetryUpTo(2)
+                } else {
+                    RetryDecision::Retry
+                }
+            },
+            |n| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 | 2 => Err("refused"),
+                        1 => Err("busy"),
+                        _ => Ok(n),
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(out, Ok(3));
+        // ...two in a row stop.
+        let calls = AtomicU32::new(0);
+        let out: Result<u32, &str> = retry(
+            10,
+            b,
+            |_| RetryDecision::RetryUpTo(2),
+            |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err("refused") }
+            },
+        )
+        .await;
+        assert_eq!(out, Err("refused"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // No new attempt once the deadline would pass during the wait.
+        let calls = AtomicU32::new(0);
+        let slow = Backoff::new(Duration::from_millis(400), Duration::from_millis(400));
+        let out: Result<u32, &str> = retry_within(
+            10,
+            Some(Duration::from_millis(100)),
+            slow,
+            |_| RetryDecision::Retry,
+            |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err("busy") }
+            },
+        )
+        .await;
+        assert_eq!(out, Err("busy"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn short_reasons_drop_the_advice() {
+        assert_eq!(
+            short_reason(
+                "read x: unreachable: http://h:1: connection refused (what to do: check)\nmore"
+            ),
+            "read x: unreachable: http://h:1: connection refused"
+        );
     }
 }

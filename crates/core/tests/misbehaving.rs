@@ -107,7 +107,15 @@ async fn read_through(url: &str) -> (CloudError, Duration, Vec<ProgressEvent>) {
 async fn check(case: &str, url: &str, kind: ErrorKind, cause: &str) {
     let (err, elapsed, events) = read_through(url).await;
     let text = err.to_string();
-    println!("{case}: {:.1} s: {text}", elapsed.as_secs_f64());
+    println!(
+        "{case}: {:.1} s, {} attempts: {text}",
+        elapsed.as_secs_f64(),
+        events
+            .iter()
+            .filter(|e| matches!(e, ProgressEvent::Retrying { .. }))
+            .count()
+            + 1
+    );
     assert!(
         elapsed < Duration::from_secs(60),
         "{case}: took {elapsed:?}"
@@ -128,7 +136,8 @@ async fn check(case: &str, url: &str, kind: ErrorKind, cause: &str) {
             _ => None,
         })
         .collect();
-    let limit = kind.attempt_limit().unwrap();
+    let limit = err.attempt_limit().unwrap();
+    assert!(limit <= 4, "{case}: {limit}");
     assert_eq!(retries.len() as u32, limit - 1, "{case}: {retries:?}");
     for reason in &retries {
         assert!(
