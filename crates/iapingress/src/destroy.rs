@@ -321,6 +321,10 @@ impl IapIngress {
             .collect();
         let mut out = Vec::new();
         for (d, v) in live {
+            if let Some(reason) = self.left_to(&d) {
+                out.push((d, Verdict::Keep(reason)));
+                continue;
+            }
             let leftovers = if d.kind.kind == "Namespace" && owned_by_kfsec(&v) {
                 namespace_leftovers(&self.kube, &d.name, &leaving, &self.policies).await?
             } else {
@@ -388,10 +392,24 @@ impl IapIngress {
         Ok(report)
     }
 
+    /// Why the namespace is left to another stage (see [`IapIngress::with_namespace_left_to`]),
+    /// or `None` for every other object, and when this stage decides.
+    fn left_to(&self, d: &Desired) -> Option<String> {
+        let stage = self.namespace_left_to.as_ref()?;
+        (d.kind.kind == "Namespace").then(|| {
+            format!(
+                "left to the {stage} stage, which runs next: it deletes the namespace if kfsec made it (whichever stage did) once nothing but kfsec's objects is in it"
+            )
+        })
+    }
+
     async fn destroy_one(&self, spec: &Spec, d: &Desired) -> Result<Option<Outcome>, IngressError> {
         let Some(live) = self.get_live(d).await? else {
             return Ok(None);
         };
+        if let Some(reason) = self.left_to(d) {
+            return Ok(Some(Outcome::Skipped { reason }));
+        }
         let leftovers = if d.kind.kind == "Namespace" && owned_by_kfsec(&live) {
             namespace_leftovers(&self.kube, &d.name, &[], &self.policies).await?
         } else {

@@ -56,6 +56,8 @@ pub struct IapIngress {
     pub(crate) wait: Option<Duration>,
     /// What makes the backend Service, for the error when it is missing.
     pub(crate) backend_maker: Option<String>,
+    /// The stage that decides about the namespace at destroy (`None`: destroy does).
+    pub(crate) namespace_left_to: Option<String>,
 }
 
 impl std::fmt::Debug for IapIngress {
@@ -181,6 +183,7 @@ impl IapIngress {
             progress: Progress::none(),
             wait,
             backend_maker: None,
+            namespace_left_to: None,
         }
     }
 
@@ -210,6 +213,15 @@ impl IapIngress {
     /// workload must create it.
     pub fn with_backend_maker(mut self, maker: impl Into<String>) -> Self {
         self.backend_maker = Some(maker.into());
+        self
+    }
+
+    /// Leaves the namespace to another stage at destroy (`stage`, e.g. `workload`, runs after
+    /// this one and deletes the namespace if kfsec made it, whichever stage that was, once
+    /// nothing but kfsec's objects is in it): destroy and its plan keep it, saying so. Without
+    /// this, destroy deletes the namespace it made once nothing else is in it.
+    pub fn with_namespace_left_to(mut self, stage: impl Into<String>) -> Self {
+        self.namespace_left_to = Some(stage.into());
         self
     }
 

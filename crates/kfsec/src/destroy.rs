@@ -56,6 +56,29 @@ fn destroyed(report: Report) -> Result<StepOutput, String> {
     Ok(StepOutput { summary, report })
 }
 
+/// The ingress's namespace, which the workload stage decides about when there is one (see
+/// [`Workload::with_other_namespaces`]): either stage may have made it, and only the last
+/// one to run can tell whether nothing but kfsec's objects is left in it.
+fn ingress_namespaces(config: &Config) -> Vec<String> {
+    match (&config.workload, &config.ingress) {
+        (Some(_), Some(spec)) => vec![spec.ingress.namespace.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The ingress handle of a destroy: with a workload stage, the namespace is left to it.
+async fn ingress_for_destroy(
+    kfsec: &Kfsec,
+    config: &Config,
+) -> Result<kfsec_iapingress::IapIngress, String> {
+    let handle = kfsec.ingress(config).await?;
+    Ok(if config.workload.is_some() {
+        handle.with_namespace_left_to("workload")
+    } else {
+        handle
+    })
+}
+
 /// `Kind/name` of each deletion in a plan (what leaves a namespace).
 fn leaving(plan: &Plan) -> Vec<String> {
     plan.changes
@@ -107,8 +130,7 @@ impl Kfsec {
         let mut ingress_leaving = Vec::new();
         if cluster_exists {
             if let Some(spec) = &config.ingress {
-                let plan = self
-                    .ingress(config)
+                let plan = ingress_for_destroy(self, config)
                     .await
                     .map_err(setup)?
                     .destroy_plan(spec)
@@ -121,6 +143,7 @@ impl Kfsec {
                 let docs = crate::workload::documents(w).map_err(|e| setup(e.to_string()))?;
                 let kube = self.kube(config).await.map_err(setup)?;
                 let plan = Workload::new(kube)
+                    .with_other_namespaces(ingress_namespaces(config))
                     .destroy_plan(&docs, &ingress_leaving)
                     .await
                     .map_err(|e| read("workload")(e.to_string()))?;
@@ -196,7 +219,7 @@ impl Kfsec {
                         if !cluster_exists {
                             return destroyed(Report::new());
                         }
-                        let handle = self.ingress(config).await?;
+                        let handle = ingress_for_destroy(self, config).await?;
                         destroyed(handle.destroy(spec).await.map_err(|e| e.to_string())?)
                     }
                     .boxed()
@@ -221,7 +244,8 @@ impl Kfsec {
                         let kube = self.kube(config).await?;
                         let w = Workload::new(kube)
                             .with_progress(self.progress.clone())
-                            .with_policies(self.conn.policies().clone());
+                            .with_policies(self.conn.policies().clone())
+                            .with_other_namespaces(ingress_namespaces(config));
                         destroyed(w.destroy(docs, &[]).await.map_err(|e| e.to_string())?)
                     }
                     .boxed()

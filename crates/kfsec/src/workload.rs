@@ -54,6 +54,19 @@ fn created_by_kfsec(live: &Value) -> bool {
         == Some(CREATED_BY.1)
 }
 
+/// Whether a live Namespace was made by kfsec: it carries [`CREATED_BY`] (the workload made
+/// it) or the ingress's `app.kubernetes.io/managed-by: kfsec` label (the ingress made it, and
+/// the workload's document for it found it there).
+fn namespace_by_kfsec(live: &Value) -> bool {
+    use kfsec_iapingress::objects::{MANAGED_BY, MANAGED_BY_LABEL};
+    created_by_kfsec(live)
+        || live
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
+            .and_then(Value::as_str)
+            == Some(MANAGED_BY)
+}
+
 /// What can stop the workload.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -475,6 +488,7 @@ pub struct Workload {
     progress: Progress,
     policies: Policies,
     establish_wait: Duration,
+    other_namespaces: Vec<String>,
 }
 
 impl std::fmt::Debug for Workload {
@@ -491,7 +505,17 @@ impl Workload {
             progress: Progress::none(),
             policies: Policies::default(),
             establish_wait: ESTABLISH_WAIT,
+            other_namespaces: Vec::new(),
         }
+    }
+
+    /// Namespaces another stage of kfsec may have made (the ingress's): `destroy` and
+    /// `destroy_plan` decide about each as about the workload's own Namespaces, after every
+    /// other object, whether or not a document names it: deleted when kfsec made it (by either
+    /// stage's mark) and nothing but kfsec's objects is in it, kept and why otherwise.
+    pub fn with_other_namespaces(mut self, namespaces: Vec<String>) -> Self {
+        self.other_namespaces = namespaces;
+        self
     }
 
     /// How long apply waits for the workload's CustomResourceDefinitions to be established
@@ -954,6 +978,23 @@ impl Workload {
         also_leaving: &[String],
     ) -> Result<Vec<(Document, Result<Found, String>)>, WorkloadError> {
         use futures::{StreamExt as _, TryStreamExt as _};
+        // The other stages' namespaces that no document names, among the Namespaces.
+        let mut all = docs.to_vec();
+        for ns in &self.other_namespaces {
+            let named = docs
+                .iter()
+                .any(|d| d.group().is_empty() && d.kind() == "Namespace" && d.name() == ns);
+            if !named {
+                all.push(Document {
+                    file: "(another stage's namespace)".into(),
+                    object: serde_json::json!({
+                        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}
+                    }),
+                });
+            }
+        }
+        all.sort_by_key(Document::rank);
+        let docs = &all[..];
         // Each kind is looked up once (Kubeflow is hundreds of documents of a few dozen
         // kinds), then the objects are read eight at a time, their order kept. A kind not
         // served (its CRD is gone) has nothing to delete.
@@ -986,9 +1027,12 @@ impl Workload {
         );
         let mut out = Vec::new();
         for (doc, l, found) in live {
-            let verdict = if !created_by_kfsec(&l) {
+            let is_namespace = doc.group().is_empty() && doc.kind() == "Namespace";
+            let verdict = if is_namespace && !namespace_by_kfsec(&l) {
+                Err("kept: kfsec did not create it (it carries no mark of kfsec's)".to_string())
+            } else if !is_namespace && !created_by_kfsec(&l) {
                 Err("kept: it existed before kfsec applied it".to_string())
-            } else if doc.kind() == "Namespace" {
+            } else if is_namespace {
                 let leftovers = kfsec_iapingress::namespace_leftovers(
                     &self.kube,
                     doc.name(),

@@ -265,3 +265,100 @@ async fn a_destroy_cancelled_at_any_point_is_finished_by_running_it_again() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_namespace_kfsec_made_goes_whichever_stage_made_it_unless_someone_elses_object_is_in_it()
+ {
+    let emu = emulator(0, 0.0, 0).await;
+    let full = config();
+    // First the ingress alone: it makes `kubeflow` (labelled as kfsec's). Its wait fails at
+    // once, as there is no backend Service yet; everything before it is done.
+    let mut ingress_only = full.clone();
+    ingress_only.workload = None;
+    let kfsec = Kfsec::new(&connection(&emu));
+    let first = kfsec
+        .apply(&ingress_only, ApplyOptions::default())
+        .await
+        .unwrap();
+    let failed: Vec<&str> = first
+        .steps
+        .iter()
+        .filter(|s| !matches!(s.state, kfsec::graph::StepState::Done { .. }))
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(failed, ["ingress"], "{}", first.render_text());
+    let ns = &emu.state()["kubernetes"]["v1/Namespace"]["kubeflow"];
+    assert_eq!(
+        ns.pointer("/metadata/labels/app.kubernetes.io~1managed-by"),
+        Some(&json!("kfsec")),
+        "{ns}"
+    );
+    // Then the whole config: the workload's Namespace document finds it there, made by the
+    // ingress, and puts its objects in it.
+    let second = kfsec.apply(&full, ApplyOptions::default()).await.unwrap();
+    assert!(second.is_complete(), "{}", second.render_text());
+
+    // Someone else's ConfigMap keeps it, and the plan says why, on the workload stage (the
+    // ingress stage leaves the namespace to it).
+    let kube = kfsec.kube(&full).await.unwrap();
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "ConfigMap"));
+    let maps: Api<DynamicObject> = Api::namespaced_with(kube, "kubeflow", &ar);
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "team-notes"}, "data": {"a": "b"}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let plan = kfsec.destroy_plan(&full).await.unwrap();
+    let (_, ingress) = plan.stages.iter().find(|(s, _)| *s == "ingress").unwrap();
+    let (_, workload) = plan.stages.iter().find(|(s, _)| *s == "workload").unwrap();
+    let namespace = |p: &kfsec_core::Plan| {
+        p.changes
+            .iter()
+            .filter(|c| c.resource.kind == "Namespace" && c.resource.name == "kubeflow")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let left = namespace(ingress);
+    assert_eq!(left.len(), 1, "{}", plan.render_text());
+    assert!(
+        left[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("left to the workload stage")),
+        "{}",
+        plan.render_text()
+    );
+    let kept = namespace(workload);
+    assert_eq!(kept.len(), 1, "{}", plan.render_text());
+    assert_eq!(kept[0].action, kfsec_core::Action::Unchanged);
+    assert!(
+        kept[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("objects kfsec did not create are in it: ConfigMap/team-notes")),
+        "{}",
+        plan.render_text()
+    );
+    // Once it is gone, destroy removes the namespace: nothing of kfsec's is left.
+    maps.delete("team-notes", &Default::default())
+        .await
+        .unwrap();
+    let plan = kfsec.destroy_plan(&full).await.unwrap();
+    assert!(
+        plan.render_text().contains("- Namespace kubeflow"),
+        "{}",
+        plan.render_text()
+    );
+    let report = kfsec
+        .destroy(&full, DestroyOptions::default())
+        .await
+        .unwrap();
+    assert!(report.is_complete(), "{}", report.render_text());
+    assert_eq!(kfsec_left(&emu), Vec::<String>::new());
+    assert!(emu.state()["kubernetes"]["v1/Namespace"]["kubeflow"].is_null());
+}
