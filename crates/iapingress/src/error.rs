@@ -62,7 +62,8 @@ pub enum IngressError {
         namespace: String,
         /// `""` before the wait, or when it disappeared (` any more: it was deleted while kfsec waited`).
         when: String,
-        /// What makes it (`the workload's manifest x.yaml makes it`, or `the workload section must create it`).
+        /// What must make it (`the workload's manifest x.yaml must create it`, or `the workload section
+        /// (workload.manifests or workload.kustomize) must create it`).
         maker: String,
     },
     /// A file could not be written.

@@ -208,9 +208,9 @@ impl IapIngress {
         self
     }
 
-    /// Says what makes the backend Service (for example `the workload's manifest
-    /// kubeflow.yaml`), for the error when it is missing; without it the error says the
-    /// workload must create it.
+    /// Says what should make the backend Service (for example `the workload's manifest
+    /// kubeflow.yaml`), for the error when it is missing (`... must create it`); without it
+    /// the error says the workload section must create it.
     pub fn with_backend_maker(mut self, maker: impl Into<String>) -> Self {
         self.backend_maker = Some(maker.into());
         self
@@ -236,7 +236,7 @@ impl IapIngress {
                 String::new()
             },
             maker: match &self.backend_maker {
-                Some(m) => format!("{m} makes it"),
+                Some(m) => format!("{m} must create it"),
                 None => {
                     "the workload section (workload.manifests or workload.kustomize) must create it"
                         .into()

@@ -348,7 +348,8 @@ impl Kfsec {
             .await
             .map_err(|e| e.to_string())?
             .with_kube(self.kube(config).await?)
-            .with_progress(self.progress.clone()))
+            .with_progress(self.progress.clone())
+            .with_backend_maker(crate::workload::backend_maker(config)))
     }
 
     /// What `apply` would change, stage by stage (reads only). The workload and the ingress

@@ -256,6 +256,30 @@ const AT_ONCE: usize = 8;
 /// and served ([`Workload::with_establish_wait`]).
 pub const ESTABLISH_WAIT: Duration = Duration::from_secs(60);
 
+/// What must make the ingress's backend Service, for its error when the Service is missing
+/// (see [`kfsec_iapingress::IapIngress::with_backend_maker`]): the workload's manifests and
+/// kustomize directories, or a workload section the config does not have.
+pub(crate) fn backend_maker(config: &crate::config::Config) -> String {
+    let Some(w) = &config.workload else {
+        return "a workload section (this config has none: add workload.manifests)".into();
+    };
+    let list = |paths: &[std::path::PathBuf]| {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !w.manifests.is_empty() {
+        parts.push(format!("workload.manifests: {}", list(&w.manifests)));
+    }
+    if !w.kustomize.is_empty() {
+        parts.push(format!("workload.kustomize: {}", list(&w.kustomize)));
+    }
+    format!("the workload ({})", parts.join("; "))
+}
+
 /// The workload's manifest sources: `manifests` (files, `.gz` decompressed), then
 /// `kustomize` (directories, rendered).
 fn sources(spec: &WorkloadSpec) -> Vec<kfsec_imagemirror::input::Source> {

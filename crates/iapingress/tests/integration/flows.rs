@@ -453,7 +453,7 @@ async fn without_its_backend_service_the_wait_fails_at_once_naming_it() {
                 "{error}"
             );
             assert!(
-                error.contains("the workload's manifest kubeflow.yaml makes it"),
+                error.contains("the workload's manifest kubeflow.yaml must create it"),
                 "{error}"
             );
         }

@@ -97,3 +97,55 @@ async fn a_deployment_deleted_during_the_wait_fails_it_at_once_naming_it() {
         &emu.requests()[deleted_at..]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingress_without_its_backend_service_fails_at_once_naming_it_and_the_workload() {
+    let emu = crate::common::emulator(0, 0.0, 0).await;
+    // A workload that makes the namespace but not the ingress's backend Service `envoy`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-envoy.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: kubeflow}\n",
+    )
+    .unwrap();
+    let mut config = crate::common::config();
+    config.workload.as_mut().unwrap().manifests = vec![path.clone()];
+    let kfsec = kfsec::Kfsec::new(&connection(&emu));
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        kfsec.apply(&config, kfsec::ApplyOptions::default()),
+    )
+    .await
+    .expect("apply waited for a Service that does not exist")
+    .unwrap();
+    let step = report.step("ingress").unwrap();
+    let error = match &step.state {
+        kfsec::graph::StepState::Failed { error } => error.clone(),
+        other => panic!("{other:?}\n{}", report.render_text()),
+    };
+    assert!(
+        error.contains(
+            "the backend Service kubeflow/envoy (ingress.backend.service) does not exist"
+        ),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "the workload (workload.manifests: {}) must create it",
+            path.display()
+        )),
+        "{error}"
+    );
+    // The Ingress was read once, by the plan: the wait never polled it.
+    let polls = emu
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path
+                    .ends_with("/namespaces/kubeflow/ingresses/envoy-ingress")
+        })
+        .count();
+    assert_eq!(polls, 1, "{:?}", emu.requests());
+}
