@@ -477,6 +477,11 @@ pub(crate) fn progress_bars() -> Progress {
                     bar.set_message(format!("{step} (retry {attempt}: {reason})"));
                 }
             }
+            ProgressEvent::Items { step, done, total } => {
+                if let Some(bar) = bars.get(step) {
+                    bar.set_message(format!("{step} ({done} of {total})"));
+                }
+            }
             ProgressEvent::Bytes { step, done, .. } => {
                 if let Some(bar) = bars.get(step) {
                     bar.set_message(format!(
@@ -520,6 +525,8 @@ fn progress_lines() -> Progress {
     /// Per step that waited: when it started waiting, and the elapsed time last printed.
     type Waits = std::collections::HashMap<String, (std::time::Instant, Duration)>;
     let waits = std::sync::Mutex::new(Waits::new());
+    // Per long list: the tenth last printed.
+    let tenths = std::sync::Mutex::new(std::collections::HashMap::<String, usize>::new());
     Progress::new(move |event| {
         let mut waits = waits
             .lock()
@@ -560,6 +567,17 @@ fn progress_lines() -> Progress {
                 attempt,
                 reason,
             } => eprintln!("  retrying: {step} (attempt {attempt} failed: {reason})"),
+            // A line at each tenth of a long list.
+            ProgressEvent::Items { step, done, total } if *total > 0 => {
+                let tenth = done * 10 / total;
+                let mut shown = tenths
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if shown.get(step).is_none_or(|&last| tenth > last) {
+                    shown.insert(step.clone(), tenth);
+                    eprintln!("  {step}: {done} of {total}");
+                }
+            }
             _ => {}
         }
     })
