@@ -362,10 +362,21 @@ impl Kfsec {
         let dns = self.dns().await.map_err(setup)?;
         let mirror = self.mirror(config).await.map_err(setup)?;
         let wanted = mirror.wanted().map_err(|e| setup(e.to_string()))?;
+        // Each read is a step: progress says what plan is waiting on, and why it retries.
         let (p1, p2, p3, images) = tokio::join!(
-            async { vpcsc.plan(&config.vpcsc).await.map_err(|e| e.to_string()) },
-            async { gke.plan(&config.gke).await.map_err(|e| e.to_string()) },
-            async { dns.plan(&config.dns).await.map_err(|e| e.to_string()) },
+            vpcsc_read(self, "read the perimeter", || vpcsc.plan(&config.vpcsc)),
+            retried(
+                self,
+                "read the network and cluster",
+                kfsec_gkeprivate::GkeError::retry_decision,
+                || gke.plan(&config.gke)
+            ),
+            retried(
+                self,
+                "read the DNS zones",
+                kfsec_privatedns::DnsError::retry_decision,
+                || dns.plan(&config.dns)
+            ),
             mirror.plan(&wanted),
         );
         let mut stages = vec![
