@@ -221,6 +221,13 @@ impl Target {
             .map(|w| w.source.to_string())
             .filter(|r| !kfsec_emulator::SEEDED_IMAGES.contains(&r.as_str()))
             .collect();
+        if seed.len() >= 500 {
+            // About a millisecond per image: say why the first seconds are quiet.
+            eprintln!(
+                "seeding the embedded emulator's registry with a synthetic image for each of the {} images the config names...",
+                seed.len()
+            );
+        }
         let session = self.connect_with(seed).await?;
         let Some(emulator) = &session._emulator else {
             return Ok((session, none));
