@@ -64,6 +64,57 @@ pub struct Config {
     pub ingress: Option<kfsec_iapingress::Spec>,
 }
 
+/// Where `images.destination` stands with respect to the perimeter, as far as the config
+/// alone tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationPlace {
+    /// A registry of the config's project, which the perimeter holds.
+    InProject,
+    /// A registry of another project: inside only when that project is one of
+    /// `vpcsc.perimeter.resources` (`projects/NUMBER`), which only a read of the project tells.
+    OtherProject(String),
+    /// Not a registry of a Google Cloud project (or not of one the perimeter can hold), and
+    /// `images.destination_outside_perimeter: true` accepts it.
+    OutsideAccepted,
+    /// Outside the perimeter, and not accepted: the message says why and what to do.
+    Outside(String),
+}
+
+/// Where `images.destination` is (see [`DestinationPlace`]); `perimeter_resources` is
+/// `vpcsc.perimeter.resources`.
+pub fn destination_place(
+    project: &ProjectId,
+    perimeter_resources: &[String],
+    images: &kfsec_imagemirror::spec::ImagesSpec,
+) -> DestinationPlace {
+    let destination = &images.destination;
+    let suggestion = format!(
+        "use Artifact Registry in the project, such as us-docker.pkg.dev/{project}/kubeflow-mirror (or in a project listed in vpcsc.perimeter.resources), or set images.destination_outside_perimeter: true to accept images leaving the perimeter (verify then reports it as high)"
+    );
+    match images.destination_project() {
+        Some(p) if p == project.as_str() => DestinationPlace::InProject,
+        _ if images.destination_outside_perimeter => DestinationPlace::OutsideAccepted,
+        Some(p) if !perimeter_resources.is_empty() => DestinationPlace::OtherProject(p.to_string()),
+        Some(p) => DestinationPlace::Outside(format!(
+            "{destination} is a registry of project {p}, which is not inside the perimeter (only {project} is): images mirrored there leave it; {suggestion}"
+        )),
+        None => DestinationPlace::Outside(format!(
+            "{destination} is not a registry of a project inside the perimeter (only Artifact Registry, LOCATION-docker.pkg.dev/PROJECT/REPOSITORY, or gcr.io/PROJECT of the perimeter's projects are): images mirrored there leave it; {suggestion}"
+        )),
+    }
+}
+
+fn destination_problem(
+    project: &ProjectId,
+    perimeter_resources: &[String],
+    images: &kfsec_imagemirror::spec::ImagesSpec,
+) -> Option<String> {
+    match destination_place(project, perimeter_resources, images) {
+        DestinationPlace::Outside(why) => Some(why),
+        _ => None,
+    }
+}
+
 /// The top-level keys kfsec knows.
 pub const KEYS: &[&str] = &[
     "project",
@@ -107,6 +158,17 @@ fn key<T: serde::de::DeserializeOwned>(
 }
 
 impl Config {
+    /// The location fields whose values this release does not know (`region`, and `zone`
+    /// when its region is unknown), with why: each must be confirmed by Compute's regions list
+    /// before anything is written (a region opened after this release is listed there).
+    pub fn unknown_locations(&self) -> Vec<(&'static str, &Region)> {
+        let mut out = Vec::new();
+        if !self.region.is_known() {
+            out.push(("region", &self.region));
+        }
+        out
+    }
+
     /// Reads and checks the file at `path`; relative manifest paths are read from the
     /// current directory.
     pub fn load(path: &Path) -> Result<Self, ValidationErrors> {
@@ -157,6 +219,17 @@ impl Config {
         let cluster: Option<kfsec_gkeprivate::ClusterSpec> = key(&map, "cluster", true, e);
         let images: Option<kfsec_imagemirror::spec::ImagesSpec> = key(&map, "images", true, e);
         let mut workload: Option<WorkloadSpec> = key(&map, "workload", false, e);
+        // The mirror's destination must be inside the perimeter: the config's project, or
+        // (confirmed by the preflight) a project of vpcsc.perimeter.resources.
+        if let (Some(p), Some(i)) = (&project, &images) {
+            let resources = vpcsc
+                .as_ref()
+                .map(|v| v.perimeter.resources.as_slice())
+                .unwrap_or_default();
+            if let Some(problem) = destination_problem(p, resources, i) {
+                e.push("images.destination", problem);
+            }
+        }
         let mut images = images;
         for path in workload
             .iter_mut()
@@ -330,5 +403,172 @@ impl Config {
                 Err(errors)
             }
         }
+    }
+}
+
+/// Checks that a manifest source's text is Kubernetes: YAML documents (empty ones skipped),
+/// at least one, each an object with `apiVersion` (`v1` or `GROUP/VERSION`), `kind` (a name
+/// such as `Deployment`) and `metadata.name` (and `metadata.namespace`, when set, a DNS label).
+/// Returns how many objects it holds, or every problem (at most ten) phrased as the fix.
+pub fn check_kubernetes(text: &str) -> Result<usize, Vec<String>> {
+    const MAX: usize = 10;
+    let mut problems = Vec::new();
+    let mut objects = 0;
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let n = i + 1;
+        let value: serde_yaml::Value = match serde::Deserialize::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("document {n} is not YAML: {e}"));
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        objects += 1;
+        if let Some(problem) = object_problem(&value) {
+            problems.push(format!(
+                "document {n} is not a Kubernetes object: {problem}"
+            ));
+        }
+        if problems.len() >= MAX {
+            problems.push("(and maybe more)".into());
+            break;
+        }
+    }
+    if objects == 0 && problems.is_empty() {
+        problems.push("holds no Kubernetes object (it is empty): list files of Kubernetes YAML (`kustomize build` output, say), or remove it".into());
+    }
+    if problems.is_empty() {
+        Ok(objects)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What makes one YAML document not a Kubernetes object, if anything.
+fn object_problem(value: &serde_yaml::Value) -> Option<String> {
+    let Some(map) = value.as_mapping() else {
+        return Some(
+            "it is not a mapping: each document is an object with apiVersion, kind and metadata.name".into(),
+        );
+    };
+    let text = |key: &str| map.get(key).and_then(serde_yaml::Value::as_str);
+    let label = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    let Some(api_version) = text("apiVersion") else {
+        return Some("apiVersion is missing: write it, such as apps/v1 or v1".into());
+    };
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let group_ok = group.is_empty()
+        || (label(group, 253)
+            && group
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'));
+    let version_ok = label(version, 63)
+        && version.starts_with(|c: char| c.is_ascii_lowercase())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !group_ok || !version_ok {
+        return Some(format!(
+            "apiVersion {api_version:?} is not GROUP/VERSION or VERSION: write it such as apps/v1 or v1"
+        ));
+    }
+    let Some(kind) = text("kind") else {
+        return Some("kind is missing: write it, such as Deployment".into());
+    };
+    if !kind.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !kind.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Some(format!(
+            "kind {kind:?} is not a kind: letters and digits, such as Deployment"
+        ));
+    }
+    let metadata = map.get("metadata").and_then(serde_yaml::Value::as_mapping);
+    let name = metadata
+        .and_then(|m| m.get("name"))
+        .and_then(serde_yaml::Value::as_str);
+    let Some(name) = name else {
+        return Some(format!(
+            "{kind} has no metadata.name: every object kfsec applies needs a name"
+        ));
+    };
+    if name.is_empty()
+        || name.len() > 253
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '%'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Some(format!(
+            "{kind} metadata.name {name:?} is not a valid name: lower-case letters, digits, '-' and '.', at most 253"
+        ));
+    }
+    if let Some(ns) = metadata.and_then(|m| m.get("namespace")) {
+        let ok = ns.as_str().is_some_and(|ns| {
+            label(ns, 63)
+                && ns
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+        if !ok {
+            return Some(format!(
+                "{kind} {name}: metadata.namespace {ns:?} is not a namespace name: lower-case letters, digits and '-', at most 63"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_documents() {
+        assert_eq!(
+            check_kubernetes(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: kubeflow}\n---\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: 'kubeflow:edit'}\n"
+            ),
+            Ok(2)
+        );
+        for (text, expected) in [
+            ("", "holds no Kubernetes object"),
+            ("---\n# nothing\n", "holds no Kubernetes object"),
+            ("fn main() {}\n", "not a mapping"),
+            ("a: [unclosed\n", "not YAML"),
+            ("kind: Pod\nmetadata: {name: p}\n", "apiVersion is missing"),
+            (
+                "apiVersion: Apps/V1\nkind: Pod\nmetadata: {name: p}\n",
+                "apiVersion \"Apps/V1\"",
+            ),
+            ("apiVersion: v1\nmetadata: {name: p}\n", "kind is missing"),
+            ("apiVersion: v1\nkind: Pod\n", "no metadata.name"),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: 'a b'}\n",
+                "not a valid name",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: Kube_Flow}\n",
+                "not a namespace name",
+            ),
+        ] {
+            let problems = check_kubernetes(text).unwrap_err();
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{text:?}: {problems:?}"
+            );
+        }
+        // The second document is named.
+        let problems =
+            check_kubernetes("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\n[1, 2]\n")
+                .unwrap_err();
+        assert!(problems[0].starts_with("document 2 "), "{problems:?}");
     }
 }

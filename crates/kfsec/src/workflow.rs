@@ -38,6 +38,9 @@ pub enum WorkflowError {
         /// The error.
         message: String,
     },
+    /// The preflight ([`Kfsec::preflight`]) found problems: nothing was written.
+    #[error("nothing was changed: {0}fix the config (or the files it names) and run apply again")]
+    Refused(kfsec_core::ValidationErrors),
 }
 
 /// How `apply` runs.
@@ -243,6 +246,36 @@ pub(crate) async fn run_stages(
     .map_err(WorkflowError::Setup)
 }
 
+/// The stable code of the finding that the mirror's destination is outside the perimeter.
+pub const DESTINATION_OUTSIDE_PERIMETER: &str = "images.destination_outside_perimeter";
+
+/// What `verify` says about the mirror: HIGH when `images.destination_outside_perimeter: true`
+/// let the destination be a registry outside the perimeter (images leave it).
+pub fn images_findings(config: &Config) -> Vec<Finding> {
+    let images = &config.images.images;
+    let place = crate::config::destination_place(
+        &config.project,
+        &config.vpcsc.vpcsc.perimeter.resources,
+        images,
+    );
+    if place != crate::config::DestinationPlace::OutsideAccepted {
+        return Vec::new();
+    }
+    vec![Finding::new(
+        Severity::High,
+        DESTINATION_OUTSIDE_PERIMETER,
+        images.destination.to_string(),
+        format!(
+            "the mirror's destination {} is outside the perimeter (images.destination_outside_perimeter: true): the workload's images are pushed to and pulled from a registry the perimeter does not protect",
+            images.destination
+        ),
+        format!(
+            "mirror into Artifact Registry in the project (such as us-docker.pkg.dev/{}/kubeflow-mirror), remove images.destination_outside_perimeter, and run apply",
+            config.project
+        ),
+    )]
+}
+
 /// A step's output from a concern's report.
 fn output(report: kfsec_core::Report) -> StepOutput {
     let (mut created, mut updated, mut unchanged) = (0, 0, 0);
@@ -437,8 +470,278 @@ impl Kfsec {
         })
     }
 
+    /// Everything `apply` checks before its first write, every problem at once
+    /// ([`WorkflowError::Refused`], each naming its config field):
+    ///
+    /// - every manifest source (`workload.manifests`, `workload.kustomize`, `images.manifests`,
+    ///   `images.kustomize`; kustomize directories rendered) read and checked as Kubernetes
+    ///   ([`crate::config::check_kubernetes`]), and every image reference in them parsed;
+    /// - the perimeter's prerequisites read: the organization exists and is unique, the project
+    ///   is in it, a named access policy exists and is readable;
+    /// - a region this release does not know confirmed by Compute's regions list;
+    /// - a destination registry in another project confirmed to be in
+    ///   `vpcsc.perimeter.resources`.
+    ///
+    /// Reads only. Returns the images to mirror.
+    pub async fn preflight(
+        &self,
+        config: &Config,
+    ) -> Result<kfsec_imagemirror::spec::Wanted, WorkflowError> {
+        let mut errors = kfsec_core::ValidationErrors::new();
+        self.progress
+            .started("preflight: the files and the project, before any write");
+        // The files: each source once, under the first field that names it.
+        let mut seen = Vec::new();
+        let workload_sources = config.workload.iter().flat_map(|w| {
+            let files = w.manifests.iter().enumerate().map(|(i, p)| {
+                (
+                    format!("workload.manifests[{i}]"),
+                    kfsec_imagemirror::input::Source::File(p.clone()),
+                )
+            });
+            let dirs = w.kustomize.iter().enumerate().map(|(i, p)| {
+                (
+                    format!("workload.kustomize[{i}]"),
+                    kfsec_imagemirror::input::Source::Kustomize(p.clone()),
+                )
+            });
+            files.chain(dirs).collect::<Vec<_>>()
+        });
+        let sources: Vec<_> = workload_sources
+            .chain(config.images.sources())
+            .filter(|(_, s)| {
+                let first = !seen.contains(s);
+                seen.push(s.clone());
+                first
+            })
+            .collect();
+        let checked = sources.iter().map(|(field, source)| {
+            let problems = match source.read() {
+                Err(e) => vec![e.message],
+                Ok(text) => crate::config::check_kubernetes(&text)
+                    .err()
+                    .unwrap_or_default(),
+            };
+            (field.clone(), source.name(), problems)
+        });
+        let mut unreadable = std::collections::BTreeSet::new();
+        for (field, name, problems) in checked {
+            if !problems.is_empty() {
+                unreadable.insert(name.clone());
+            }
+            for p in problems {
+                errors.push(field.clone(), format!("{name}: {p}"));
+            }
+        }
+        // The images they name, and those of images.sources.
+        let wanted = if unreadable.is_empty() {
+            match config.images.wanted() {
+                Ok(w) => {
+                    // A file the workload lists too is named under the workload's field.
+                    let image_sources = config.images.sources();
+                    for (field, message) in config.images.malformed_problems(&w) {
+                        let first = image_sources
+                            .iter()
+                            .find(|(f, _)| *f == field)
+                            .and_then(|(_, source)| sources.iter().find(|(_, s)| s == source))
+                            .map_or(field, |(f, _)| f.clone());
+                        errors.push(first, message);
+                    }
+                    Some(w)
+                }
+                Err(e) => {
+                    errors.extend_under("", e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // The live prerequisites, all at once.
+        let (perimeter, region, destination) = tokio::join!(
+            self.perimeter_prerequisites(config),
+            self.known_region(config),
+            self.destination_inside(config),
+        );
+        for (field, message) in perimeter.into_iter().chain(region).chain(destination) {
+            errors.push(field, message);
+        }
+        self.progress.finished(
+            "preflight: the files and the project, before any write",
+            errors.is_empty(),
+        );
+        match wanted {
+            Some(w) if errors.is_empty() => Ok(w),
+            _ => Err(WorkflowError::Refused(errors)),
+        }
+    }
+
+    /// The perimeter's prerequisite reads (organization, project, policy), as
+    /// `(field, problem)`.
+    async fn perimeter_prerequisites(&self, config: &Config) -> Option<(String, String)> {
+        let vpcsc = match self.vpcsc().await {
+            Ok(v) => v,
+            Err(e) => return Some((String::new(), e)),
+        };
+        let read = kfsec_core::retry::step(
+            &self.progress,
+            self.conn.policies(),
+            "read the perimeter's prerequisites (organization, project, access policy)",
+            kfsec_vpcsc::VpcscError::retry_decision,
+            || vpcsc.observe(&config.vpcsc),
+        )
+        .await;
+        let e = read.err()?;
+        use kfsec_vpcsc::VpcscError as V;
+        let field = match &e {
+            V::OrganizationNotFound(_) | V::OrganizationAmbiguous { .. } => "organization",
+            V::ProjectOutsideOrganization { .. } => "project",
+            V::PolicyNotFound(_) => "vpcsc.policy",
+            V::Cloud(c) if c.to_string().contains("organizations/") => "organization",
+            V::Cloud(c) if c.is_not_found() || c.is_permission_denied() => "project",
+            _ => "",
+        };
+        let hint = match field {
+            "organization" => format!(
+                " (check `organization: {}`: `gcloud organizations list` shows the ones you can see)",
+                config.organization
+            ),
+            "project" => format!(
+                " (check `project: {}`: `gcloud projects describe {}`)",
+                config.project, config.project
+            ),
+            _ => String::new(),
+        };
+        Some((
+            field.to_string(),
+            format!("the perimeter's prerequisites could not be confirmed: {e}{hint}"),
+        ))
+    }
+
+    /// `region` confirmed: known to this release, or listed by Compute now.
+    async fn known_region(&self, config: &Config) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (field, region) in config.unknown_locations() {
+            let listed = self.compute_regions(config).await;
+            let (listed, why_not) = match listed {
+                Ok(l) => (Some(l), String::new()),
+                Err(e) => (
+                    None,
+                    format!(
+                        " (Compute's regions list could not be read to check for a new region: {e})"
+                    ),
+                ),
+            };
+            if let Some(reason) = region.unknown_reason(listed.as_deref()) {
+                out.push((field.to_string(), format!("{reason}{why_not}")));
+            }
+        }
+        out
+    }
+
+    /// The regions Compute lists for the project (`regions.list`).
+    async fn compute_regions(&self, config: &Config) -> Result<Vec<String>, String> {
+        use google_cloud_compute_v1::client::Regions;
+        let client = self
+            .conn
+            .configure("compute", Regions::builder())
+            .map_err(|e| e.to_string())?
+            .build()
+            .await
+            .map_err(|e| format!("cannot build the Compute client: {e}"))?;
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = retried(
+                self,
+                "list Compute's regions",
+                kfsec_core::CloudError::retry_decision,
+                || {
+                    let request = client
+                        .list()
+                        .set_project(config.project.to_string())
+                        .set_page_token(token.clone());
+                    async move {
+                        use kfsec_core::ResultExt as _;
+                        request.send().await.context("list Compute's regions")
+                    }
+                },
+            )
+            .await?;
+            out.extend(page.items.into_iter().filter_map(|r| r.name));
+            match page.next_page_token {
+                Some(t) if !t.is_empty() => token = t,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// `images.destination` in another project: confirmed to be one of the perimeter's
+    /// resources by reading that project's number.
+    async fn destination_inside(&self, config: &Config) -> Option<(String, String)> {
+        let crate::config::DestinationPlace::OtherProject(other) = crate::config::destination_place(
+            &config.project,
+            &config.vpcsc.vpcsc.perimeter.resources,
+            &config.images.images,
+        ) else {
+            return None;
+        };
+        let field = "images.destination".to_string();
+        let resources = &config.vpcsc.vpcsc.perimeter.resources;
+        let number = self.project_number(&other).await;
+        match number {
+            Ok(name) if resources.contains(&name) => None,
+            Ok(name) => Some((
+                field,
+                format!(
+                    "{} is a registry of project {other} ({name}), which is not one of vpcsc.perimeter.resources ({}): images mirrored there leave the perimeter; add {name} to vpcsc.perimeter.resources, use a registry of {}, or set images.destination_outside_perimeter: true",
+                    config.images.images.destination,
+                    resources.join(", "),
+                    config.project
+                ),
+            )),
+            Err(e) => Some((
+                field,
+                format!(
+                    "cannot tell whether project {other} (of {}) is inside the perimeter: {e}",
+                    config.images.images.destination
+                ),
+            )),
+        }
+    }
+
+    /// `projects/NUMBER` of a project id.
+    async fn project_number(&self, project: &str) -> Result<String, String> {
+        use google_cloud_resourcemanager_v3::client::Projects;
+        let client = self
+            .conn
+            .configure("cloudresourcemanager", Projects::builder())
+            .map_err(|e| e.to_string())?
+            .build()
+            .await
+            .map_err(|e| format!("cannot build the Resource Manager client: {e}"))?;
+        let found = retried(
+            self,
+            &format!("read project {project}"),
+            kfsec_core::CloudError::retry_decision,
+            || {
+                let request = client.get_project().set_name(format!("projects/{project}"));
+                async move {
+                    use kfsec_core::ResultExt as _;
+                    request
+                        .send()
+                        .await
+                        .context(format!("read project {project}"))
+                }
+            },
+        )
+        .await?;
+        Ok(found.name)
+    }
+
     /// Applies the whole config: every step of the graph above, independent branches at once;
-    /// a failed step stops only what depends on it.
+    /// a failed step stops only what depends on it. First the [`Kfsec::preflight`]: when it
+    /// finds a problem, nothing is written.
     pub async fn apply(
         &self,
         config: &Config,
@@ -449,7 +752,7 @@ impl Kfsec {
         let gke = self.gke().await.map_err(setup)?;
         let dns = self.dns().await.map_err(setup)?;
         let mirror = self.mirror(config).await.map_err(setup)?;
-        let wanted = mirror.wanted().map_err(|e| setup(e.to_string()))?;
+        let wanted = self.preflight(config).await?;
         let want_enforced = !options.dry_run_only
             && (options.enforce
                 || config.vpcsc.vpcsc.perimeter.mode == kfsec_vpcsc::Mode::Enforced);
@@ -837,6 +1140,7 @@ impl Kfsec {
                     .map_err(|e| read("dns")(e.to_string()))?,
             ),
         ];
+        out.push(("images", images_findings(config)));
         if let Some(spec) = &config.ingress {
             let handle = self.ingress(config).await.map_err(setup)?;
             out.push((

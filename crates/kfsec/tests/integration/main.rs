@@ -7,6 +7,7 @@ mod destroy;
 mod faults;
 mod gcloud;
 mod kubeflow;
+mod refuse;
 mod workflow;
 mod workload;
 mod waits;
