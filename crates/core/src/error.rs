@@ -118,7 +118,7 @@ impl ErrorKind {
                 "check the endpoint URL (scheme, host and port: the endpoints file or --endpoints), that the server or emulator is running, and this machine's network"
             }
             Self::BadResponse => {
-                "something other than the Google API answered (a proxy, a web page, another service): check the endpoint URL; if it is right, the server is broken, run again later"
+                "something other than the API answered (a proxy, a web page, another service): check the endpoint URL; if it is right, the server is broken, run again later"
             }
             Self::Other => "run again with RUST_LOG=debug for details",
         }
@@ -557,6 +557,129 @@ pub(crate) fn diagnose(err: &SdkError, attempt_timeout: Option<Duration>) -> Dia
         return plain(ErrorKind::Unavailable, innermost(err));
     }
     plain(ErrorKind::Other, err.to_string())
+}
+
+/// A transport failure found in any error's `source()` chain (from clients that are not
+/// Google SDK clients: the Kubernetes client, the registry client): its kind, what happened in
+/// words, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// [`ErrorKind::Unreachable`], [`ErrorKind::Timeout`] or [`ErrorKind::BadResponse`].
+    pub kind: ErrorKind,
+    /// What happened ("connection refused", "the body ended before the JSON did").
+    pub cause: String,
+    /// What to do about it.
+    pub hint: &'static str,
+}
+
+impl TransportFailure {
+    /// Walks `err` and the errors it wraps for a refused connection, a DNS failure, a TLS
+    /// handshake that failed, a timeout, a body cut short or one that is not JSON; `None` when
+    /// none of these is there (an ordinary transient I/O error, or no transport error at all).
+    ///
+    /// ```
+    /// use kfsec_core::{ErrorKind, error::TransportFailure};
+    /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// let failure = TransportFailure::find(&refused).unwrap();
+    /// assert_eq!(failure.kind, ErrorKind::Unreachable);
+    /// assert_eq!(failure.cause, "connection refused");
+    /// ```
+    pub fn find(err: &(dyn StdError + 'static)) -> Option<Self> {
+        use std::io::ErrorKind as Io;
+        let all: Vec<&(dyn StdError + 'static)> =
+            std::iter::successors(Some(err), |e: &&(dyn StdError + 'static)| (*e).source())
+                .collect();
+        let says = |words: &[&str]| {
+            all.iter().any(|e| {
+                let text = e.to_string();
+                words.iter().any(|w| text.contains(w))
+            })
+        };
+        let io = all
+            .iter()
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .map(std::io::Error::kind)
+            .find(|k| *k != Io::Other);
+        let innermost = all.last().map(ToString::to_string).unwrap_or_default();
+        let unreachable = |cause: String, hint: &'static str| {
+            Some(Self {
+                kind: ErrorKind::Unreachable,
+                cause,
+                hint,
+            })
+        };
+        if io == Some(Io::ConnectionRefused) {
+            return unreachable(
+                "connection refused".into(),
+                "nothing listens at this address: check the host and port of the URL, and that the server is running",
+            );
+        }
+        if says(&["dns error", "failed to lookup address", "resolving DNS"]) {
+            return unreachable(
+                format!("DNS lookup failed: {innermost}"),
+                "check the host name in the URL, and this machine's DNS (`getent hosts HOST`)",
+            );
+        }
+        if says(&[
+            "corrupt message",
+            "InvalidContentType",
+            "wrong version number",
+        ]) {
+            return unreachable(
+                format!("TLS handshake failed: the server speaks plain HTTP? ({innermost})"),
+                "the URL says https but the server answered without TLS: use http://, or the server's TLS port",
+            );
+        }
+        if says(&[
+            "invalid peer certificate",
+            "certificate verify failed",
+            "UnknownIssuer",
+        ]) {
+            return unreachable(
+                format!("TLS handshake failed: {innermost}"),
+                "this machine does not trust the server's certificate: check the URL and the certificate authority",
+            );
+        }
+        if io == Some(Io::TimedOut) || says(&["operation timed out", "deadline has elapsed"]) {
+            return Some(Self {
+                kind: ErrorKind::Timeout,
+                cause: format!("no (complete) answer in time ({innermost})"),
+                hint: ErrorKind::Timeout.hint(),
+            });
+        }
+        if io == Some(Io::UnexpectedEof) || says(&["end of file before message length reached"]) {
+            return Some(Self {
+                kind: ErrorKind::BadResponse,
+                cause:
+                    "the body ended before the JSON did (the server closed the connection early)"
+                        .into(),
+                hint: ErrorKind::BadResponse.hint(),
+            });
+        }
+        if let Some(json) = all
+            .iter()
+            .find_map(|e| e.downcast_ref::<serde_json::Error>())
+        {
+            let cause = if json.is_eof() {
+                format!("the body ended before the JSON did ({json})")
+            } else {
+                format!("answered a body that is not the API's JSON ({json})")
+            };
+            return Some(Self {
+                kind: ErrorKind::BadResponse,
+                cause,
+                hint: ErrorKind::BadResponse.hint(),
+            });
+        }
+        if says(&["invalid HTTP version", "invalid HTTP status"]) {
+            return Some(Self {
+                kind: ErrorKind::BadResponse,
+                cause: format!("answered something that is not HTTP ({innermost})"),
+                hint: "the server does not speak plain HTTP: if it speaks TLS, use https://",
+            });
+        }
+        None
+    }
 }
 
 /// A failed call to a Google API, with what kfsec was doing, the endpoint it called and the SDK
