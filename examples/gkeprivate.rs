@@ -98,19 +98,17 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", plan.plan.render_text());
             if plan.plan.is_empty() {
                 println!("Nothing to do: the network and the cluster already match the config.");
-                return Ok(());
+            } else {
+                let report = gke.apply(&plan).await?;
+                println!("\nReport:");
+                print!("{}", report.render_text());
             }
-            let report = gke.apply(&plan).await?;
-            println!("\nReport:");
-            print!("{}", report.render_text());
+            // What was applied is verified, as secure-kubeflow does: a HIGH finding (a
+            // control plane open to any address, say) ends the run with EXIT_FINDINGS.
+            println!("\nVerify:");
+            verify(&gke, &spec).await?;
         }
-        Command::Verify => {
-            let findings = gke.verify(&spec).await?;
-            print!("{}", kfsec_core::finding::render_findings(&findings));
-            if kfsec_core::finding::max_severity(&findings) == Some(kfsec_core::Severity::High) {
-                std::process::exit(common::EXIT_FINDINGS);
-            }
-        }
+        Command::Verify => verify(&gke, &spec).await?,
         Command::Kubeconfig { kubeconfig } => {
             let cluster = gke.cluster(&spec).await?;
             let path = kubeconfig.unwrap_or_else(default_kubeconfig);
@@ -125,6 +123,17 @@ async fn main() -> anyhow::Result<()> {
                 cluster.endpoint
             );
         }
+    }
+    Ok(())
+}
+
+/// Prints the findings; exits with [`common::EXIT_FINDINGS`] when one is HIGH.
+async fn verify(gke: &GkePrivate, spec: &kfsec_gkeprivate::Spec) -> anyhow::Result<()> {
+    let findings = gke.verify(spec).await?;
+    print!("{}", kfsec_core::finding::render_findings(&findings));
+    if kfsec_core::finding::max_severity(&findings) == Some(kfsec_core::Severity::High) {
+        eprintln!("NOT secure: see the HIGH findings above");
+        std::process::exit(common::EXIT_FINDINGS);
     }
     Ok(())
 }

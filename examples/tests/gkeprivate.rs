@@ -175,7 +175,43 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "zone",
         "not in region us-central1",
     ),
+    (
+        "authorized_networks: [10.0.0.0/8]",
+        "authorized_networks: [0.0.0.0/0]",
+        "cluster.authorized_networks[0]",
+        "allow_any_source: true",
+    ),
 ];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_verifies_and_a_high_finding_exits_3() {
+    // Any source, allowed explicitly: applied, then verify says HIGH and the run exits 3.
+    let (_emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+    let good = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kf-dev.yaml"))
+        .unwrap();
+    let path = dir.path().join("open.yaml");
+    std::fs::write(
+        &path,
+        good.replacen(
+            "authorized_networks: [10.0.0.0/8]",
+            "authorized_networks: [0.0.0.0/0]\n  allow_any_source: true",
+            1,
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--config",
+        path.to_str().unwrap(),
+        "--endpoints",
+        &endpoints,
+    ];
+    let out = run("gkeprivate", &[&["apply"], &args[..]].concat()).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("HIGH"), "{stdout}");
+    assert!(stdout.contains("0.0.0.0/0"), "{stdout}");
+    assert!(stderr.contains("NOT secure"), "{stderr}");
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_exits_non_zero_naming_the_field_before_any_request() {
