@@ -327,7 +327,7 @@ impl Connection {
         let mut builder = builder
             .with_retry_policy(Explained {
                 inner: TooManyRequests::new(Aip194Strict).with_attempt_limit(p.rpc_attempts),
-                endpoint: url.clone(),
+                endpoint: url,
                 attempt_timeout: p.attempt_timeout,
             })
             .with_backoff_policy(exponential(&p.rpc_backoff))

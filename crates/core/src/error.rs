@@ -685,17 +685,24 @@ impl TransportFailure {
 /// A failed call to a Google API, with what kfsec was doing, the endpoint it called and the SDK
 /// error kept as source.
 #[derive(Debug, thiserror::Error)]
-#[error("{action}: {kind}: {at}{message} (what to do: {hint})", at = self.at())]
+#[error("{action}: {kind}: {at}{message} (what to do: {hint})", at = self.at(), hint = self.more.hint)]
 pub struct CloudError {
     kind: ErrorKind,
     action: String,
     message: String,
+    /// Boxed: a `Result<T, CloudError>` stays small.
+    more: Box<More>,
+    #[source]
+    source: SdkError,
+}
+
+/// The rarely read parts of a [`CloudError`].
+#[derive(Debug)]
+struct More {
     endpoint: Option<String>,
     hint: Cow<'static, str>,
     attempt_limit: Option<u32>,
     retry_after: Option<Duration>,
-    #[source]
-    source: SdkError,
 }
 
 impl CloudError {
@@ -711,20 +718,21 @@ impl CloudError {
             .map(Duration::from_secs);
         Self {
             kind: diagnosis.kind,
-            attempt_limit: diagnosis.attempt_limit(),
             action: action.into(),
+            more: Box::new(More {
+                endpoint,
+                hint: Cow::Borrowed(diagnosis.hint.unwrap_or(diagnosis.kind.hint())),
+                attempt_limit: diagnosis.attempt_limit(),
+                retry_after,
+            }),
             message: diagnosis.cause,
-            endpoint,
-            hint: diagnosis
-                .hint
-                .map_or(Cow::Borrowed(diagnosis.kind.hint()), Cow::Borrowed),
-            retry_after,
             source,
         }
     }
 
     fn at(&self) -> String {
-        self.endpoint
+        self.more
+            .endpoint
             .as_deref()
             .map(|e| format!("{e}: "))
             .unwrap_or_default()
@@ -749,25 +757,25 @@ impl CloudError {
     /// The base URL of the API that was called, when known (clients built by
     /// [`Connection::configure`](crate::Connection::configure) always know it).
     pub fn endpoint(&self) -> Option<&str> {
-        self.endpoint.as_deref()
+        self.more.endpoint.as_deref()
     }
 
     /// The same error, naming `url` as the endpoint called (for errors from clients not built
     /// through a [`Connection`](crate::Connection)).
     pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
+        self.more.endpoint = Some(url.into());
         self
     }
 
     /// How many attempts in a row a step makes for this failure, when fewer than its budget
     /// (an unreachable endpoint, a bad response, a timeout).
     pub fn attempt_limit(&self) -> Option<u32> {
-        self.attempt_limit
+        self.more.attempt_limit
     }
 
     /// What to do about it.
     pub fn hint(&self) -> &str {
-        &self.hint
+        &self.more.hint
     }
 
     /// One line without the advice: "unreachable: http://127.0.0.1:9: connection refused",
@@ -783,14 +791,14 @@ impl CloudError {
 
     /// The server's `Retry-After`, if it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.more.retry_after
     }
 
     /// The same error, classified as `kind` (for example an ALREADY_EXISTS on create that a
     /// caller resolves like a conflict, by re-reading).
     pub fn treated_as(mut self, kind: ErrorKind) -> Self {
         self.kind = kind;
-        self.attempt_limit = kind.attempt_limit();
+        self.more.attempt_limit = kind.attempt_limit();
         self
     }
 
@@ -826,10 +834,10 @@ impl CloudError {
         if !(self.is_transient() || self.is_conflict()) {
             return RetryDecision::Stop;
         }
-        if let Some(limit) = self.attempt_limit {
+        if let Some(limit) = self.more.attempt_limit {
             return RetryDecision::RetryUpTo(limit);
         }
-        match self.retry_after {
+        match self.more.retry_after {
             Some(after) => RetryDecision::RetryAfter(after),
             None => RetryDecision::Retry,
         }
