@@ -193,7 +193,7 @@ async fn bad_images_fail_alone_name_the_image_and_registry_and_the_exit_code_say
     let config = config_with_images(
         &dir,
         &format!(
-            "  destination: {MIRROR}\n  sources:\n  - docker.io/library/nginx:1.27\n  - 'docker.io/library/Nginx:1.27'\n  - quay.io/nobody/missing:v1\n  - registry.invalid:5000/team/app:v1\n  insecure_registries: [registry.invalid:5000]\n"
+            "  destination: {MIRROR}\n  sources:\n  - docker.io/library/nginx:1.27\n  - quay.io/nobody/missing:v1\n  - registry.invalid:5000/team/app:v1\n  insecure_registries: [registry.invalid:5000]\n"
         ),
     );
     let out = run(
@@ -203,13 +203,13 @@ async fn bad_images_fail_alone_name_the_image_and_registry_and_the_exit_code_say
     .await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
-    assert!(stdout.contains("4 images: 1 copied"), "{stdout}");
+    assert!(stdout.contains("3 images: 1 copied"), "{stdout}");
     assert!(
         tag_digest(&emu, &format!("{MIRROR}/docker.io/library/nginx"), "1.27").is_some(),
         "the good image was not mirrored"
     );
     let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED")).collect();
-    assert_eq!(failed.len(), 3, "{stdout}");
+    assert_eq!(failed.len(), 2, "{stdout}");
     assert!(
         failed[0].contains("quay.io/nobody/missing:v1") && failed[0].contains("quay.io"),
         "{stdout}"
@@ -219,11 +219,28 @@ async fn bad_images_fail_alone_name_the_image_and_registry_and_the_exit_code_say
             && failed[1].contains("registry.invalid:5000"),
         "{stdout}"
     );
-    assert!(
-        failed[2].contains("docker.io/library/Nginx:1.27")
-            && failed[2].contains("images.sources[1]"),
-        "{stdout}"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_source_is_refused_before_any_request() {
+    // Issue 23: a malformed reference used to fail alone after the others were copied.
+    let (emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+    let config = config_with_images(
+        &dir,
+        &format!(
+            "  destination: {MIRROR}\n  sources:\n  - docker.io/library/nginx:1.27\n  - 'docker.io/library/Nginx:1.27'\n"
+        ),
     );
+    let out = run(
+        "imagemirror",
+        &["apply", "--config", &config, "--endpoints", &endpoints],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("images.sources[1]"), "{stderr}");
+    assert!(stderr.contains("lower-case"), "{stderr}");
+    assert!(emu.requests().is_empty(), "{:?}", emu.requests());
 }
 
 #[tokio::test(flavor = "multi_thread")]
