@@ -34,7 +34,7 @@ const MAX_REDIRECTS: usize = 5;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
     /// The connection failed or broke, or a body stream broke.
-    #[error("{0}")]
+    #[error("{}", transport_text(.0))]
     Transport(#[source] reqwest::Error),
     /// The registry answered with an unexpected status.
     #[error("{status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
@@ -59,10 +59,17 @@ pub(crate) enum ClientError {
 
 impl ClientError {
     /// 429, 408, 5xx, dropped connections and broken streams are worth another try (after
-    /// `Retry-After` when the registry gave one); the rest is final.
+    /// `Retry-After` when the registry gave one), an unreachable registry a few times in a row;
+    /// the rest is final.
     pub(crate) fn retry_decision(&self) -> RetryDecision {
         match self {
-            Self::Transport(_) | Self::TokenExpired(_) => RetryDecision::Retry,
+            // A refused connection, a DNS or TLS failure: a few tries in a row. (A broken body
+            // keeps the whole budget: large blobs on a flaky link are cut now and then.)
+            Self::Transport(e) => kfsec_core::error::TransportFailure::find(e)
+                .filter(|f| f.kind == kfsec_core::ErrorKind::Unreachable)
+                .and_then(|f| f.kind.attempt_limit())
+                .map_or(RetryDecision::Retry, RetryDecision::RetryUpTo),
+            Self::TokenExpired(_) => RetryDecision::Retry,
             Self::Status {
                 status,
                 retry_after,
@@ -78,6 +85,16 @@ impl ClientError {
             }
             _ => RetryDecision::Stop,
         }
+    }
+}
+
+/// A transport error with what happened in words and the fix, when its cause is known
+/// ("error sending request for url (https://...): unreachable: connection refused (what to
+/// do: ...)").
+fn transport_text(e: &reqwest::Error) -> String {
+    match kfsec_core::error::TransportFailure::find(e) {
+        Some(f) => format!("{e}: {}: {} (what to do: {})", f.kind, f.cause, f.hint),
+        None => e.to_string(),
     }
 }
 
@@ -844,6 +861,20 @@ fn refusal(registry: &str, status: StatusCode, auth: &RegistryAuth, what: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_explained_and_tried_only_a_few_times() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v2/", listener.local_addr().unwrap());
+        drop(listener);
+        let e = reqwest::Client::new().get(&url).send().await.unwrap_err();
+        let err = ClientError::Transport(e);
+        assert_eq!(err.retry_decision(), RetryDecision::RetryUpTo(3));
+        let text = err.to_string();
+        assert!(text.contains(&url), "{text}");
+        assert!(text.contains("unreachable: connection refused"), "{text}");
+        assert!(text.contains("what to do:"), "{text}");
+    }
 
     #[test]
     fn challenges() {
