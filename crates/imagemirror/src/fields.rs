@@ -60,6 +60,13 @@ impl FieldPath {
     }
 }
 
+/// A built-in path (the tests parse every one). Were one ever to fail to parse, it is taken as
+/// a single key that matches nothing, rather than a panic in a library.
+fn builtin(path: &str) -> FieldPath {
+    path.parse()
+        .unwrap_or_else(|_| FieldPath(vec![Segment::Key(path.to_string())]))
+}
+
 impl FromStr for FieldPath {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -199,7 +206,7 @@ impl ImageField {
             kind: kind.into(),
             group: None,
             name: None,
-            path: path.parse().expect("built-in field paths parse"),
+            path: builtin(path),
             held,
         }
     }
@@ -418,8 +425,7 @@ fn kubeflow() -> Vec<ImageField> {
             .group("")
             .named(name)
     };
-    let embedded =
-        |inner: &str| Held::Embedded(inner.parse().expect("parses"), Box::new(Held::Value));
+    let embedded = |inner: &str| Held::Embedded(builtin(inner), Box::new(Held::Value));
     out.push(config_map(
         "config-deployment",
         "data.queue-sidecar-image",
@@ -475,18 +481,12 @@ fn kubeflow() -> Vec<ImageField> {
     out.push(config_map(
         "istio-sidecar-injector",
         "data.values",
-        Held::Embedded(
-            "global.hub".parse().expect("parses"),
-            Box::new(Held::Prefix),
-        ),
+        Held::Embedded(builtin("global.hub"), Box::new(Held::Prefix)),
     ));
     out.push(config_map(
         "istio-sidecar-injector",
         "data.config",
-        Held::Embedded(
-            "templates.*".parse().expect("parses"),
-            Box::new(Held::ImageLines),
-        ),
+        Held::Embedded(builtin("templates.*"), Box::new(Held::ImageLines)),
     ));
     out
 }
@@ -844,6 +844,26 @@ pub fn looks_like_image(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_built_in_path_parses() {
+        fn parsed(path: &FieldPath) -> bool {
+            // The fallback of `builtin` is one key holding the unparsed text.
+            !matches!(path.segments(), [Segment::Key(k)] if k.contains(['.', '*', '[']))
+        }
+        fn held_ok(held: &Held) -> bool {
+            match held {
+                Held::Embedded(path, inner) => parsed(path) && held_ok(inner),
+                _ => true,
+            }
+        }
+        let all: Vec<ImageField> = pod_specs().into_iter().chain(kubeflow()).collect();
+        assert!(all.len() > 20);
+        for field in &all {
+            assert!(parsed(&field.path), "{field:?}");
+            assert!(held_ok(&field.held), "{field:?}");
+        }
+    }
 
     #[test]
     fn paths_parse_and_print() {
