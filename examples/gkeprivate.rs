@@ -70,6 +70,12 @@ fn default_kubeconfig() -> PathBuf {
 async fn main() -> anyhow::Result<()> {
     common::init_tracing();
     let cli = Cli::parse();
+    use common::interrupt::{Interrupted, or_interrupted};
+    or_interrupted(Interrupted::from_args(), run(cli)).await
+}
+
+/// The command line's command, to its end.
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let (config, mut errors) = common::load_config(&cli.target.config);
     let spec = common::gke_spec(&config, &mut errors);
     let Some(spec) = spec.filter(|_| errors.is_empty()) else {

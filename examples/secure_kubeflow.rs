@@ -102,7 +102,7 @@ const STAGES: &[(&[&str], &str, &str)] = &[
         "network and cluster",
     ),
     (&["dns"], "Private DNS", "dns"),
-    (&["images"], "Images", ""),
+    (&["images"], "Images", "images"),
     (&["workload"], "Workload", ""),
     (&["ingress"], "IAP ingress", "ingress"),
 ];
