@@ -300,6 +300,92 @@ mod secure_kubeflow {
         assert_eq!(emu.requests().len(), 0);
     }
 
+    /// An endpoints file of `emu` with one API sent elsewhere.
+    fn endpoints_with(
+        emu: &kfsec_emulator::Emulator,
+        dir: &std::path::Path,
+        api: &str,
+        url: &str,
+    ) -> String {
+        let mut endpoints = emu.endpoints().clone();
+        endpoints.insert(api.to_string(), url.to_string());
+        let path = dir.join(format!("endpoints-{api}.json"));
+        std::fs::write(&path, serde_json::to_string(&endpoints).unwrap()).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// A server that answers every request with an HTML page and status 500, as a proxy does.
+    async fn html_500() -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let _ = socket.read(&mut buf).await;
+                    let body = "<html><body><h1>500 Internal Server Error</h1></body></html>";
+                    let reply = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_endpoint_that_fails_ends_apply_within_a_minute_naming_its_url_and_the_cause() {
+        // Issue 23: an endpoint on a closed port kept apply retrying for over 30 minutes
+        // ("transient error or conflict"), never naming the address.
+        let (emu, dir, _) = running_emulator(EmulatorOptions::default()).await;
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", listener.local_addr().unwrap())
+        };
+        let plain = emu
+            .endpoint("container")
+            .unwrap()
+            .replace("http://", "https://");
+        let html = html_500().await;
+        let cases = [
+            (
+                "accesscontextmanager",
+                closed.as_str(),
+                "connection refused",
+            ),
+            ("container", plain.as_str(), "TLS"),
+            ("compute", html.as_str(), "HTML"),
+        ];
+        for (api, url, cause) in cases {
+            let endpoints = endpoints_with(&emu, dir.path(), api, url);
+            let since = emu.requests().len();
+            let start = std::time::Instant::now();
+            let out = run("secure-kubeflow", &["apply", "--endpoints", &endpoints]).await;
+            let elapsed = start.elapsed();
+            let (stdout, stderr) = text(&out);
+            assert_ne!(out.status.code(), Some(0), "{api}: {stdout}\n{stderr}");
+            assert!(
+                elapsed < std::time::Duration::from_secs(60),
+                "{api}: {elapsed:?}\n{stderr}"
+            );
+            let url = url.trim_end_matches('/');
+            let last = stderr.lines().filter(|l| l.starts_with("Error:")).last();
+            let last = last.unwrap_or_else(|| panic!("{api}: no Error line:\n{stderr}"));
+            assert!(
+                last.contains(url) && last.contains(cause) && last.contains("what to do"),
+                "{api}: the error names neither {url} nor {cause}: {last}"
+            );
+            if api == "accesscontextmanager" {
+                // The perimeter's prerequisites are read before anything is deployed.
+                assert!(last.contains("nothing was changed"), "{last}");
+                assert_eq!(mutating(&emu, since), Vec::<String>::new());
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn the_main_job_runs_on_the_embedded_emulator_and_prints_a_summary() {
         let out = run("secure-kubeflow", &[]).await;

@@ -41,6 +41,13 @@ pub enum WorkflowError {
     /// The preflight ([`Kfsec::preflight`]) found problems: nothing was written.
     #[error("nothing was changed: {0}fix the config (or the files it names) and run apply again")]
     Refused(kfsec_core::ValidationErrors),
+    /// The preflight could not read what it must confirm before the first write (an endpoint
+    /// unreachable, a timeout, an answer that is not the API's): the config may be fine, and
+    /// nothing was written.
+    #[error(
+        "nothing was changed: the preflight could not read what it confirms before the first write: {0}\nrun apply again once the endpoint answers"
+    )]
+    Unconfirmed(String),
 }
 
 /// How `apply` runs.
@@ -204,6 +211,14 @@ where
     kfsec_core::retry::step(&kfsec.progress, kfsec.conn.policies(), what, decide, f)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// What the preflight's reads of the perimeter's prerequisites found wrong.
+enum Prerequisites {
+    /// The config's field and the problem with it.
+    Problem(String, String),
+    /// The reads got no usable answer (unreachable, timed out, not the API's answer).
+    Unread(String),
 }
 
 /// [`retried`] for VPC Service Controls.
@@ -563,6 +578,11 @@ impl Kfsec {
             self.known_region(config),
             self.destination_inside(config),
         );
+        let (perimeter, unconfirmed) = match perimeter {
+            Some(Prerequisites::Unread(e)) => (None, Some(e)),
+            Some(Prerequisites::Problem(field, message)) => (Some((field, message)), None),
+            None => (None, None),
+        };
         for (field, message) in perimeter.into_iter().chain(region).chain(destination) {
             errors.push(field, message);
         }
@@ -570,18 +590,27 @@ impl Kfsec {
             "preflight: the files and the project, before any write",
             errors.is_empty(),
         );
-        match wanted {
-            Some(w) if errors.is_empty() => Ok(w),
-            _ => Err(WorkflowError::Refused(errors)),
+        match (wanted, unconfirmed) {
+            (Some(_), Some(e)) if errors.is_empty() => Err(WorkflowError::Unconfirmed(e)),
+            (Some(w), None) if errors.is_empty() => Ok(w),
+            (_, unconfirmed) => {
+                if let Some(e) = unconfirmed {
+                    errors.push(
+                        "",
+                        format!("the perimeter's prerequisites could not be read: {e}"),
+                    );
+                }
+                Err(WorkflowError::Refused(errors))
+            }
         }
     }
 
     /// The perimeter's prerequisite reads (organization, project, policy), as
     /// `(field, problem)`.
-    async fn perimeter_prerequisites(&self, config: &Config) -> Option<(String, String)> {
+    async fn perimeter_prerequisites(&self, config: &Config) -> Option<Prerequisites> {
         let vpcsc = match self.vpcsc().await {
             Ok(v) => v,
-            Err(e) => return Some((String::new(), e)),
+            Err(e) => return Some(Prerequisites::Unread(e)),
         };
         let read = kfsec_core::retry::step(
             &self.progress,
@@ -592,7 +621,17 @@ impl Kfsec {
         )
         .await;
         let e = read.err()?;
+        use kfsec_core::ErrorKind as K;
         use kfsec_vpcsc::VpcscError as V;
+        if let V::Cloud(c) = &e
+            && matches!(
+                c.kind(),
+                K::Unreachable | K::Timeout | K::BadResponse | K::Unavailable | K::RateLimited
+            )
+        {
+            // Nothing here says the config is wrong: the reads did not get an answer.
+            return Some(Prerequisites::Unread(e.to_string()));
+        }
         let field = match &e {
             V::OrganizationNotFound(_) | V::OrganizationAmbiguous { .. } => "organization",
             V::ProjectOutsideOrganization { .. } => "project",
@@ -612,7 +651,7 @@ impl Kfsec {
             ),
             _ => String::new(),
         };
-        Some((
+        Some(Prerequisites::Problem(
             field.to_string(),
             format!("the perimeter's prerequisites could not be confirmed: {e}{hint}"),
         ))
