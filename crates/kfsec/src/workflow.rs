@@ -490,7 +490,9 @@ impl Kfsec {
     ///
     /// - every manifest source (`workload.manifests`, `workload.kustomize`, `images.manifests`,
     ///   `images.kustomize`; kustomize directories rendered) read and checked as Kubernetes
-    ///   ([`crate::config::check_kubernetes`]), and every image reference in them parsed;
+    ///   ([`crate::config::check_kubernetes`]), and every image reference in them parsed; a
+    ///   problem here is refused before any request, and the reads below come once the files
+    ///   are right;
     /// - the perimeter's prerequisites read: the organization exists and is unique, the project
     ///   is in it, a named access policy exists and is readable;
     /// - a region this release does not know confirmed by Compute's regions list;
@@ -572,6 +574,15 @@ impl Kfsec {
         } else {
             None
         };
+        // A problem in the files is refused before any request: the live reads come once the
+        // files are right.
+        if !errors.is_empty() || wanted.is_none() {
+            self.progress.finished(
+                "preflight: the files and the project, before any write",
+                false,
+            );
+            return Err(WorkflowError::Refused(errors));
+        }
         // The live prerequisites, all at once.
         let (perimeter, region, destination) = tokio::join!(
             self.perimeter_prerequisites(config),

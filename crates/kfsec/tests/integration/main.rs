@@ -8,6 +8,6 @@ mod faults;
 mod gcloud;
 mod kubeflow;
 mod refuse;
+mod waits;
 mod workflow;
 mod workload;
-mod waits;

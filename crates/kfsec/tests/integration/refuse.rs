@@ -39,6 +39,10 @@ enum By {
 /// Starts an emulator and asserts that `text` is refused naming `field` before any write:
 /// by `Config` (then not a single request was sent), or by `apply` (then no mutating request).
 /// Returns who refused and the field's message.
+/// The fields whose check reads the live project (the organization's existence, Compute's
+/// regions list, the destination project's number).
+const LIVE: [&str; 3] = ["organization", "region", "images.destination"];
+
 async fn refused(text: &str, field: &str) -> (By, String) {
     let emu = common::emulator(10, 0.0, 0).await;
     let errors = match in_workspace(text) {
@@ -57,6 +61,15 @@ async fn refused(text: &str, field: &str) -> (By, String) {
                 mutating.is_empty(),
                 "writes before the refusal: {mutating:?}\n{err}"
             );
+            // Only what needs the live project may read it first; a bad file is refused before
+            // any request.
+            if !LIVE.contains(&field) {
+                assert!(
+                    emu.requests().is_empty(),
+                    "{field}: requests before the refusal: {:?}",
+                    emu.requests()
+                );
+            }
             assert!(err.to_string().starts_with("nothing was changed"), "{err}");
             let WorkflowError::Refused(errors) = err else {
                 panic!("not a refusal: {err}");
@@ -341,8 +354,8 @@ async fn every_problem_at_once() {
     ] {
         assert!(paths.contains(&field), "{field} missing: {errors}");
     }
-    // ... and so do the preflight's.
-    let text = with_manifest(&empty)
+    // ... and so do the preflight's live ones...
+    let text = example()
         .replace("region: us-central1", "region: us-moon1")
         .replace("zone: us-central1-a", "zone: us-moon1-a")
         .replace(
@@ -359,10 +372,27 @@ async fn every_problem_at_once() {
         panic!("{err}")
     };
     let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
-    for field in ["workload.manifests[0]", "region", "organization"] {
+    for field in ["region", "organization"] {
         assert!(paths.contains(&field), "{field} missing: {errors}");
     }
     assert!(common::mutating(&emu, 0).is_empty());
+    // ... once the files are right: a bad file is refused before any request.
+    let config = in_workspace(&with_manifest(&empty).replace(
+        "organization: example.com",
+        "organization: organizations/999",
+    ))
+    .unwrap();
+    let before = emu.requests().len();
+    let err = Kfsec::new(&common::connection(&emu))
+        .preflight(&config)
+        .await
+        .unwrap_err();
+    let WorkflowError::Refused(errors) = err else {
+        panic!("{err}")
+    };
+    let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["workload.manifests[0]"], "{errors}");
+    assert_eq!(emu.requests().len(), before);
 }
 
 #[tokio::test]
