@@ -65,13 +65,13 @@ pub(crate) async fn or_interrupted<T>(what: Interrupted, work: impl Future<Outpu
     let (interrupt, terminate) = (
         async move {
             match interrupt.as_mut() {
-                Some(s) => s.recv().await.map(|()| ()),
+                Some(s) => s.recv().await,
                 None => None,
             }
         },
         async move {
             match terminate.as_mut() {
-                Some(s) => s.recv().await.map(|()| ()),
+                Some(s) => s.recv().await,
                 None => None,
             }
         },

@@ -372,7 +372,7 @@ mod secure_kubeflow {
                 "{api}: {elapsed:?}\n{stderr}"
             );
             let url = url.trim_end_matches('/');
-            let last = stderr.lines().filter(|l| l.starts_with("Error:")).last();
+            let last = stderr.lines().rfind(|l| l.starts_with("Error:"));
             let last = last.unwrap_or_else(|| panic!("{api}: no Error line:\n{stderr}"));
             assert!(
                 last.contains(url) && last.contains(cause) && last.contains("what to do"),

@@ -30,10 +30,10 @@ fn write(path: &Path, text: &str, private: bool) -> Result<(), IngressError> {
     } else {
         files::Access::Shared
     };
-    files::write(path, text.as_bytes(), access).map_err(file_error)
+    files::write(path, text.as_bytes(), access).map_err(|e| file_error(&e))
 }
 
-fn file_error(e: files::FileError) -> IngressError {
+fn file_error(e: &files::FileError) -> IngressError {
     IngressError::Write {
         path: e.path().display().to_string(),
         message: e.to_string(),
@@ -64,7 +64,7 @@ fn existing_material(
     hostname: &str,
     deployment: &str,
 ) -> Result<Option<TlsMaterial>, IngressError> {
-    let read = |name: &str| files::read(&dir.join(name)).map_err(file_error);
+    let read = |name: &str| files::read(&dir.join(name)).map_err(|e| file_error(&e));
     let (Some(ca), Some(cert), Some(key)) = (read("ca.crt")?, read("tls.crt")?, read("tls.key")?)
     else {
         return Ok(None);
@@ -105,7 +105,7 @@ pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
         ("oauth.env", oauth.is_some()),
     ];
     for (name, _) in names.iter().filter(|(_, written)| *written) {
-        files::check_writable(&dir.join(name)).map_err(file_error)?;
+        files::check_writable(&dir.join(name)).map_err(|e| file_error(&e))?;
     }
     let mut files = Vec::new();
     let mut kept_certificate = false;

@@ -742,6 +742,52 @@ fn host_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
+/// Progress over a long list: a step with [`ProgressEvent::Items`] about a hundred times, for
+/// lists of [`ItemCounter::LARGE`] items or more (shorter lists finish before anyone waits).
+struct ItemCounter<'a> {
+    progress: &'a Progress,
+    step: &'a str,
+    total: usize,
+    every: usize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> ItemCounter<'a> {
+    /// Lists at least this long report progress.
+    const LARGE: usize = 500;
+
+    fn new(progress: &'a Progress, step: &'a str, total: usize) -> Self {
+        let large = total >= Self::LARGE;
+        if large {
+            progress.started(step);
+        }
+        Self {
+            progress,
+            step,
+            total,
+            every: if large { (total / 100).max(1) } else { 0 },
+            done: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn one_more(&self) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if self.every > 0 && (done.is_multiple_of(self.every) || done == self.total) {
+            self.progress.emit(ProgressEvent::Items {
+                step: self.step.to_string(),
+                done,
+                total: self.total,
+            });
+        }
+    }
+
+    fn finish(&self) {
+        if self.every > 0 {
+            self.progress.finished(self.step, true);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,51 +872,5 @@ mod tests {
         );
         assert_eq!(out.unmapped.len(), 1);
         assert!(report.render_text().contains("1 images: 1 copied"));
-    }
-}
-
-/// Progress over a long list: a step with [`ProgressEvent::Items`] about a hundred times, for
-/// lists of [`ItemCounter::LARGE`] items or more (shorter lists finish before anyone waits).
-struct ItemCounter<'a> {
-    progress: &'a Progress,
-    step: &'a str,
-    total: usize,
-    every: usize,
-    done: std::sync::atomic::AtomicUsize,
-}
-
-impl<'a> ItemCounter<'a> {
-    /// Lists at least this long report progress.
-    const LARGE: usize = 500;
-
-    fn new(progress: &'a Progress, step: &'a str, total: usize) -> Self {
-        let large = total >= Self::LARGE;
-        if large {
-            progress.started(step);
-        }
-        Self {
-            progress,
-            step,
-            total,
-            every: if large { (total / 100).max(1) } else { 0 },
-            done: std::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    fn one_more(&self) {
-        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if self.every > 0 && (done % self.every == 0 || done == self.total) {
-            self.progress.emit(ProgressEvent::Items {
-                step: self.step.to_string(),
-                done,
-                total: self.total,
-            });
-        }
-    }
-
-    fn finish(&self) {
-        if self.every > 0 {
-            self.progress.finished(self.step, true);
-        }
     }
 }
