@@ -93,6 +93,37 @@ struct Pending {
     reply: oneshot::Sender<Result<PerimeterOutcome, String>>,
 }
 
+/// The edits one caller took from the queue to write. Should that caller's future be dropped
+/// before it answers them (a cancelled apply, a timeout around one edit), the edits of the
+/// callers still waiting go back to the queue, so the next of them writes them: a dropped
+/// caller loses nobody's edit. The dropped caller's own edit goes back with them (its write
+/// may have been sent already, so it may land either way); edits of callers dropped while
+/// they waited are left out.
+struct Batch<'a> {
+    queue: &'a PolicyQueue,
+    pending: Vec<Pending>,
+}
+
+impl Batch<'_> {
+    /// Hands the edits out for answering; nothing goes back to the queue after this.
+    fn answer(mut self) -> Vec<Pending> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        let waiting: Vec<Pending> = self
+            .pending
+            .drain(..)
+            .filter(|p| !p.reply.is_closed())
+            .collect();
+        if !waiting.is_empty() {
+            lock(&self.queue.pending).splice(0..0, waiting);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -630,9 +661,12 @@ impl Vpcsc {
             // An earlier writer took our edit into its batch.
             return done.map_err(VpcscError::Coalesced);
         }
-        let batch: Vec<Pending> = std::mem::take(&mut *lock(&queue.pending));
+        let batch = Batch {
+            queue: &queue,
+            pending: std::mem::take(&mut *lock(&queue.pending)),
+        };
         let mut edits: BTreeMap<String, PerimeterEdit> = BTreeMap::new();
-        for p in &batch {
+        for p in &batch.pending {
             match edits.get_mut(&p.perimeter) {
                 Some(e) => e.absorb(&p.edit),
                 None => {
@@ -640,16 +674,16 @@ impl Vpcsc {
                 }
             }
         }
+        let n = batch.pending.len();
         let step = format!(
-            "service perimeters of {policy} ({} edit{})",
-            batch.len(),
-            if batch.len() == 1 { "" } else { "s" }
+            "service perimeters of {policy} ({n} edit{})",
+            if n == 1 { "" } else { "s" }
         );
         let result = self
             .step(&step, || self.write_perimeters(policy, &edits))
             .await;
         let mut mine = None;
-        for p in batch {
+        for p in batch.answer() {
             let outcome = match &result {
                 Ok(map) => Ok(map
                     .get(&p.perimeter)

@@ -136,3 +136,63 @@ async fn concurrent_edits_through_one_handle_are_coalesced() {
         "20 edits took {writes} writes: they were not coalesced"
     );
 }
+
+/// Issue 22: the caller that takes a batch of coalesced edits writes them for everyone; when
+/// its future is dropped half-way, the others' edits must still land (they were lost, each
+/// caller getting `Unexpected("coalesce perimeter edits")`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_caller_loses_nobody_s_edit() {
+    let emu = emulator(EmulatorOptions {
+        latency: Duration::from_millis(100),
+        ..fast()
+    })
+    .await;
+    let vpcsc = handle(&emu).await;
+    vpcsc
+        .apply(&vpcsc.plan(&example_spec()).await.unwrap())
+        .await
+        .unwrap();
+    let policy = emu.state()["accesscontextmanager"]["accessPolicies"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let perimeter = format!("{policy}/servicePerimeters/KubeflowZone");
+    let edit = |i: u64| {
+        let (vpcsc, policy, perimeter) = (vpcsc.clone(), policy.clone(), perimeter.clone());
+        tokio::spawn(async move {
+            let edit = PerimeterEdit::add_resources(
+                "Kubeflow Zone",
+                vec![format!("projects/{}", 8000 + i)],
+            );
+            vpcsc.edit_perimeter(&policy, &perimeter, edit).await
+        })
+    };
+    // A writes alone; B, then the others, queue behind it (the write lock is first come, first
+    // served), so B takes the batch of B and the others once A is done.
+    let a = edit(0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = edit(1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let others: Vec<_> = (2..10).map(edit).collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    a.await.unwrap().unwrap();
+    // B is writing the batch now (each request takes 100 ms): drop it.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.abort();
+    assert!(b.await.unwrap_err().is_cancelled());
+    for (i, task) in others.into_iter().enumerate() {
+        task.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("edit {}: {e}", i + 2));
+    }
+    let resources =
+        emu.state()["accesscontextmanager"]["servicePerimeters"][0]["status"]["resources"]
+            .to_string();
+    for i in (0..10).filter(|i| *i != 1) {
+        assert!(
+            resources.contains(&format!("projects/{}", 8000 + i)),
+            "projects/{} lost: {resources}",
+            8000 + i
+        );
+    }
+}
