@@ -79,11 +79,11 @@ async fn stand_in_workload(conn: &kfsec_core::Connection) -> anyhow::Result<()> 
     let kube = kfsec_iapingress::kube_client(conn).await?;
     let params = PatchParams::apply("kfsec-example-workload");
     let mut made = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(SAMPLE_WORKLOAD) {
-        let value = serde_yaml::Value::deserialize(doc)?;
+    for doc in yaml_serde::Deserializer::from_str(SAMPLE_WORKLOAD) {
+        let value = yaml_serde::Value::deserialize(doc)?;
         match value["kind"].as_str() {
             Some("Namespace") => {
-                let ns: Namespace = serde_yaml::from_value(value)?;
+                let ns: Namespace = yaml_serde::from_value(value)?;
                 let name = ns.metadata.name.clone().unwrap_or_default();
                 Api::<Namespace>::all(kube.clone())
                     .patch(&name, &params, &Patch::Apply(&ns))
@@ -91,7 +91,7 @@ async fn stand_in_workload(conn: &kfsec_core::Connection) -> anyhow::Result<()> 
                 made.push(format!("Namespace {name}"));
             }
             Some("Service") => {
-                let svc: Service = serde_yaml::from_value(value)?;
+                let svc: Service = yaml_serde::from_value(value)?;
                 let name = svc.metadata.name.clone().unwrap_or_default();
                 let ns = svc.metadata.namespace.clone().unwrap_or_default();
                 Api::<Service>::namespaced(kube.clone(), &ns)

@@ -88,9 +88,9 @@ fn kubeflow(path: &Path) -> anyhow::Result<(String, String, String, usize)> {
     );
     let (mut crds, mut rest) = (String::new(), String::new());
     for doc in rewritten.text.split("\n---\n") {
-        let kind = serde_yaml::from_str::<serde_yaml::Value>(doc)?
+        let kind = yaml_serde::from_str::<yaml_serde::Value>(doc)?
             .get("kind")
-            .and_then(serde_yaml::Value::as_str)
+            .and_then(yaml_serde::Value::as_str)
             .map(str::to_owned);
         let to = if kind.as_deref() == Some("CustomResourceDefinition") {
             &mut crds

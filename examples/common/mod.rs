@@ -33,7 +33,7 @@ pub(crate) struct Config {
     pub(crate) region: Option<Region>,
     pub(crate) zone: Option<Zone>,
     pub(crate) deployment: Option<DeploymentName>,
-    pub(crate) sections: serde_yaml::Mapping,
+    pub(crate) sections: yaml_serde::Mapping,
     /// The file's text, for sections parsed with their true line numbers.
     pub(crate) text: String,
 }
@@ -44,12 +44,12 @@ const SECTIONS: &[&str] = &[
 const SCALARS: &[&str] = &["project", "organization", "region", "zone", "deployment"];
 
 fn field<T: serde::de::DeserializeOwned>(
-    map: &serde_yaml::Mapping,
+    map: &yaml_serde::Mapping,
     key: &str,
     errors: &mut ValidationErrors,
 ) -> Option<T> {
     let value = map.get(key)?;
-    match serde_yaml::from_value::<T>(value.clone()) {
+    match yaml_serde::from_value::<T>(value.clone()) {
         Ok(v) => Some(v),
         Err(e) => {
             errors.push(key, e.to_string());
@@ -60,7 +60,7 @@ fn field<T: serde::de::DeserializeOwned>(
 
 impl Config {
     /// A section's YAML, if present.
-    pub(crate) fn section(&self, name: &str) -> Option<&serde_yaml::Value> {
+    pub(crate) fn section(&self, name: &str) -> Option<&yaml_serde::Value> {
         self.sections.get(name)
     }
 }
@@ -78,7 +78,7 @@ pub(crate) fn load_config(path: &Path) -> (Config, ValidationErrors) {
             return (Config::default(), errors);
         }
     };
-    let map: serde_yaml::Mapping = match kfsec_core::validation::from_yaml(&text) {
+    let map: yaml_serde::Mapping = match kfsec_core::validation::from_yaml(&text) {
         Ok(map) => map,
         Err(e) => return (Config::default(), e),
     };

@@ -599,11 +599,11 @@ mod tests {
         let n: ProjectNumber = "projects/123456789012".parse().unwrap();
         assert_eq!(n.get(), 123_456_789_012);
         assert_eq!(n.resource_name(), "projects/123456789012");
-        let from_yaml: ProjectNumber = serde_yaml::from_str("123456789012").unwrap();
+        let from_yaml: ProjectNumber = yaml_serde::from_str("123456789012").unwrap();
         assert_eq!(from_yaml, n);
-        let from_str: ProjectNumber = serde_yaml::from_str("'123456789012'").unwrap();
+        let from_str: ProjectNumber = yaml_serde::from_str("'123456789012'").unwrap();
         assert_eq!(from_str, n);
-        let err = serde_yaml::from_str::<ProjectNumber>("12ab").unwrap_err();
+        let err = yaml_serde::from_str::<ProjectNumber>("12ab").unwrap_err();
         assert!(err.to_string().contains("digits only"), "{err}");
         assert!("organizations/12".parse::<ProjectNumber>().is_err());
     }
@@ -628,7 +628,7 @@ mod tests {
         for bad in ["organizations/12ab", "organizations/", "organizations/ 1"] {
             let err = bad.parse::<OrganizationRef>().unwrap_err();
             assert!(err.reason.contains("digits only"), "{err}");
-            let err = serde_yaml::from_str::<OrganizationRef>(&format!("'{bad}'")).unwrap_err();
+            let err = yaml_serde::from_str::<OrganizationRef>(&format!("'{bad}'")).unwrap_err();
             assert!(err.to_string().contains("digits only"), "{err}");
         }
         assert!(" example.com".parse::<OrganizationRef>().is_err());

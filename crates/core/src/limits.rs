@@ -1,7 +1,7 @@
 //! Limits checked on input text before a YAML parser sees it, in one linear pass.
 //!
 //! The YAML parsers kfsec builds on take quadratic time to refuse deep flow nesting
-//! (serde_yaml: 100,000 `[` took 36-54 s before its recursion limit answered) and one of
+//! (serde_yaml 0.9, which yaml_serde continues: 100,000 `[` took 36-54 s before its recursion limit answered) and one of
 //! them has no limit on block nesting (a few thousand indented levels overflow the stack).
 //! [`yaml_nesting`] bounds the depth from above without parsing, so a hostile or broken file
 //! is refused at once with its line, and anything it lets through is shallow enough for every
@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-/// The deepest nesting kfsec reads: serde_yaml's own recursion limit. Kubernetes objects,
+/// The deepest nesting kfsec reads: yaml_serde's own recursion limit. Kubernetes objects,
 /// CRD schemas included, nest far less (Kubeflow 1.10's deepest document: under 50).
 pub const MAX_YAML_DEPTH: usize = 128;
 
@@ -240,7 +240,7 @@ mod tests {
             "{a: ".repeat(100_000),
             "}".repeat(100_000)
         );
-        let err = crate::validation::from_yaml::<serde_yaml::Value>(&deep).unwrap_err();
+        let err = crate::validation::from_yaml::<yaml_serde::Value>(&deep).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("line 1: nested more than 128 levels"),

@@ -98,12 +98,12 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ValidationErrors>
         errors.push("", e.to_string());
         return Err(errors);
     }
-    let de = serde_yaml::Deserializer::from_str(text);
+    let de = yaml_serde::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let inner = err.into_inner().to_string();
-        // serde_yaml repeats the path (relative to where it failed) before its message.
+        // yaml_serde repeats the path (relative to where it failed) before its message.
         let inner = match inner.split_once(": ") {
             Some((prefix, rest))
                 if !path.is_empty() && (path.starts_with(prefix) || path.ends_with(prefix)) =>

@@ -749,7 +749,7 @@ impl KubeRequest<'_> {
             return Err(KubeError::bad_request("the body of the request was empty"));
         }
         let v: Value = if self.content_type.contains("yaml") {
-            serde_yaml::from_slice(self.body)
+            yaml_serde::from_slice(self.body)
                 .map_err(|e| KubeError::bad_request(format!("error decoding YAML: {e}")))?
         } else {
             serde_json::from_slice(self.body).map_err(|e| {

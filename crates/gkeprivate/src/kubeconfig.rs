@@ -70,7 +70,7 @@ pub fn write(path: &Path, entry: &Kubeconfig) -> Result<(), GkeError> {
     config.current_context.clone_from(&entry.current_context);
     config.api_version = Some("v1".into());
     config.kind = Some("Config".into());
-    let text = serde_yaml::to_string(&config).map_err(|e| err(format!("cannot encode it: {e}")))?;
+    let text = yaml_serde::to_string(&config).map_err(|e| err(format!("cannot encode it: {e}")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| err(format!("cannot create its directory: {e}")))?;

@@ -140,7 +140,7 @@ pub(crate) fn owned_by_kfsec(live: &Value) -> bool {
 }
 
 fn kubectl_apply(d: &Desired) -> String {
-    let yaml = serde_yaml::to_string(&d.object).unwrap_or_default();
+    let yaml = yaml_serde::to_string(&d.object).unwrap_or_default();
     format!("kubectl apply --server-side --field-manager={FIELD_MANAGER} -f - <<'EOF'\n{yaml}EOF")
 }
 

@@ -640,7 +640,7 @@ mod tests {
     use serde_json::json;
 
     fn spec(extra: &str) -> Spec {
-        serde_yaml::from_str(&format!(
+        yaml_serde::from_str(&format!(
             "project: kf-dev\ndeployment: kf-private\ningress:\n  hostname: kubeflow.example.com\n  members: [user:alice@example.com]\n{extra}"
         ))
         .unwrap()

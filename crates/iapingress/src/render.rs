@@ -51,7 +51,7 @@ pub fn manifests_yaml(spec: &Spec) -> String {
             continue;
         }
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&d.object).unwrap_or_default());
+        out.push_str(&yaml_serde::to_string(&d.object).unwrap_or_default());
     }
     out
 }
@@ -178,7 +178,7 @@ pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
     let path = dir.join("kustomization.yaml");
     write(
         &path,
-        &serde_yaml::to_string(&kustomization).unwrap_or_default(),
+        &yaml_serde::to_string(&kustomization).unwrap_or_default(),
         false,
     )?;
     files.push(path);

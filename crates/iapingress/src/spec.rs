@@ -28,7 +28,7 @@ pub struct Spec {
 /// The `ingress` section.
 ///
 /// ```
-/// let spec: kfsec_iapingress::IngressSpec = serde_yaml::from_str(r#"
+/// let spec: kfsec_iapingress::IngressSpec = yaml_serde::from_str(r#"
 /// hostname: kubeflow.endpoints.kf-dev.cloud.goog
 /// tls: { secret: my-cert }
 /// oauth: { client_id_env: CLIENT_ID, client_secret_env: CLIENT_SECRET }
@@ -416,7 +416,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> Spec {
-        serde_yaml::from_str(yaml).unwrap()
+        yaml_serde::from_str(yaml).unwrap()
     }
 
     const BASE: &str = "project: kf-dev\ndeployment: kf-private\ningress:\n  hostname: kubeflow.endpoints.kf-dev.cloud.goog\n  members: [user:alice@example.com]\n";
@@ -443,16 +443,16 @@ mod tests {
         ));
         assert_eq!(s.ingress.tls, TlsSpec::Secret("mine".into()));
         assert!(matches!(s.ingress.oauth, OAuthSpec::Custom { .. }));
-        let err = serde_yaml::from_str::<Spec>(&format!("{BASE}  tls: letsencrypt\n"))
+        let err = yaml_serde::from_str::<Spec>(&format!("{BASE}  tls: letsencrypt\n"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("self_signed"), "{err}");
-        let err = serde_yaml::from_str::<Spec>(&format!("{BASE}  oauth: {{ client_id: x }}\n"))
+        let err = yaml_serde::from_str::<Spec>(&format!("{BASE}  oauth: {{ client_id: x }}\n"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("client_id_env"), "{err}");
         // Round trip through the config form.
-        let back: Spec = serde_yaml::from_str(&serde_yaml::to_string(&s).unwrap()).unwrap();
+        let back: Spec = yaml_serde::from_str(&yaml_serde::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }
 

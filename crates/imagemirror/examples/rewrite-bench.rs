@@ -1,4 +1,4 @@
-//! The scan and rewrite of the Kubeflow 1.10 render, against merely parsing it with serde_yaml.
+//! The scan and rewrite of the Kubeflow 1.10 render, against merely parsing it with yaml_serde.
 //!
 //! ```text
 //! cargo run --release -p kfsec-imagemirror --example rewrite-bench -- [--render FILE] [--rounds 3]
@@ -10,7 +10,7 @@
 //! [`kfsec_imagemirror::manifests::scan_with`] and
 //! [`kfsec_imagemirror::manifests::rewrite_with`] with the `kubeflow` preset's fields (every
 //! image pinned to `us-docker.pkg.dev/kf-dev/kubeflow-mirror/...@sha256:0…0`), and the peer:
-//! parsing the same text into `Vec<serde_yaml::Value>` (one `serde_yaml::Deserializer` per
+//! parsing the same text into `Vec<yaml_serde::Value>` (one `yaml_serde::Deserializer` per
 //! document). It prints each round, the medians and their ratio, the uses found, replaced and
 //! left, the suspects, and the process's peak resident memory (`VmHWM`) after the scans and
 //! rewrites (before the peer has run) and at the end.
@@ -78,9 +78,9 @@ fn mib(v: Option<f64>) -> String {
     v.map_or_else(|| "unknown".into(), |m| format!("{m:.1} MiB"))
 }
 
-/// The peer: every document of `text` as a `serde_yaml::Value`.
-fn parse_all(text: &str) -> Result<Vec<serde_yaml::Value>, serde_yaml::Error> {
-    serde_yaml::Deserializer::from_str(text)
+/// The peer: every document of `text` as a `yaml_serde::Value`.
+fn parse_all(text: &str) -> Result<Vec<yaml_serde::Value>, yaml_serde::Error> {
+    yaml_serde::Deserializer::from_str(text)
         .map(serde::Deserialize::deserialize)
         .collect()
 }
@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let docs = parse_all(&text)?;
         let seconds = start.elapsed().as_secs_f64();
         println!(
-            "serde_yaml parse alone: {} documents in {seconds:.3} s",
+            "yaml_serde parse alone: {} documents in {seconds:.3} s",
             docs.len()
         );
         drop(docs);
@@ -174,7 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "medians of {} rounds: scan_with {scan_s:.3} s, rewrite_with {rewrite_s:.3} s, together {sum_s:.3} s (target: under 1 s)",
         args.rounds
     );
-    println!("serde_yaml parse into {documents} Values (peer): {parse_s:.3} s");
+    println!("yaml_serde parse into {documents} Values (peer): {parse_s:.3} s");
     println!("scan+rewrite / parse: {:.2}x", sum_s / parse_s.max(1e-9));
     println!(
         "peak RSS (VmHWM): {} after the scans and rewrites, {} at the end (with the peer's parses)",

@@ -477,7 +477,7 @@ mod tests {
 
     fn wanted(n: usize) -> Vec<WantedImage> {
         let sources: Vec<String> = (0..n).map(|i| format!("quay.io/a/img{i}:v1")).collect();
-        let spec: Spec = serde_yaml::from_str(&format!(
+        let spec: Spec = yaml_serde::from_str(&format!(
             "project: kf-dev\nimages:\n  destination: us-docker.pkg.dev/kf-dev/m\n  sources: {}\n",
             serde_json::to_string(&sources).unwrap()
         ))

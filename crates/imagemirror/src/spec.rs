@@ -42,7 +42,7 @@ pub enum Backend {
 ///
 /// ```
 /// use kfsec_imagemirror::spec::{Backend, Spec};
-/// let spec: Spec = serde_yaml::from_str(
+/// let spec: Spec = yaml_serde::from_str(
 ///     "project: kf-dev\n\
 ///      images:\n  destination: us-docker.pkg.dev/kf-dev/kubeflow-mirror\n  sources: [busybox:1.36]\n",
 /// ).unwrap();
@@ -368,7 +368,7 @@ impl Spec {
     ///
     /// ```
     /// use kfsec_imagemirror::spec::Spec;
-    /// let spec: Spec = serde_yaml::from_str(
+    /// let spec: Spec = yaml_serde::from_str(
     ///     "project: kf-dev\nimages: {destination: us-docker.pkg.dev/kf-dev/m, sources: [busybox]}\n",
     /// ).unwrap();
     /// assert_eq!(spec.images.destination_project(), Some("kf-dev"));

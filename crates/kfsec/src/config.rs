@@ -134,7 +134,7 @@ pub const KEYS: &[&str] = &[
 /// Parses one key of the file on its own, so that a mistake in one key does not hide those
 /// of the others; errors carry the key's path (`vpcsc.perimeter.mode`).
 fn key<T: serde::de::DeserializeOwned>(
-    map: &serde_yaml::Mapping,
+    map: &yaml_serde::Mapping,
     name: &str,
     required: bool,
     errors: &mut ValidationErrors,
@@ -145,9 +145,9 @@ fn key<T: serde::de::DeserializeOwned>(
         }
         return None;
     };
-    let mut single = serde_yaml::Mapping::new();
+    let mut single = yaml_serde::Mapping::new();
     single.insert(name.into(), value.clone());
-    let text = serde_yaml::to_string(&single).unwrap_or_default();
+    let text = yaml_serde::to_string(&single).unwrap_or_default();
     match from_yaml::<std::collections::BTreeMap<String, T>>(&text) {
         Ok(mut m) => m.remove(name),
         Err(e) => {
@@ -194,7 +194,7 @@ impl Config {
     /// change of directory does not change what is read.
     pub fn from_yaml_in(text: &str, base: &Path) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        let map: serde_yaml::Mapping = from_yaml(text)?;
+        let map: yaml_serde::Mapping = from_yaml(text)?;
         for k in map.keys() {
             let name = k.as_str().unwrap_or("");
             if !KEYS.contains(&name) {
@@ -414,9 +414,9 @@ pub fn check_kubernetes(text: &str) -> Result<usize, Vec<String>> {
     const MAX: usize = 10;
     let mut problems = Vec::new();
     let mut objects = 0;
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let n = i + 1;
-        let value: serde_yaml::Value = match serde::Deserialize::deserialize(doc) {
+        let value: yaml_serde::Value = match serde::Deserialize::deserialize(doc) {
             Ok(v) => v,
             Err(e) => {
                 problems.push(format!("document {n} is not YAML: {e}"));
@@ -448,13 +448,13 @@ pub fn check_kubernetes(text: &str) -> Result<usize, Vec<String>> {
 }
 
 /// What makes one YAML document not a Kubernetes object, if anything.
-fn object_problem(value: &serde_yaml::Value) -> Option<String> {
+fn object_problem(value: &yaml_serde::Value) -> Option<String> {
     let Some(map) = value.as_mapping() else {
         return Some(
             "it is not a mapping: each document is an object with apiVersion, kind and metadata.name".into(),
         );
     };
-    let text = |key: &str| map.get(key).and_then(serde_yaml::Value::as_str);
+    let text = |key: &str| map.get(key).and_then(yaml_serde::Value::as_str);
     let label = |s: &str, max: usize| {
         !s.is_empty()
             && s.len() <= max
@@ -490,10 +490,10 @@ fn object_problem(value: &serde_yaml::Value) -> Option<String> {
             "kind {kind:?} is not a kind: letters and digits, such as Deployment"
         ));
     }
-    let metadata = map.get("metadata").and_then(serde_yaml::Value::as_mapping);
+    let metadata = map.get("metadata").and_then(yaml_serde::Value::as_mapping);
     let name = metadata
         .and_then(|m| m.get("name"))
-        .and_then(serde_yaml::Value::as_str);
+        .and_then(yaml_serde::Value::as_str);
     let Some(name) = name else {
         return Some(format!(
             "{kind} has no metadata.name: every object kfsec applies needs a name"

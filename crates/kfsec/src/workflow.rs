@@ -1150,7 +1150,7 @@ impl Kfsec {
                 })?;
             for d in docs {
                 out.push_str(&format!("---\n# from {}\n", d.file));
-                out.push_str(&serde_yaml::to_string(&d.object).unwrap_or_default());
+                out.push_str(&yaml_serde::to_string(&d.object).unwrap_or_default());
             }
         }
         if let Some(ingress) = &config.ingress {

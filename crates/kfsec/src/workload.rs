@@ -357,7 +357,7 @@ fn parse(file: &str, text: &str) -> Result<Vec<Document>, WorkloadError> {
         }
     })?;
     let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
+    for doc in yaml_serde::Deserializer::from_str(text) {
         let value: Value =
             serde::Deserialize::deserialize(doc).map_err(|e| WorkloadError::Manifest {
                 path: file.to_string(),

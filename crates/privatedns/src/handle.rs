@@ -669,7 +669,7 @@ mod tests {
     use super::*;
 
     fn spec() -> Spec {
-        serde_yaml::from_str("project: kf-dev\nnetwork: kf-net\ndns: {domains: [gcr.io]}\n")
+        yaml_serde::from_str("project: kf-dev\nnetwork: kf-net\ndns: {domains: [gcr.io]}\n")
             .unwrap()
     }
 

@@ -67,7 +67,7 @@ async fn mutating(server: &MockServer) -> Vec<(String, String, Value)> {
 }
 
 fn spec() -> Spec {
-    serde_yaml::from_str(
+    yaml_serde::from_str(
         "project: kf-dev\nnetwork: kf-net\ndns: {zone_prefix: kubeflow, domains: [gcr.io]}\n",
     )
     .unwrap()

@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn renders_a_master_file() {
-        let spec: Spec = serde_yaml::from_str(
+        let spec: Spec = yaml_serde::from_str(
             "project: kf-dev\nnetwork: kf-net\ndns: {domains: [googleapis.com]}\n",
         )
         .unwrap();

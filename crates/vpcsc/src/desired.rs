@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn levels_merge_members() {
         let spec: AccessLevelSpec =
-            serde_yaml::from_str("name: kubeflow\nmembers: [user:alice@example.com]").unwrap();
+            yaml_serde::from_str("name: kubeflow\nmembers: [user:alice@example.com]").unwrap();
         let live = AccessLevel::new()
             .set_name("accessPolicies/1/accessLevels/kubeflow")
             .set_title("kubeflow")

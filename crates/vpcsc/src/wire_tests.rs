@@ -128,7 +128,7 @@ async fn handle(server: &MockServer) -> Vpcsc {
 }
 
 fn spec(services: &[&str]) -> Spec {
-    let mut spec: Spec = serde_yaml::from_str(
+    let mut spec: Spec = yaml_serde::from_str(
         "project: kf-dev\norganization: organizations/123456789\nvpcsc:\n  perimeter:\n    name: KubeflowZone\n    title: Kubeflow Zone\n",
     )
     .unwrap();
@@ -220,7 +220,7 @@ async fn create_policy_matches_gcloud() {
 }
 
 fn level_spec() -> AccessLevelSpec {
-    serde_yaml::from_str(
+    yaml_serde::from_str(
         "name: kubeflow\ntitle: Kubeflow kf-dev\nmembers: [user:alice@example.com]",
     )
     .unwrap()

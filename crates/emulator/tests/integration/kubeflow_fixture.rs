@@ -18,7 +18,7 @@ pub(crate) fn documents() -> Vec<Value> {
     flate2::read::GzDecoder::new(gz.as_slice())
         .read_to_string(&mut text)
         .expect("the fixture is gzip of UTF-8");
-    serde_yaml::Deserializer::from_str(&text)
+    yaml_serde::Deserializer::from_str(&text)
         .map(|d| {
             let v: Value = serde::Deserialize::deserialize(d).expect("the fixture is YAML");
             v

@@ -35,8 +35,8 @@ pub(crate) fn example_spec() -> Spec {
         "/../../examples/config/kf-dev.yaml"
     ))
     .unwrap();
-    let all: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let mut keys = serde_yaml::Mapping::new();
+    let all: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+    let mut keys = yaml_serde::Mapping::new();
     for key in [
         "project",
         "region",
@@ -47,7 +47,7 @@ pub(crate) fn example_spec() -> Spec {
     ] {
         keys.insert(key.into(), all[key].clone());
     }
-    let spec: Spec = serde_yaml::from_value(serde_yaml::Value::Mapping(keys)).unwrap();
+    let spec: Spec = yaml_serde::from_value(yaml_serde::Value::Mapping(keys)).unwrap();
     spec.validate().unwrap();
     spec
 }

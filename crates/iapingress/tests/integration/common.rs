@@ -51,19 +51,19 @@ pub(crate) fn spec_with(overrides: &str) -> Spec {
         "/../../examples/config/kf-dev.yaml"
     ))
     .unwrap();
-    let all: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let all: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
     let mut ingress = all["ingress"].as_mapping().unwrap().clone();
     if !overrides.is_empty() {
-        let extra: serde_yaml::Mapping = serde_yaml::from_str(overrides).unwrap();
+        let extra: yaml_serde::Mapping = yaml_serde::from_str(overrides).unwrap();
         for (k, v) in extra {
             ingress.insert(k, v);
         }
     }
-    let mut keys = serde_yaml::Mapping::new();
+    let mut keys = yaml_serde::Mapping::new();
     keys.insert("project".into(), all["project"].clone());
     keys.insert("deployment".into(), all["deployment"].clone());
-    keys.insert("ingress".into(), serde_yaml::Value::Mapping(ingress));
-    serde_yaml::from_value(serde_yaml::Value::Mapping(keys)).unwrap()
+    keys.insert("ingress".into(), yaml_serde::Value::Mapping(ingress));
+    yaml_serde::from_value(yaml_serde::Value::Mapping(keys)).unwrap()
 }
 
 /// The example's spec as it is.

@@ -188,8 +188,8 @@ fn gke_schema_errors(objects: &[serde_json::Value]) -> Vec<(String, String, Vec<
 }
 
 fn gke_objects(yaml: &str) -> Vec<serde_json::Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
+    yaml_serde::Deserializer::from_str(yaml)
+        .map(|d| serde_json::to_value(yaml_serde::Value::deserialize(d).unwrap()).unwrap())
         .filter(|v: &serde_json::Value| {
             let av = v["apiVersion"].as_str().unwrap_or("");
             av.starts_with("cloud.google.com/") || av.starts_with("networking.gke.io/")

@@ -26,7 +26,7 @@ fn gcloud(file: &str) -> (String, String, String, Value) {
 }
 
 fn busybox() -> Vec<WantedImage> {
-    let spec: Spec = serde_yaml::from_str(
+    let spec: Spec = yaml_serde::from_str(
         "project: kf-dev\nimages:\n  destination: us-docker.pkg.dev/kf-dev/m\n  sources: [docker.io/library/busybox:1.36]\n",
     )
     .unwrap();

@@ -1,10 +1,10 @@
 //! Generated multi-document manifests with non-ASCII text in every kind of scalar, key and
 //! comment, CRLF and a BOM: every image is rewritten through [`crate::manifests::rewrite`] and
-//! an independent parser (serde_yaml) reads the same documents back, with the new images.
+//! an independent parser (yaml_serde) reads the same documents back, with the new images.
 
 use proptest::prelude::*;
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use super::{Node, parse};
 
@@ -242,10 +242,10 @@ fn stream(c: &mut Choices) -> (String, Vec<Value>, Vec<String>) {
 }
 
 fn read_all(text: &str) -> Vec<Value> {
-    // libyaml (under serde_yaml) stops at a BOM before a `---` line ("did not find expected
+    // libyaml (under yaml_serde) stops at a BOM before a `---` line ("did not find expected
     // <document start>"), so it reads the text after it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    serde_yaml::Deserializer::from_str(text)
+    yaml_serde::Deserializer::from_str(text)
         .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{e}:\n{text}")))
         .collect()
 }

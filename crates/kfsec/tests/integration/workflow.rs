@@ -74,9 +74,9 @@ async fn apply_runs_every_stage_then_a_second_apply_sends_nothing() {
     );
     assert!(!manifests.contains("image: nginx:1.27"), "{manifests}");
     assert!(manifests.contains("kind: BackendConfig"), "{manifests}");
-    let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&manifests)
+    let kinds: Vec<String> = yaml_serde::Deserializer::from_str(&manifests)
         .map(|d| {
-            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).unwrap();
+            let v: yaml_serde::Value = serde::Deserialize::deserialize(d).unwrap();
             v["kind"].as_str().unwrap_or("").to_string()
         })
         .filter(|k| !k.is_empty())

@@ -23,11 +23,11 @@ pub(crate) fn example_spec() -> Spec {
         "/../../examples/config/kf-dev.yaml"
     ))
     .unwrap();
-    let all: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let all: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
     let spec = Spec {
-        project: serde_yaml::from_value(all["project"].clone()).unwrap(),
+        project: yaml_serde::from_value(all["project"].clone()).unwrap(),
         network: all["network"]["name"].as_str().unwrap().to_string(),
-        dns: serde_yaml::from_value(all["dns"].clone()).unwrap(),
+        dns: yaml_serde::from_value(all["dns"].clone()).unwrap(),
     };
     spec.validate().unwrap();
     spec

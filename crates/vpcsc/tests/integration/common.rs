@@ -28,10 +28,10 @@ pub(crate) fn example_spec() -> Spec {
         "/../../examples/config/kf-dev.yaml"
     ))
     .unwrap();
-    let mut all: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
+    let mut all: yaml_serde::Mapping = yaml_serde::from_str(&text).unwrap();
     let keep = ["project", "organization", "vpcsc"];
     all.retain(|k, _| keep.contains(&k.as_str().unwrap_or("")));
-    let spec: Spec = serde_yaml::from_value(serde_yaml::Value::Mapping(all)).unwrap();
+    let spec: Spec = yaml_serde::from_value(yaml_serde::Value::Mapping(all)).unwrap();
     spec.validate().unwrap();
     spec
 }

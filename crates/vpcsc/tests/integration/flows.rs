@@ -124,7 +124,7 @@ async fn rules_and_vpc_accessible_services_round_trip_and_stay_idempotent() {
     let emu = emulator(fast()).await;
     let vpcsc = handle(&emu).await;
     let mut spec = example_spec();
-    let extra: kfsec_vpcsc::PerimeterSpec = serde_yaml::from_str(
+    let extra: kfsec_vpcsc::PerimeterSpec = yaml_serde::from_str(
         r#"
 name: KubeflowZone
 title: Kubeflow Zone
