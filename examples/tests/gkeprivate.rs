@@ -1,20 +1,12 @@
 //! `cargo run --example gkeprivate -- plan|apply|verify|kubeconfig`.
 
-use kfsec_emulator::{Emulator, EmulatorOptions};
+use kfsec_emulator::EmulatorOptions;
 
 use crate::{run, running_emulator, text};
 
 const CONFIG: &str = "examples/config/kf-dev.yaml";
 
-fn mutating(emu: &Emulator, since: usize) -> Vec<String> {
-    emu.requests()[since..]
-        .iter()
-        .filter(|r| {
-            r.method != "GET" && !r.path.ends_with("/wait") && !r.path.ends_with(":getIamPolicy")
-        })
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
+use kfsec_test_support::mutating;
 
 const CREATED: &[&str] = &[
     "created   network kf-net",

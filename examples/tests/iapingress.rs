@@ -21,13 +21,7 @@ fn config_with_ingress(dir: &tempfile::TempDir, ingress: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn mutating(emu: &Emulator, since: usize) -> Vec<String> {
-    emu.requests()[since..]
-        .iter()
-        .filter(|r| r.method != "GET" && !r.path.ends_with(":getIamPolicy"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
+use kfsec_test_support::mutating;
 
 /// The workload's namespace and backend Service, as Kubeflow makes them before the entrance
 /// (server-side apply of the sample workload's documents, through the emulator's wire).

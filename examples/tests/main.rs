@@ -63,18 +63,7 @@ pub(crate) async fn running_emulator(
     (emu, dir, path)
 }
 
-/// `api METHOD path` of each mutating request after the `since`-th (reads sent as POST are not).
-pub(crate) fn mutating(emu: &kfsec_emulator::Emulator, since: usize) -> Vec<String> {
-    emu.requests()[since..]
-        .iter()
-        .filter(|r| {
-            !matches!(r.method.as_str(), "GET" | "HEAD")
-                && !r.path.ends_with("/wait")
-                && !r.path.ends_with(":getIamPolicy")
-        })
-        .map(|r| format!("{} {} {}", r.api, r.method, r.path))
-        .collect()
-}
+pub(crate) use kfsec_test_support::mutating;
 
 pub(crate) fn text(out: &Output) -> (String, String) {
     (

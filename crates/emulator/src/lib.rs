@@ -83,6 +83,48 @@ pub struct RequestRecord {
     /// each step of a client took, and how steps overlapped).
     #[serde(default)]
     pub at_ms: u64,
+    /// Whether it only read: GET and HEAD, and the reads Google's APIs take as POST
+    /// (see [`is_read`]). A client's "sent nothing" means no record with `read: false`.
+    #[serde(default)]
+    pub read: bool,
+}
+
+impl RequestRecord {
+    /// Whether it could change something: not a read (see [`is_read`]).
+    pub fn is_mutating(&self) -> bool {
+        !self.read
+    }
+}
+
+/// Whether a request with this method and path only reads. GET and HEAD, and the reads
+/// Google's APIs take as POST: `:getIamPolicy`, `:testIamPermissions`, `:getAncestry`,
+/// Resource Manager's `organizations:search`, and waiting on an operation (Compute's
+/// `operations/NAME/wait`, `:wait`).
+///
+/// ```
+/// use kfsec_emulator::is_read;
+/// assert!(is_read("GET", "/compute/v1/projects/kf-dev/global/networks/kf-net"));
+/// assert!(is_read("POST", "/v1/projects/kf-dev:getIamPolicy"));
+/// assert!(!is_read("POST", "/v1/projects/kf-dev:setIamPolicy"));
+/// assert!(!is_read("PATCH", "/v1/accessPolicies/1/servicePerimeters/KubeflowZone"));
+/// ```
+pub fn is_read(method: &str, path: &str) -> bool {
+    match method {
+        "GET" | "HEAD" | "OPTIONS" => true,
+        "POST" => {
+            [
+                ":getIamPolicy",
+                ":testIamPermissions",
+                ":getAncestry",
+                ":wait",
+                "/wait",
+            ]
+            .iter()
+            .any(|end| path.ends_with(end))
+                || path.ends_with("/organizations:search")
+        }
+        _ => false,
+    }
 }
 
 /// Errors of the emulator itself (not of the APIs it serves).

@@ -249,6 +249,7 @@ async fn api_handler(
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
         at_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        read: crate::is_read(method.as_str(), uri.path()),
     });
     tracing::debug!(api = ctx.api, %method, %uri, "request");
     if !shared.latency.is_zero() {

@@ -55,7 +55,7 @@ async fn mutating(server: &MockServer) -> Vec<(String, String, Value)> {
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.method.as_str() != "GET")
+        .filter(|r| !kfsec_emulator::is_read(r.method.as_str(), r.url.path()))
         .map(|r| {
             (
                 r.method.to_string(),

@@ -95,8 +95,8 @@ async fn state_requests_reset_and_faults() {
     assert_eq!(
         log,
         json!([
-            {"api": "serviceusage", "method": "POST", "path": "/v1/projects/kf-dev/services/storage.googleapis.com:enable", "query": "alt=json"},
-            {"api": "accesscontextmanager", "method": "POST", "path": "/v1/accessPolicies", "query": ""},
+            {"api": "serviceusage", "method": "POST", "path": "/v1/projects/kf-dev/services/storage.googleapis.com:enable", "query": "alt=json", "read": false},
+            {"api": "accesscontextmanager", "method": "POST", "path": "/v1/accessPolicies", "query": "", "read": false},
         ])
     );
 

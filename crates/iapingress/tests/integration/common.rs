@@ -1,12 +1,11 @@
 //! Helpers: an emulator per test, a handle on it, the example spec, the test tools.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kfsec_core::{Connection, Progress, ProgressEvent};
+use kfsec_core::{Progress, ProgressEvent};
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use kfsec_iapingress::{IapIngress, Spec};
 use kube::api::{Api, PostParams};
@@ -21,9 +20,7 @@ pub(crate) async fn emulator(lro: Duration) -> Emulator {
     .expect("start the emulator")
 }
 
-pub(crate) fn connection(emulator: &Emulator) -> Connection {
-    Connection::emulated(emulator.endpoints().into())
-}
+pub(crate) use kfsec_test_support::{connection, gcloud};
 
 /// A handle on the emulator that waits at most 30 s for the ingress.
 pub(crate) async fn handle(emulator: &Emulator) -> IapIngress {
@@ -73,17 +70,7 @@ pub(crate) fn example_spec() -> Spec {
     spec
 }
 
-/// `METHOD path` of every mutating request since the `since`-th. IAP's getIamPolicy is a read
-/// sent as POST.
-pub(crate) fn mutating_since(emulator: &Emulator, since: usize) -> Vec<String> {
-    emulator
-        .requests()
-        .into_iter()
-        .skip(since)
-        .filter(|r| r.method != "GET" && !r.path.ends_with(":getIamPolicy"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
+pub(crate) use kfsec_test_support::mutating as mutating_since;
 
 /// The object the emulator's Kubernetes API holds, by `apiVersion/Kind` and `ns/name` (or
 /// `name` when cluster-scoped).
@@ -113,33 +100,6 @@ pub(crate) fn members(policy: &serde_json::Value, role: &str) -> Vec<String> {
         .collect();
     out.sort();
     out
-}
-
-/// Runs gcloud with a configuration pointing at the emulator; panics when it fails.
-pub(crate) async fn gcloud(emulator: &Emulator, args: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    emulator
-        .write_gcloud_config(&dir.path().join("config"))
-        .unwrap();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let root = dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("gcloud")
-            .args(&args)
-            .env("CLOUDSDK_CONFIG", root.join("config"))
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .expect("gcloud is installed (cargo xtask install)")
-    })
-    .await
-    .unwrap();
-    drop(dir);
-    assert!(
-        out.status.success(),
-        "gcloud failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `<workspace>/target/test-tools`, where `cargo xtask install` puts kubernetes-validate (a

@@ -3,15 +3,12 @@
 
 use std::time::Duration;
 
-use kfsec_core::Connection;
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use serde_json::Value;
 
 use crate::config::in_workspace;
 
-pub(crate) fn connection(emu: &Emulator) -> Connection {
-    Connection::emulated(emu.endpoints().into())
-}
+pub(crate) use kfsec_test_support::connection;
 
 pub(crate) fn config() -> kfsec::Config {
     let text = std::fs::read_to_string(concat!(
@@ -33,18 +30,7 @@ pub(crate) async fn emulator(lro_ms: u64, fault_rate: f64, fault_seed: u64) -> E
     .unwrap()
 }
 
-/// Mutating requests after the `since`-th (reads sent as POST are not).
-pub(crate) fn mutating(emu: &Emulator, since: usize) -> Vec<String> {
-    emu.requests()[since..]
-        .iter()
-        .filter(|r| {
-            !matches!(r.method.as_str(), "GET" | "HEAD")
-                && !r.path.ends_with("/wait")
-                && !r.path.ends_with(":getIamPolicy")
-        })
-        .map(|r| format!("{} {} {}", r.api, r.method, r.path))
-        .collect()
-}
+pub(crate) use kfsec_test_support::mutating;
 
 /// Fields that differ between two runs that reached the same state: ids, times, etags,
 /// versions, generated certificates and keys.

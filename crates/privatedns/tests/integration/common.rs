@@ -1,14 +1,10 @@
 //! Helpers: an emulator per test, a handle on it, the example spec, gcloud against it.
 
-use std::process::Command;
-
 use kfsec_core::Connection;
-use kfsec_emulator::{Emulator, EmulatorOptions};
+use kfsec_emulator::Emulator;
 use kfsec_privatedns::{PrivateDns, Spec};
 
-pub(crate) async fn emulator(options: EmulatorOptions) -> Emulator {
-    Emulator::start(options).await.expect("start the emulator")
-}
+pub(crate) use kfsec_test_support::{emulator, gcloud};
 
 pub(crate) async fn handle(emulator: &Emulator) -> PrivateDns {
     PrivateDns::new(&Connection::emulated(emulator.endpoints().into()))
@@ -33,15 +29,7 @@ pub(crate) fn example_spec() -> Spec {
     spec
 }
 
-pub(crate) fn mutating_since(emulator: &Emulator, since: usize) -> Vec<String> {
-    emulator
-        .requests()
-        .into_iter()
-        .skip(since)
-        .filter(|r| r.method != "GET")
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
+pub(crate) use kfsec_test_support::mutating as mutating_since;
 
 /// Record sets of one zone from the emulator's state, as (name, type, rrdatas) sorted.
 pub(crate) fn records(emulator: &Emulator, zone: &str) -> Vec<(String, String, Vec<String>)> {
@@ -64,41 +52,12 @@ pub(crate) fn records(emulator: &Emulator, zone: &str) -> Vec<(String, String, V
     out
 }
 
-/// Runs `program` with a gcloud configuration pointing at the emulator, in a scratch directory
-/// (gcloud's record-sets transaction writes its file into the current directory).
+/// Runs `program` (gcloud, or bash running gcloud) with a gcloud configuration pointing at
+/// the emulator, in a scratch directory.
 pub(crate) async fn with_gcloud(
     emulator: &Emulator,
     program: &str,
     args: &[&str],
 ) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    emulator
-        .write_gcloud_config(&dir.path().join("config"))
-        .unwrap();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let (program, root) = (program.to_string(), dir.path().to_path_buf());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(&program)
-            .args(&args)
-            .current_dir(&root)
-            .env("CLOUDSDK_CONFIG", root.join("config"))
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .unwrap_or_else(|e| panic!("{program} cannot start: {e}"))
-    })
-    .await
-    .unwrap();
-    drop(dir);
-    out
-}
-
-pub(crate) async fn gcloud(emulator: &Emulator, args: &[&str]) -> String {
-    let out = with_gcloud(emulator, "gcloud", args).await;
-    assert!(
-        out.status.success(),
-        "gcloud {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    kfsec_test_support::run_with_gcloud(emulator, program, args, None).await
 }

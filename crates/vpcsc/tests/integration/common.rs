@@ -1,19 +1,11 @@
 //! Helpers: an emulator per test, a handle on it, the example spec, gcloud against it.
 
-use std::process::Command;
 use std::time::Duration;
 
-use kfsec_core::Connection;
 use kfsec_emulator::{Emulator, EmulatorOptions};
 use kfsec_vpcsc::{Spec, Vpcsc};
 
-pub(crate) async fn emulator(options: EmulatorOptions) -> Emulator {
-    Emulator::start(options).await.expect("start the emulator")
-}
-
-pub(crate) fn connection(emulator: &Emulator) -> Connection {
-    Connection::emulated(emulator.endpoints().into())
-}
+pub(crate) use kfsec_test_support::{connection, emulator, gcloud};
 
 pub(crate) async fn handle(emulator: &Emulator) -> Vpcsc {
     Vpcsc::new(&connection(emulator))
@@ -36,16 +28,7 @@ pub(crate) fn example_spec() -> Spec {
     spec
 }
 
-/// The mutating requests the emulator received after the first `since` requests.
-pub(crate) fn mutating_since(emulator: &Emulator, since: usize) -> Vec<String> {
-    emulator
-        .requests()
-        .into_iter()
-        .skip(since)
-        .filter(|r| r.method != "GET")
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
+pub(crate) use kfsec_test_support::mutating as mutating_since;
 
 /// The Access Context Manager state without what changes from run to run (ids, etags, times).
 pub(crate) fn acm_state(emulator: &Emulator) -> serde_json::Value {
@@ -77,44 +60,14 @@ fn strip(v: &mut serde_json::Value, keys: &[&str]) {
     }
 }
 
-/// Runs the real gcloud against the emulator; returns stdout, panics with stderr on failure.
-pub(crate) async fn gcloud(emulator: &Emulator, args: &[&str]) -> String {
-    let out = gcloud_output(emulator, args).await;
-    assert!(
-        out.status.success(),
-        "gcloud {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub(crate) async fn gcloud_output(emulator: &Emulator, args: &[&str]) -> std::process::Output {
-    with_gcloud_config(emulator, "gcloud", args).await
-}
-
-/// Runs `program` with a gcloud configuration that points at the emulator (CLOUDSDK_CONFIG).
+/// Runs `program` (gcloud, or bash running gcloud) with a gcloud configuration pointing at
+/// the emulator, in a scratch directory.
 pub(crate) async fn with_gcloud_config(
     emulator: &Emulator,
     program: &str,
     args: &[&str],
 ) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    emulator.write_gcloud_config(dir.path()).unwrap();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let (program, config) = (program.to_string(), dir.path().to_path_buf());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(&program)
-            .args(&args)
-            .env("CLOUDSDK_CONFIG", &config)
-            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-            .output()
-            .unwrap_or_else(|e| panic!("{program} cannot start ({e}); gcloud must be installed (cargo xtask test checks it)"))
-    })
-    .await
-    .unwrap();
-    drop(dir);
-    out
+    kfsec_test_support::run_with_gcloud(emulator, program, args, None).await
 }
 
 pub(crate) fn fast() -> EmulatorOptions {
