@@ -256,6 +256,11 @@ fn authorized(spec: &Spec) -> Value {
 /// The cluster, with GKE's current fields and the legacy ones gcloud 528 still sends.
 pub(crate) fn cluster(spec: &Spec) -> Value {
     let s = &spec.network.subnet;
+    // Private nodes are asked for with today's `networkConfig.defaultEnablePrivateNodes` below.
+    // `privateClusterConfig` stays for two reasons: it is still where GKE takes the control
+    // plane's range (`masterIpv4CidrBlock`), and gcloud 528 sends the deprecated
+    // `enablePrivateNodes` and `enablePrivateEndpoint` in it beside the new fields (pinned by
+    // the wire test `cluster_create_matches_gcloud_new_and_legacy_fields`), so kfsec sends what gcloud sends.
     let mut private_config = json!({"enablePrivateNodes": true, "masterIpv4CidrBlock": spec.cluster.master_cidr.to_string()});
     let mut ip_endpoints = json!({"authorizedNetworksConfig": authorized(spec)});
     if spec.cluster.private_endpoint {
