@@ -376,7 +376,7 @@ impl Kfsec {
     /// CA from GKE, credentials from gke-gcloud-auth-plugin).
     pub async fn kube(&self, config: &Config) -> Result<kube::Client, String> {
         if self.conn.is_emulated() {
-            return kfsec_iapingress::kube_client(&self.conn)
+            return kfsec_kube::kube_client(&self.conn)
                 .await
                 .map_err(|e| e.to_string());
         }

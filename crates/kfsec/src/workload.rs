@@ -58,7 +58,7 @@ fn created_by_kfsec(live: &Value) -> bool {
 /// it) or the ingress's `app.kubernetes.io/managed-by: kfsec` label (the ingress made it, and
 /// the workload's document for it found it there).
 fn namespace_by_kfsec(live: &Value) -> bool {
-    use kfsec_iapingress::objects::{MANAGED_BY, MANAGED_BY_LABEL};
+    use kfsec_kube::{MANAGED_BY, MANAGED_BY_LABEL};
     created_by_kfsec(live)
         || live
             .pointer("/metadata/labels")
@@ -500,7 +500,7 @@ impl WorkloadError {
         matches!(
             self,
             Self::Kubernetes { code, .. }
-                if *code == 409 || kfsec_iapingress::error::transient_status(*code)
+                if *code == 409 || kfsec_kube::transient_status(*code)
         )
     }
 }
@@ -564,7 +564,7 @@ impl Workload {
 
     /// How the cluster serves `gvk` (discovery, retried); `what` names the lookup in errors.
     async fn served(&self, gvk: &GroupVersionKind, what: String) -> Result<Found, WorkloadError> {
-        kfsec_iapingress::retry_read(&self.policies, || {
+        kfsec_kube::retry_read(&self.policies, || {
             kube::discovery::pinned_kind(&self.kube, gvk)
         })
         .await
@@ -641,7 +641,7 @@ impl Workload {
                     );
                     let desired = normalized(&doc.object, cluster_scoped);
                     let mut out = Vec::new();
-                    kfsec_iapingress::objects::differences(&desired, &l, "", &mut out);
+                    kfsec_kube::differences(&desired, &l, "", &mut out);
                     if out.is_empty() {
                         Action::Unchanged
                     } else {
@@ -901,7 +901,7 @@ impl Workload {
             .as_ref()
             .map(|l| serde_json::to_value(l).unwrap_or(Value::Null));
         if let Some(l) = &live_value
-            && kfsec_iapingress::objects::is_subset(&desired, l)
+            && kfsec_kube::is_subset(&desired, l)
         {
             return Ok(Outcome::Unchanged);
         }
@@ -938,7 +938,7 @@ impl Workload {
     ) -> Result<Option<Value>, WorkloadError> {
         let api = self.api(ar, caps, doc);
         Ok(
-            kfsec_iapingress::retry_read(&self.policies, || api.get_opt(doc.name()))
+            kfsec_kube::retry_read(&self.policies, || api.get_opt(doc.name()))
                 .await
                 .map_err(|e| kube_error(format!("read {}", doc.display()), e))?
                 .map(|l| serde_json::to_value(l).unwrap_or(Value::Null)),
@@ -978,7 +978,7 @@ impl Workload {
         };
         let api = Api::<DynamicObject>::all_with(self.kube.clone(), &ar);
         let params = kube::api::ListParams::default();
-        let list = match kfsec_iapingress::retry_read(&self.policies, || api.list(&params)).await {
+        let list = match kfsec_kube::retry_read(&self.policies, || api.list(&params)).await {
             Ok(l) => l,
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
             Err(e) => return Err(kube_error(format!("list {plural}.{group}"), e)),
@@ -1057,7 +1057,7 @@ impl Workload {
             } else if !is_namespace && !created_by_kfsec(&l) {
                 Err("kept: it existed before kfsec applied it".to_string())
             } else if is_namespace {
-                let leftovers = kfsec_iapingress::namespace_leftovers(
+                let leftovers = kfsec_kube::namespace_leftovers(
                     &self.kube,
                     doc.name(),
                     &leaving,
@@ -1067,10 +1067,7 @@ impl Workload {
                 .map_err(|e| WorkloadError::Kubernetes {
                     what: format!("look into namespace {}", doc.name()),
                     // 0 (no answer) or the API's status: what decides a retry.
-                    code: match &e {
-                        kfsec_iapingress::IngressError::Kubernetes { code, .. } => *code,
-                        _ => 0,
-                    },
+                    code: e.code().unwrap_or(0),
                     message: e.to_string(),
                 })?;
                 if leftovers.is_empty() {
@@ -1078,7 +1075,7 @@ impl Workload {
                 } else {
                     Err(format!(
                         "kept: objects kfsec did not create are in it: {}",
-                        kfsec_iapingress::name_leftovers(&leftovers)
+                        kfsec_kube::name_leftovers(&leftovers)
                     ))
                 }
             } else if doc.kind() == "CustomResourceDefinition" {

@@ -74,7 +74,7 @@ fn spec(dir: &tempfile::TempDir) -> WorkloadSpec {
 
 async fn workload(emu: &Emulator) -> Workload {
     let conn = connection(emu);
-    Workload::new(kfsec_iapingress::kube_client(&conn).await.unwrap())
+    Workload::new(kfsec_kube::kube_client(&conn).await.unwrap())
         .with_policies(conn.policies().clone())
 }
 
