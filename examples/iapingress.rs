@@ -76,7 +76,7 @@ async fn stand_in_workload(conn: &kfsec_core::Connection) -> anyhow::Result<()> 
     use k8s_openapi::api::core::v1::{Namespace, Service};
     use kube::api::{Api, Patch, PatchParams};
     use serde::Deserialize as _;
-    let kube = kfsec_iapingress::kube_client(conn).await?;
+    let kube = kfsec_kube::kube_client(conn).await?;
     let params = PatchParams::apply("kfsec-example-workload");
     let mut made = Vec::new();
     for doc in yaml_serde::Deserializer::from_str(SAMPLE_WORKLOAD) {

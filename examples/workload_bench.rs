@@ -289,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
 
     let emu = emulator(&cli).await?;
     let conn = Connection::emulated(emu.endpoints().into());
-    let workload = Workload::new(kfsec_iapingress::kube_client(&conn).await?);
+    let workload = Workload::new(kfsec_kube::kube_client(&conn).await?);
     let kfsec = [
         timed("apply", &emu, async {
             workload.apply(&docs, Duration::ZERO).await?;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use kfsec_core::{CloudError, ConnectionError, ValidationErrors};
+use kfsec_kube::{KubeError, transient_status};
 
 /// Everything that can go wrong making the IAP-protected entrance.
 #[derive(Debug, thiserror::Error)]
@@ -97,19 +98,7 @@ fn hint(code: u16) -> &'static str {
 
 impl IngressError {
     pub(crate) fn kube(what: impl Into<String>, e: kube::Error) -> Self {
-        let what = what.into();
-        match e {
-            kube::Error::Api(status) => Self::Kubernetes {
-                what,
-                code: status.code,
-                message: status.message,
-            },
-            other => Self::Kubernetes {
-                what,
-                code: 0,
-                message: other.to_string(),
-            },
-        }
+        KubeError::new(what, e).into()
     }
 
     /// Whether a re-run may succeed without a change (a transient failure).
@@ -123,14 +112,19 @@ impl IngressError {
     }
 }
 
-/// Whether a Kubernetes API status may go away by itself: 0 (no answer, or a broken one), 429
-/// (throttled) and the 5xx a busy or restarting API server sends. Every Kubernetes retry
-/// decision in kfsec starts from this list.
-///
-/// ```
-/// assert!(kfsec_iapingress::error::transient_status(503));
-/// assert!(!kfsec_iapingress::error::transient_status(404));
-/// ```
-pub fn transient_status(code: u16) -> bool {
-    matches!(code, 0 | 429 | 500 | 502 | 503 | 504)
+/// A [`KubeError`] as the ingress says it: [`IngressError::Kubernetes`] with the HTTP status
+/// (404 for a kind the API does not serve, 0 when there was no answer), or
+/// [`IngressError::NoCluster`].
+impl From<KubeError> for IngressError {
+    fn from(e: KubeError) -> Self {
+        let code = e.code().unwrap_or(0);
+        match e {
+            KubeError::NoCluster(message) => Self::NoCluster(message),
+            other => Self::Kubernetes {
+                what: other.what().unwrap_or_default().to_string(),
+                code,
+                message: other.message().to_string(),
+            },
+        }
+    }
 }

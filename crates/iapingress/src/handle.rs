@@ -100,30 +100,6 @@ pub struct Ready {
     pub backends: Vec<(String, String)>,
 }
 
-/// A kube-rs client for the connection: the emulator's `kubernetes` endpoint, or, for real
-/// Google, the current kubeconfig context (KUBECONFIG, `~/.kube/config`) or the in-cluster
-/// service account.
-pub async fn kube_client(conn: &Connection) -> Result<kube::Client, IngressError> {
-    // Both ring and aws-lc-rs are linked (through different SDK crates), so rustls cannot pick
-    // one by itself; choose aws-lc-rs unless the program already chose. An error here only
-    // means another thread installed one first, which is as good.
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    }
-    let config = if conn.is_emulated() {
-        let url = conn.endpoint("kubernetes")?.unwrap_or_default();
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| IngressError::NoCluster(format!("bad kubernetes endpoint {url}: {e}")))?;
-        kube::Config::new(uri)
-    } else {
-        kube::Config::infer()
-            .await
-            .map_err(|e| IngressError::NoCluster(e.to_string()))?
-    };
-    kube::Client::try_from(config).map_err(|e| IngressError::NoCluster(e.to_string()))
-}
-
 pub(crate) fn api(kube: &kube::Client, d: &Desired) -> Api<DynamicObject> {
     let ar = d.kind.api_resource();
     match &d.namespace {
@@ -146,7 +122,7 @@ fn kubectl_apply(d: &Desired) -> String {
 
 impl IapIngress {
     /// Builds the Google clients from the connection and a Kubernetes client with
-    /// [`kube_client`].
+    /// [`kfsec_kube::kube_client`].
     pub async fn new(conn: &Connection) -> Result<Self, IngressError> {
         let build = |api: &'static str| {
             move |e: google_cloud_gax::client_builder::Error| kfsec_core::ConnectionError::Build {
@@ -168,7 +144,7 @@ impl IapIngress {
         };
         Ok(Self::from_parts(
             clients,
-            kube_client(conn).await?,
+            kfsec_kube::kube_client(conn).await?,
             conn.policies().clone(),
         ))
     }
@@ -422,7 +398,7 @@ impl IapIngress {
                     };
                     if let Some(desired) = desired {
                         let mut out = Vec::new();
-                        objects::differences(desired, live, "", &mut out);
+                        kfsec_kube::differences(desired, live, "", &mut out);
                         for (path, before, after) in out {
                             let (before, after) = if d.secret && path.starts_with("data") {
                                 (Value::String("[redacted]".into()), Value::String("[redacted: new value]".into()))

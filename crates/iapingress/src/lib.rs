@@ -12,8 +12,7 @@ pub mod tls;
 #[cfg(test)]
 mod wire_tests;
 
-pub use destroy::{name_leftovers, namespace_is_empty, namespace_leftovers, retry_read};
 pub use error::IngressError;
-pub use handle::{ACCESSOR_ROLE, Clients, IapIngress, IngressPlan, Ready, kube_client};
+pub use handle::{ACCESSOR_ROLE, Clients, IapIngress, IngressPlan, Ready};
 pub use jwt::{IapAudience, IapIdentity, IapLayer, IapService, IapVerifier, JwtError};
 pub use spec::{BackendSpec, IngressSpec, OAuthClient, OAuthSpec, Spec, TlsSpec};

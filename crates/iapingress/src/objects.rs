@@ -18,10 +18,9 @@ use serde_json::Value;
 use crate::spec::{OAuthClient, OAuthSpec, Spec, TlsSpec};
 use crate::tls::TlsMaterial;
 
-/// The label every object kfsec creates carries, so that kfsec can tell its own objects.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Its value.
-pub const MANAGED_BY: &str = "kfsec";
+/// The label (and its value) every object the ingress creates carries, so that kfsec can tell
+/// its own objects (defined in kfsec-kube, which the workload's destroy reads it with too).
+pub use kfsec_kube::{MANAGED_BY, MANAGED_BY_LABEL};
 /// The label naming the deployment an object belongs to.
 pub const DEPLOYMENT_LABEL: &str = "kfsec.dev/deployment";
 /// The field manager of every server-side apply.
@@ -596,44 +595,6 @@ pub fn desired(spec: &Spec, secrets: &SecretInputs) -> Vec<Desired> {
     out
 }
 
-/// Whether every field of `desired` is in `live` with the same value (maps compared key by
-/// key, lists element by element with the same length): what makes a second apply send
-/// nothing even though the live object has fields the server added.
-pub fn is_subset(desired: &Value, live: &Value) -> bool {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d
-            .iter()
-            .all(|(k, dv)| l.get(k).is_some_and(|lv| is_subset(dv, lv))),
-        (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
-        }
-        (d, l) => d == l,
-    }
-}
-
-/// The paths where `live` differs from `desired` (for a plan's field diffs), with the values.
-pub fn differences(
-    desired: &Value,
-    live: &Value,
-    path: &str,
-    out: &mut Vec<(String, Value, Value)>,
-) {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => {
-            for (k, dv) in d {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                differences(dv, l.get(k).unwrap_or(&Value::Null), &p, out);
-            }
-        }
-        (d, l) if is_subset(d, l) => {}
-        (d, l) => out.push((path.to_string(), l.clone(), d.clone())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,21 +703,6 @@ mod tests {
         assert_eq!(
             ing["metadata"]["annotations"]["kubernetes.io/ingress.global-static-ip-name"],
             "kf-private-ip"
-        );
-    }
-
-    #[test]
-    fn subset_and_differences() {
-        let desired = json!({"a": 1, "m": {"x": [1, {"y": 2}]}});
-        let live = json!({"a": 1, "b": 2, "m": {"x": [1, {"y": 2, "z": 3}], "w": 0}});
-        assert!(is_subset(&desired, &live));
-        let live2 = json!({"a": 2, "m": {"x": [1]}});
-        assert!(!is_subset(&desired, &live2));
-        let mut out = Vec::new();
-        differences(&desired, &live2, "", &mut out);
-        assert_eq!(
-            out.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(),
-            ["a", "m.x"]
         );
     }
 }

@@ -241,7 +241,7 @@ impl Kfsec {
                         if !cluster_exists {
                             return destroyed(Report::new());
                         }
-                        let kube = self.kube(config).await?;
+                        let kube = self.kube(config).await.map_err(|e| e.to_string())?;
                         let w = Workload::new(kube)
                             .with_progress(self.progress.clone())
                             .with_policies(self.conn.policies().clone())

@@ -28,7 +28,9 @@ pub use config::{Config, WorkloadSpec};
 #[cfg(feature = "workflow")]
 pub use destroy::DestroyOptions;
 #[cfg(feature = "workflow")]
-pub use workflow::{ApplyOptions, Kfsec, WorkflowError, WorkflowPlan, WorkflowReport};
+pub use workflow::{
+    ApplyOptions, ClusterAccessError, Kfsec, WorkflowError, WorkflowPlan, WorkflowReport,
+};
 
 /// What a program that runs the workflow usually needs.
 pub mod prelude {

@@ -50,6 +50,20 @@ pub enum WorkflowError {
     Unconfirmed(String),
 }
 
+/// Why [`Kfsec::kube`] could not make a client for the cluster's Kubernetes API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterAccessError {
+    /// GKE could not be asked for the cluster: its handle, the cluster itself (missing, say),
+    /// or a kubeconfig for it.
+    #[error(transparent)]
+    Gke(#[from] kfsec_gkeprivate::GkeError),
+    /// No Kubernetes client could be made (the emulator's `kubernetes` endpoint missing, no
+    /// kubeconfig).
+    #[error(transparent)]
+    Kube(#[from] kfsec_kube::KubeError),
+}
+
 /// How `apply` runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
@@ -374,18 +388,16 @@ impl Kfsec {
 
     /// The cluster's Kubernetes API: the emulator's, or the GKE cluster's (its endpoint and
     /// CA from GKE, credentials from gke-gcloud-auth-plugin).
-    pub async fn kube(&self, config: &Config) -> Result<kube::Client, String> {
+    pub async fn kube(&self, config: &Config) -> Result<kube::Client, ClusterAccessError> {
         if self.conn.is_emulated() {
-            return kfsec_iapingress::kube_client(&self.conn)
-                .await
-                .map_err(|e| e.to_string());
+            return Ok(kfsec_kube::kube_client(&self.conn).await?);
         }
-        let gke = self.gke().await?;
-        let cluster = gke.cluster(&config.gke).await.map_err(|e| e.to_string())?;
-        let kube_config = kfsec_gkeprivate::kubeconfig::kube_config(&config.gke, &cluster)
-            .await
-            .map_err(|e| e.to_string())?;
-        kube::Client::try_from(kube_config).map_err(|e| e.to_string())
+        let gke = kfsec_gkeprivate::GkePrivate::new(&self.conn)
+            .await?
+            .with_progress(self.progress.clone());
+        let cluster = gke.cluster(&config.gke).await?;
+        let kube_config = kfsec_gkeprivate::kubeconfig::kube_config(&config.gke, &cluster).await?;
+        Ok(kfsec_kube::client(kube_config)?)
     }
 
     pub(crate) async fn ingress(
@@ -395,7 +407,7 @@ impl Kfsec {
         Ok(kfsec_iapingress::IapIngress::new(&self.conn)
             .await
             .map_err(|e| e.to_string())?
-            .with_kube(self.kube(config).await?)
+            .with_kube(self.kube(config).await.map_err(|e| e.to_string())?)
             .with_progress(self.progress.clone())
             .with_backend_maker(crate::workload::backend_maker(config)))
     }
@@ -955,7 +967,7 @@ impl Kfsec {
                         let docs =
                             crate::workload::prepare(workload, &report, &config.images.fields())
                                 .map_err(|e| e.to_string())?;
-                        let kube = self.kube(config).await?;
+                        let kube = self.kube(config).await.map_err(|e| e.to_string())?;
                         let w = Workload::new(kube)
                             .with_progress(self.progress.clone())
                             .with_policies(self.conn.policies().clone());

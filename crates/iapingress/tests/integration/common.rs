@@ -121,9 +121,7 @@ pub(crate) fn test_tool(relative: &str) -> PathBuf {
 /// What the workload (Kubeflow) makes before the entrance: its namespace and the backend
 /// Service `envoy`.
 pub(crate) async fn workload(emu: &kfsec_emulator::Emulator) {
-    let kube = kfsec_iapingress::kube_client(&connection(emu))
-        .await
-        .unwrap();
+    let kube = kfsec_kube::kube_client(&connection(emu)).await.unwrap();
     let namespaces: Api<Namespace> = Api::all(kube.clone());
     namespaces
         .create(

@@ -97,9 +97,7 @@ async fn a_stale_etag_is_refused_and_the_grant_starts_again_from_a_fresh_read() 
             .set_role(ACCESSOR_ROLE)
             .set_members(["user:bob@example.com"])]);
     let emu = emulator(Duration::ZERO).await;
-    let kube = kfsec_iapingress::kube_client(&connection(&emu))
-        .await
-        .unwrap();
+    let kube = kfsec_kube::kube_client(&connection(&emu)).await.unwrap();
     let ingress = IapIngress::from_parts(
         Clients {
             iap: IdentityAwareProxyAdminService::from_stub(Stub(iap.clone())),

@@ -220,9 +220,7 @@ async fn an_ingress_someone_else_made_is_left_alone() {
     let emu = emulator(Duration::ZERO).await;
     let ingress = handle(&emu).await.with_wait(None);
     let spec = example_spec();
-    let kube = kfsec_iapingress::kube_client(&connection(&emu))
-        .await
-        .unwrap();
+    let kube = kfsec_kube::kube_client(&connection(&emu)).await.unwrap();
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.clone());
     namespaces
         .create(
@@ -497,9 +495,7 @@ async fn without_its_backend_service_the_wait_fails_at_once_naming_it() {
     let ingress = handle(&emu).await.with_wait(Some(Duration::from_secs(600)));
     let plan = ingress.plan(&example_spec()).await.unwrap();
     let apply = tokio::spawn(async move { ingress.apply(&plan).await });
-    let kube = kfsec_iapingress::kube_client(&connection(&emu))
-        .await
-        .unwrap();
+    let kube = kfsec_kube::kube_client(&connection(&emu)).await.unwrap();
     // Once the wait has polled the Ingress, delete the Service.
     while reads_of(&emu, 0, "/namespaces/kubeflow/ingresses/envoy-ingress") < 2 {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kfsec_core::Policies;
-use kfsec_iapingress::{name_leftovers, namespace_is_empty, namespace_leftovers};
+use kfsec_kube::{name_leftovers, namespace_is_empty, namespace_leftovers};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
@@ -35,9 +35,7 @@ async fn create(
 #[tokio::test(flavor = "multi_thread")]
 async fn custom_resources_keep_a_namespace_and_what_kubernetes_adds_does_not() {
     let emu = emulator(Duration::ZERO).await;
-    let kube = kfsec_iapingress::kube_client(&connection(&emu))
-        .await
-        .unwrap();
+    let kube = kfsec_kube::kube_client(&connection(&emu)).await.unwrap();
     let ns = "team";
     create(
         &kube,

@@ -53,7 +53,7 @@ async fn a_deployment_deleted_during_the_wait_fails_it_at_once_naming_it() {
     };
     let docs = documents(&spec).unwrap();
     let conn = connection(&emu);
-    let kube = kfsec_iapingress::kube_client(&conn).await.unwrap();
+    let kube = kfsec_kube::kube_client(&conn).await.unwrap();
     let w = Workload::new(kube.clone()).with_policies(conn.policies().clone());
     let apply =
         tokio::spawn(async move { w.apply(&docs, Duration::from_secs(spec.wait_seconds)).await });

@@ -74,7 +74,7 @@ fn spec(dir: &tempfile::TempDir) -> WorkloadSpec {
 
 async fn workload(emu: &Emulator) -> Workload {
     let conn = connection(emu);
-    Workload::new(kfsec_iapingress::kube_client(&conn).await.unwrap())
+    Workload::new(kfsec_kube::kube_client(&conn).await.unwrap())
         .with_policies(conn.policies().clone())
 }
 
@@ -302,4 +302,28 @@ async fn a_webhook_that_changes_new_pods_is_flagged_when_the_same_apply_makes_po
     let plan = w.plan(&docs).await.unwrap();
     assert!(plan.is_empty(), "{}", plan.render_text());
     assert!(plan.changes.iter().all(|c| c.notes.is_empty()));
+}
+
+/// `Kfsec::kube` says why it has no cluster as a typed error: an emulated connection without a
+/// `kubernetes` endpoint is `ClusterAccessError::Kube(KubeError::NoCluster)`.
+#[tokio::test]
+async fn no_kubernetes_endpoint_is_a_typed_error() {
+    let conn = kfsec_core::Connection::emulated(kfsec_core::Endpoints::default());
+    let Err(err) = kfsec::Kfsec::new(&conn)
+        .kube(&crate::common::config())
+        .await
+    else {
+        panic!("a client without a kubernetes endpoint");
+    };
+    assert!(
+        matches!(
+            &err,
+            kfsec::ClusterAccessError::Kube(kfsec::workload::KubeError::NoCluster(_))
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("no Kubernetes cluster to talk to"),
+        "{err}"
+    );
 }

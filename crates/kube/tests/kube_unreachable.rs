@@ -15,7 +15,7 @@ async fn read_namespace(url: &str) -> (String, Duration) {
     let client = kube::Client::try_from(config).unwrap();
     let namespaces: kube::Api<Namespace> = kube::Api::all(client);
     let start = Instant::now();
-    let err = kfsec_iapingress::retry_read(&Policies::default(), || namespaces.get_opt("kubeflow"))
+    let err = kfsec_kube::retry_read(&Policies::default(), || namespaces.get_opt("kubeflow"))
         .await
         .unwrap_err();
     (err.to_string(), start.elapsed())
