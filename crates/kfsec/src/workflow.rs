@@ -1012,21 +1012,15 @@ impl Kfsec {
                     async move {
                         let enforced_now = enforced(self, vpcsc, &config.vpcsc).await?;
                         if !enforced_now {
-                            let findings =
-                                vpcsc_read(self, "verify the perimeter in dry run", || {
-                                    vpcsc.verify(dry_run_spec)
-                                })
-                                .await?;
                             // What dry run itself causes (not enforced yet) is what this step
                             // ends; anything else high (the project outside the perimeter, a
-                            // level missing) stops it.
-                            let blocking = |f: &&Finding| {
-                                f.severity == Severity::High
-                                    && f.code != "perimeter.dry_run_only"
-                                    && !(f.code == "perimeter.service_unrestricted"
-                                        && f.message.contains("in dry run only"))
-                            };
-                            if let Some(f) = findings.iter().find(blocking) {
+                            // level missing) stops it: vpcsc decides, by the findings' codes.
+                            let blockers =
+                                vpcsc_read(self, "verify the perimeter in dry run", || {
+                                    vpcsc.enforce_blockers(dry_run_spec)
+                                })
+                                .await?;
+                            if let Some(f) = blockers.first() {
                                 return Err(format!(
                                     "not enforced: verify found {} ({}): {}",
                                     f.code, f.resource, f.message

@@ -797,6 +797,18 @@ impl Vpcsc {
         let observed = self.observe(spec).await?;
         Ok(crate::verify::findings(spec, &observed))
     }
+
+    /// The enforce decision: verifies the perimeter against `dry_run_spec` (the spec with
+    /// `mode: dry_run`) and returns the findings that must stop it from being enforced
+    /// ([`crate::blocks_enforcement`]); empty when enforcing is safe.
+    pub async fn enforce_blockers(
+        &self,
+        dry_run_spec: &Spec,
+    ) -> Result<Vec<kfsec_core::Finding>, VpcscError> {
+        let mut findings = self.verify(dry_run_spec).await?;
+        findings.retain(crate::blocks_enforcement);
+        Ok(findings)
+    }
 }
 
 /// An ALREADY_EXISTS on create means someone got there first: treat it as a conflict so the step

@@ -6,6 +6,31 @@ use crate::desired::{level_name, perimeter_name};
 use crate::handle::Observed;
 use crate::spec::{Mode, SENSITIVE_SERVICES, Spec};
 
+/// The finding code of a project inside the perimeter in dry run only (the perimeter's
+/// status does not hold it yet): what enforcing ends.
+pub const DRY_RUN_ONLY: &str = "perimeter.dry_run_only";
+
+/// The finding code of a service restricted in the dry-run spec only: what enforcing ends.
+pub const SERVICE_DRY_RUN_ONLY: &str = "perimeter.service_dry_run_only";
+
+/// Whether a finding of [`crate::Vpcsc::verify`] (run against the dry-run spec) must stop the
+/// perimeter from being enforced: a high finding other than those that enforcing itself ends
+/// ([`DRY_RUN_ONLY`], [`SERVICE_DRY_RUN_ONLY`]), such as the project outside the perimeter or a
+/// level missing. Decided by the findings' codes, never their text.
+///
+/// ```
+/// use kfsec_core::{Finding, Severity};
+/// let dry = Finding::new(Severity::High, kfsec_vpcsc::DRY_RUN_ONLY, "p", "m", "f");
+/// let outside = Finding::new(Severity::High, "perimeter.project_outside", "p", "m", "f");
+/// assert!(!kfsec_vpcsc::blocks_enforcement(&dry));
+/// assert!(kfsec_vpcsc::blocks_enforcement(&outside));
+/// ```
+pub fn blocks_enforcement(finding: &Finding) -> bool {
+    finding.severity == Severity::High
+        && finding.code != DRY_RUN_ONLY
+        && finding.code != SERVICE_DRY_RUN_ONLY
+}
+
 /// Findings for `spec` against `observed` (pure).
 pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -89,7 +114,7 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
             };
             out.push(Finding::new(
                 severity,
-                "perimeter.dry_run_only",
+                DRY_RUN_ONLY,
                 &name,
                 format!("{} ({}) is inside the perimeter in dry run only: violations are logged, not blocked", spec.project, observed.project_resource),
                 format!("when the dry-run logs are clean, enforce it: set mode: enforced and apply, or `gcloud access-context-manager perimeters dry-run enforce {} --policy={}`", spec.vpcsc.perimeter.name, policy.name.trim_start_matches("accessPolicies/")),
@@ -128,7 +153,11 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
                 } else {
                     Severity::Medium
                 },
-                "perimeter.service_unrestricted",
+                if in_dry_run {
+                    SERVICE_DRY_RUN_ONLY
+                } else {
+                    "perimeter.service_unrestricted"
+                },
                 &name,
                 if in_dry_run {
                     format!("{service} is restricted in dry run only: its data can still leave")
