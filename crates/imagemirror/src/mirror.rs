@@ -491,8 +491,10 @@ impl ImageMirror {
             Backend::Direct => {
                 let step = format!("check {} images", wanted.images.len());
                 let counter = ItemCounter::new(&self.progress, &step, wanted.images.len());
-                let planned: Vec<PlannedImage> = futures::stream::iter(&wanted.images)
-                    .map(|w| self.plan_one(w))
+                // The futures are made first, not by a closure inside the stream, so that the
+                // future of `plan` is provably Send (rust-lang/rust#100013).
+                let checks: Vec<_> = wanted.images.iter().map(|w| self.plan_one(w)).collect();
+                let planned: Vec<PlannedImage> = futures::stream::iter(checks)
                     .buffered(self.spec.images.concurrency.images.max(1))
                     .inspect(|_| counter.one_more())
                     .collect()
@@ -684,7 +686,11 @@ impl ImageMirror {
     pub async fn resolve(&self, wanted: &Wanted) -> MirrorReport {
         use futures::StreamExt as _;
         let mut report = MirrorReport::default();
-        let results: Vec<ImageResult> = futures::stream::iter(&wanted.images)
+        // The futures are made first, not by a closure inside the stream, so that the future
+        // of `resolve` is provably Send (rust-lang/rust#100013).
+        let reads: Vec<_> = wanted
+            .images
+            .iter()
             .map(|w| async move {
                 let outcome = match self.copier.manifest_digest(&self.wire(&w.mirror)).await {
                     Ok(Some(digest)) => ImageOutcome::Mirrored {
@@ -713,6 +719,8 @@ impl ImageMirror {
                     outcome,
                 }
             })
+            .collect();
+        let results: Vec<ImageResult> = futures::stream::iter(reads)
             .buffered(self.spec.images.concurrency.images.max(1))
             .collect()
             .await;
