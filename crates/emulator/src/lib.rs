@@ -6,6 +6,7 @@ mod cloudbuild;
 mod compute;
 mod container;
 mod dns;
+mod enums;
 mod error;
 mod gcloud_config;
 mod iam;

@@ -279,7 +279,12 @@ async fn api_handler(
                 Err(e) => Err(e),
             };
             match result {
-                Ok(v) => axum::Json(v).into_response(),
+                Ok(mut v) => {
+                    if crate::enums::wants_numbers(uri.query()) {
+                        crate::enums::to_numbers(ctx.api, &mut v);
+                    }
+                    axum::Json(v).into_response()
+                }
                 Err(e) => {
                     tracing::debug!(api = ctx.api, status = e.status, message = %e.message, "error");
                     e.into_response()
