@@ -153,6 +153,13 @@ fn number(api: &str, parent: &str, operation: bool, key: &str, name: &str) -> Op
             ("RESIZE_CLUSTER", 18),
             ("FLEET_FEATURE_UPGRADE", 19),
         ],
+        ("container", "channel") if parent == "releaseChannel" => &[
+            ("UNSPECIFIED", 0),
+            ("RAPID", 1),
+            ("REGULAR", 2),
+            ("STABLE", 3),
+            ("EXTENDED", 4),
+        ],
         ("container", "mode") if parent == "workloadMetadataConfig" => &[
             ("MODE_UNSPECIFIED", 0),
             ("GCE_METADATA", 1),

@@ -391,8 +391,8 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
     let id = op["name"].as_str().unwrap();
     assert!(id.starts_with("operation-"), "{id}");
     assert!(!id.contains('/'), "{id}");
-    assert_eq!(op["operationType"], "CREATE_CLUSTER");
-    assert_eq!(op["status"], "RUNNING");
+    assert_eq!(op["operationType"], 1); // CREATE_CLUSTER
+    assert_eq!(op["status"], 2); // RUNNING
     assert_eq!(op["zone"], "us-central1-a");
     assert_eq!(op["location"], "us-central1-a");
     assert!(op.get("endTime").is_none());
@@ -405,13 +405,13 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
 
     let (status, cluster) = get(&em, CLUSTER).await;
     assert_eq!(status, 200);
-    assert_eq!(cluster["status"], "PROVISIONING");
-    assert_eq!(cluster["nodePools"][0]["status"], "PROVISIONING");
-    // Enums sent as numbers are answered as names.
-    assert_eq!(cluster["releaseChannel"]["channel"], "REGULAR");
+    assert_eq!(cluster["status"], 1); // PROVISIONING
+    assert_eq!(cluster["nodePools"][0]["status"], 1); // PROVISIONING
+    // Enums are answered as numbers to the SDK's query (enum-encoding=int), as GKE does.
+    assert_eq!(cluster["releaseChannel"]["channel"], 2); // REGULAR
     assert_eq!(
         cluster["nodePools"][0]["config"]["workloadMetadataConfig"]["mode"],
-        "GKE_METADATA"
+        2 // GKE_METADATA
     );
 
     // GKE serializes operations per cluster.
@@ -432,12 +432,12 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
 
     tokio::time::sleep(Duration::from_millis(450)).await;
     let done = operation(&em, &op).await;
-    assert_eq!(done["status"], "DONE");
+    assert_eq!(done["status"], 3); // DONE
     assert!(done["endTime"].is_string());
     assert!(done.get("error").is_none());
     let (_, cluster) = get(&em, CLUSTER).await;
-    assert_eq!(cluster["status"], "RUNNING");
-    assert_eq!(cluster["nodePools"][0]["status"], "RUNNING");
+    assert_eq!(cluster["status"], 2); // RUNNING
+    assert_eq!(cluster["nodePools"][0]["status"], 2); // RUNNING
 
     // The zone form reads the same cluster and operation.
     let (status, same) = get(
@@ -465,10 +465,10 @@ async fn provisioning_then_running_and_busy_while_an_operation_runs() {
     )
     .await;
     assert_eq!(status, 200, "{op}");
-    assert_eq!(op["operationType"], "UPDATE_CLUSTER");
+    assert_eq!(op["operationType"], 6); // UPDATE_CLUSTER
     let (_, cluster) = get(&em, CLUSTER).await;
-    assert_eq!(cluster["status"], "RECONCILING");
-    assert_eq!(cluster["releaseChannel"]["channel"], "STABLE");
+    assert_eq!(cluster["status"], 3); // RECONCILING
+    assert_eq!(cluster["releaseChannel"]["channel"], 3); // STABLE
 
     let (status, list) = get(&em, &format!("{PARENT}/operations")).await;
     assert_eq!(status, 200);
@@ -486,7 +486,7 @@ async fn a_failed_create_operation_keeps_no_cluster() {
     em.fail_operations(GKE, "CREATE_CLUSTER kf-private", QUOTA, 1);
     let (status, op) = create(&em, sdk_cluster("kf-private")).await;
     assert_eq!(status, 200, "{op}");
-    assert_eq!(op["status"], "DONE");
+    assert_eq!(op["status"], 3); // DONE
     assert_eq!(op["statusMessage"], QUOTA);
     assert_eq!(op["error"], json!({"code": 13, "message": QUOTA}));
     assert_eq!(operation(&em, &op).await["error"]["message"], QUOTA);
@@ -497,7 +497,7 @@ async fn a_failed_create_operation_keeps_no_cluster() {
     // The rule is used up: the retry creates the cluster, once.
     let (status, op) = create(&em, sdk_cluster("kf-private")).await;
     assert_eq!(status, 200, "{op}");
-    assert_eq!(op["status"], "DONE");
+    assert_eq!(op["status"], 3); // DONE
     assert!(op.get("error").is_none(), "{op}");
     let (_, list) = get(&em, &format!("{PARENT}/clusters")).await;
     assert_eq!(list["clusters"].as_array().unwrap().len(), 1);
@@ -525,7 +525,7 @@ async fn a_failed_create_operation_keeps_no_cluster() {
     assert_eq!(op["statusMessage"], "delete failed");
     let (status, cluster) = get(&em, CLUSTER).await;
     assert_eq!(status, 200);
-    assert_eq!(cluster["releaseChannel"]["channel"], "REGULAR");
+    assert_eq!(cluster["releaseChannel"]["channel"], 2); // REGULAR
 }
 
 #[tokio::test]
@@ -728,8 +728,8 @@ async fn updates_mirror_todays_and_legacy_fields() {
 
     let (status, op) = call(&em, GKE, Method::DELETE, &format!("{CLUSTER}?{SDK}"), None).await;
     assert_eq!(status, 200, "{op}");
-    assert_eq!(op["operationType"], "DELETE_CLUSTER");
-    assert_eq!(op["status"], "DONE");
+    assert_eq!(op["operationType"], 2); // DELETE_CLUSTER
+    assert_eq!(op["status"], 3); // DONE
     assert_eq!(get(&em, CLUSTER).await.0, 404);
 }
 
@@ -780,7 +780,9 @@ async fn admin_state_shows_clusters_as_get_does() {
     network(&em).await;
     assert_eq!(em.state()["container"]["clusters"], json!([]));
     assert_eq!(create(&em, sdk_cluster("kf-private")).await.0, 200);
-    let (_, cluster) = get(&em, CLUSTER).await;
+    // Read as gcloud reads it: enums as names, as the state holds them (the SDK's query asks
+    // for numbers).
+    let (_, cluster) = call(&em, GKE, Method::GET, CLUSTER, None).await;
     assert_eq!(em.state()["container"]["clusters"], json!([cluster]));
     let (status, state) = call(&em, "admin", Method::GET, "state", None).await;
     assert_eq!(status, 200);
