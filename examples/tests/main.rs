@@ -303,42 +303,17 @@ mod secure_kubeflow {
         path.to_str().unwrap().to_string()
     }
 
-    /// A server that answers every request with an HTML page and status 500, as a proxy does.
-    async fn html_500() -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 8192];
-                    let _ = socket.read(&mut buf).await;
-                    let body = "<html><body><h1>500 Internal Server Error</h1></body></html>";
-                    let reply = format!(
-                        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = socket.write_all(reply.as_bytes()).await;
-                });
-            }
-        });
-        url
-    }
-
     #[tokio::test(flavor = "multi_thread")]
     async fn an_endpoint_that_fails_ends_apply_within_a_minute_naming_its_url_and_the_cause() {
         // Issue 23: an endpoint on a closed port kept apply retrying for over 30 minutes
         // ("transient error or conflict"), never naming the address.
         let (emu, dir, _) = running_emulator(EmulatorOptions::default()).await;
-        let closed = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            format!("http://{}", listener.local_addr().unwrap())
-        };
+        let closed = kfsec_test_support::closed_port();
         let plain = emu
             .endpoint("container")
             .unwrap()
             .replace("http://", "https://");
-        let html = html_500().await;
+        let html = kfsec_test_support::html_500().await;
         let cases = [
             (
                 "accesscontextmanager",

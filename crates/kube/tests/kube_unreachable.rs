@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kfsec_core::Policies;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn read_namespace(url: &str) -> (String, Duration) {
     // kube-rs needs one process-wide crypto provider (the workspace links two).
@@ -23,9 +22,7 @@ async fn read_namespace(url: &str) -> (String, Duration) {
 
 #[tokio::test]
 async fn closed_port_is_refused_in_seconds() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let url = kfsec_test_support::closed_port();
     let (text, elapsed) = read_namespace(&url).await;
     println!("closed port: {:.1} s: {text}", elapsed.as_secs_f64());
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
@@ -35,22 +32,7 @@ async fn closed_port_is_refused_in_seconds() {
 
 #[tokio::test]
 async fn html_500_is_a_bad_response_in_seconds() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let _ = socket.read(&mut buf).await;
-                let body = "<html><body>Server Error</body></html>";
-                let reply = format!(
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
+    let url = kfsec_test_support::html_500().await;
     let (text, elapsed) = read_namespace(&url).await;
     println!("HTML 500: {:.1} s: {text}", elapsed.as_secs_f64());
     assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");

@@ -44,6 +44,37 @@ pub fn mutating(emu: &Emulator, since: usize) -> Vec<String> {
         .collect()
 }
 
+/// The URL of a loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    format!("http://{}", listener.local_addr().expect("its address"))
+}
+
+/// The URL of a server that answers every request with an HTML page and status 500, as a
+/// proxy in front of a broken API does; it serves until the runtime ends.
+pub async fn html_500() -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = socket.read(&mut buf).await;
+                let body = "<html><body><h1>500 Internal Server Error</h1></body></html>";
+                let reply = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
 /// Runs `program` (gcloud, or a shell running gcloud) from `cwd` with a gcloud configuration
 /// that sends every API to `emu` (`CLOUDSDK_CONFIG`), prompts off, and `KUBECONFIG` in a
 /// scratch directory; returns its output whatever its status.

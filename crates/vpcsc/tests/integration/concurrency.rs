@@ -84,13 +84,12 @@ async fn twenty_concurrent_applies_lose_nothing_with_slow_operations() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_edits_through_one_handle_are_coalesced() {
-    let emu = emulator(EmulatorOptions {
-        latency: Duration::from_millis(5),
-        ..fast()
-    })
-    .await;
+/// An emulator answering after `latency`, the example perimeter applied through one handle,
+/// its policy and the perimeter's name.
+async fn applied(
+    latency: Duration,
+) -> (kfsec_emulator::Emulator, kfsec_vpcsc::Vpcsc, String, String) {
+    let emu = emulator(EmulatorOptions { latency, ..fast() }).await;
     let vpcsc = handle(&emu).await;
     vpcsc
         .apply(&vpcsc.plan(&example_spec()).await.unwrap())
@@ -101,6 +100,12 @@ async fn concurrent_edits_through_one_handle_are_coalesced() {
         .unwrap()
         .to_string();
     let perimeter = format!("{policy}/servicePerimeters/KubeflowZone");
+    (emu, vpcsc, policy, perimeter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_edits_through_one_handle_are_coalesced() {
+    let (emu, vpcsc, policy, perimeter) = applied(Duration::from_millis(5)).await;
     let before = emu.requests().len();
 
     let tasks: Vec<_> = (0..20u64)
@@ -142,21 +147,7 @@ async fn concurrent_edits_through_one_handle_are_coalesced() {
 /// caller getting `Unexpected("coalesce perimeter edits")`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_caller_loses_nobody_s_edit() {
-    let emu = emulator(EmulatorOptions {
-        latency: Duration::from_millis(100),
-        ..fast()
-    })
-    .await;
-    let vpcsc = handle(&emu).await;
-    vpcsc
-        .apply(&vpcsc.plan(&example_spec()).await.unwrap())
-        .await
-        .unwrap();
-    let policy = emu.state()["accesscontextmanager"]["accessPolicies"][0]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let perimeter = format!("{policy}/servicePerimeters/KubeflowZone");
+    let (emu, vpcsc, policy, perimeter) = applied(Duration::from_millis(100)).await;
     let edit = |i: u64| {
         let (vpcsc, policy, perimeter) = (vpcsc.clone(), policy.clone(), perimeter.clone());
         tokio::spawn(async move {
