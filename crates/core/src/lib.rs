@@ -8,6 +8,7 @@ pub mod finding;
 pub mod id;
 pub mod limits;
 pub mod operation;
+pub mod ownership;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -35,7 +35,8 @@ impl ValidationErrors {
         });
     }
 
-    /// Records the problems of a nested spec under a prefix.
+    /// Records the problems of a nested spec under a prefix (`vpcsc` + `perimeter.mode` is
+    /// `vpcsc.perimeter.mode`).
     pub fn extend_under(&mut self, prefix: &str, other: ValidationErrors) {
         for e in other.errors {
             let path = if prefix.is_empty() {
@@ -49,6 +50,19 @@ impl ValidationErrors {
                 path,
                 message: e.message,
             });
+        }
+    }
+
+    /// Renames the field `from` (and everything under it: `from.x`, `from[0]`) to `to`: a
+    /// caller that builds a crate's spec from its own file maps the spec's field paths to its
+    /// own keys (`network` of a DNS spec is a config file's `network.name`).
+    pub fn rename(&mut self, from: &str, to: &str) {
+        for e in &mut self.errors {
+            if let Some(rest) = e.path.strip_prefix(from)
+                && (rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+            {
+                e.path = format!("{to}{rest}");
+            }
         }
     }
 
@@ -126,6 +140,18 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ValidationErrors>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rename_maps_a_field_and_what_is_under_it_only() {
+        let mut e = ValidationErrors::new();
+        e.push("network", "a");
+        e.push("network[0].x", "b");
+        e.push("networks", "c");
+        e.push("dns.ttl", "d");
+        e.rename("network", "network.name");
+        let paths: Vec<_> = e.errors.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["network.name", "network.name[0].x", "networks", "dns.ttl"]);
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
