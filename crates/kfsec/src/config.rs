@@ -172,15 +172,7 @@ impl Config {
     /// Reads and checks the file at `path`; relative manifest paths are read from the
     /// current directory.
     pub fn load(path: &Path) -> Result<Self, ValidationErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let mut errors = ValidationErrors::new();
-            errors.push(
-                "",
-                format!("cannot read {}: {e} (pass --config FILE)", path.display()),
-            );
-            errors
-        })?;
-        Self::from_yaml(&text)
+        Self::from_yaml(&read(path)?)
     }
 
     /// Parses and checks a config text: every problem of every section at once. Relative
@@ -193,8 +185,207 @@ impl Config {
     /// `workload.manifests`) read from `base`. They are made absolute here, so a later
     /// change of directory does not change what is read.
     pub fn from_yaml_in(text: &str, base: &Path) -> Result<Self, ValidationErrors> {
+        let (sections, errors) = Sections::parse(text, base);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        match sections {
+            Sections {
+                project: Some(project),
+                organization: Some(organization),
+                region: Some(region),
+                zone: Some(zone),
+                deployment: Some(deployment),
+                vpcsc: Some(vpcsc),
+                gke: Some(gke),
+                dns: Some(dns),
+                images: Some(images),
+                workload,
+                ingress,
+            } => Ok(Self {
+                project,
+                organization,
+                region,
+                zone,
+                deployment,
+                vpcsc,
+                gke,
+                dns,
+                images,
+                workload,
+                ingress,
+            }),
+            _ => {
+                let mut errors = ValidationErrors::new();
+                errors.push("", "the configuration is incomplete");
+                Err(errors)
+            }
+        }
+    }
+}
+
+/// What one section loader needs: the keys its spec is built from.
+struct Needs {
+    keys: &'static [&'static str],
+    what: &'static str,
+}
+
+impl Needs {
+    const VPCSC: Self = Self {
+        keys: &["project", "organization", "vpcsc"],
+        what: "the perimeter",
+    };
+    const DNS: Self = Self {
+        keys: &["project", "network", "dns"],
+        what: "the private zones",
+    };
+    const GKE: Self = Self {
+        keys: &[
+            "project",
+            "region",
+            "zone",
+            "deployment",
+            "network",
+            "cluster",
+        ],
+        what: "the network and cluster",
+    };
+    const IMAGES: Self = Self {
+        keys: &["project", "images", "workload"],
+        what: "the mirror",
+    };
+    const INGRESS: Self = Self {
+        keys: &["project", "deployment", "ingress"],
+        what: "the entrance",
+    };
+
+    /// Whether a problem at `path` concerns these keys: a path under one of them, a problem
+    /// with the whole file (`""`), or a key kfsec does not know.
+    fn concern(&self, path: &str) -> bool {
+        let top = path.split(['.', '[']).next().unwrap_or("");
+        top.is_empty() || self.keys.contains(&top) || !KEYS.contains(&top)
+    }
+}
+
+/// One section loader: parse the whole file, keep the problems of the keys `needs` names.
+fn section<T>(
+    path: &Path,
+    needs: &Needs,
+    pick: impl FnOnce(Sections) -> Option<T>,
+) -> Result<T, ValidationErrors> {
+    let text = read(path)?;
+    let base = std::env::current_dir().unwrap_or_default();
+    let (sections, all) = Sections::parse(&text, &base);
+    let mut errors = ValidationErrors::new();
+    errors
+        .errors
+        .extend(all.errors.into_iter().filter(|e| needs.concern(&e.path)));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    pick(sections).ok_or_else(|| {
         let mut errors = ValidationErrors::new();
-        let map: yaml_serde::Mapping = from_yaml(text)?;
+        errors.push(
+            "",
+            format!(
+                "the configuration of {} is incomplete: it needs {}",
+                needs.what,
+                needs.keys.join(", ")
+            ),
+        );
+        errors
+    })
+}
+
+fn read(path: &Path) -> Result<String, ValidationErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let mut errors = ValidationErrors::new();
+        errors.push(
+            "",
+            format!("cannot read {}: {e} (pass --config FILE)", path.display()),
+        );
+        errors
+    })
+}
+
+/// Per-section loaders, for programs that run one concern from the shared config file (the
+/// per-crate examples): each reads only the keys its spec is built from, checks them as
+/// [`Config::load`] does (the same rules, the same field paths), and is not stopped by a
+/// mistake in a key it does not read. Unknown top-level keys are refused by every loader.
+impl Config {
+    /// The perimeter's spec: `project`, `organization` and `vpcsc`.
+    pub fn load_vpcsc(path: &Path) -> Result<kfsec_vpcsc::Spec, ValidationErrors> {
+        section(path, &Needs::VPCSC, |s| s.vpcsc)
+    }
+
+    /// The private zones' spec: `project`, `network` (its `name`) and `dns`.
+    pub fn load_dns(path: &Path) -> Result<kfsec_privatedns::Spec, ValidationErrors> {
+        section(path, &Needs::DNS, |s| s.dns)
+    }
+
+    /// The network and cluster's spec: `project`, `region`, `zone`, `deployment`, `network`
+    /// and `cluster`.
+    pub fn load_gke(path: &Path) -> Result<kfsec_gkeprivate::Spec, ValidationErrors> {
+        section(path, &Needs::GKE, |s| s.gke)
+    }
+
+    /// The mirror's spec: `project` and `images`, with the images of `workload` (when
+    /// present) merged in, as [`Config::load`] does.
+    pub fn load_images(path: &Path) -> Result<kfsec_imagemirror::Spec, ValidationErrors> {
+        section(path, &Needs::IMAGES, |s| s.images)
+    }
+
+    /// The entrance's spec: `project`, `deployment` and `ingress`; `None` when the file has
+    /// no `ingress` section.
+    pub fn load_ingress(path: &Path) -> Result<Option<kfsec_iapingress::Spec>, ValidationErrors> {
+        section(path, &Needs::INGRESS, |s| {
+            s.project.as_ref()?;
+            s.deployment.as_ref()?;
+            Some(s.ingress)
+        })
+    }
+}
+
+/// Every key of the file, parsed and checked on its own; a key that is missing or failed to
+/// parse (its problem is in the errors) is `None`, and each spec is built when its keys are.
+struct Sections {
+    project: Option<ProjectId>,
+    organization: Option<OrganizationRef>,
+    region: Option<Region>,
+    zone: Option<Zone>,
+    deployment: Option<DeploymentName>,
+    vpcsc: Option<kfsec_vpcsc::Spec>,
+    gke: Option<kfsec_gkeprivate::Spec>,
+    dns: Option<kfsec_privatedns::Spec>,
+    images: Option<kfsec_imagemirror::Spec>,
+    workload: Option<WorkloadSpec>,
+    ingress: Option<kfsec_iapingress::Spec>,
+}
+
+impl Sections {
+    /// Parses every key of `text`, with relative manifest paths made absolute under `base`;
+    /// every problem found, each with its field path.
+    fn parse(text: &str, base: &Path) -> (Self, ValidationErrors) {
+        let mut errors = ValidationErrors::new();
+        let map: yaml_serde::Mapping = match from_yaml(text) {
+            Ok(map) => map,
+            Err(e) => {
+                let none = Self {
+                    project: None,
+                    organization: None,
+                    region: None,
+                    zone: None,
+                    deployment: None,
+                    vpcsc: None,
+                    gke: None,
+                    dns: None,
+                    images: None,
+                    workload: None,
+                    ingress: None,
+                };
+                return (none, e);
+            }
+        };
         for k in map.keys() {
             let name = k.as_str().unwrap_or("");
             if !KEYS.contains(&name) {
@@ -360,31 +551,8 @@ impl Config {
             }
             _ => None,
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        match (
-            project,
-            organization,
-            region,
-            zone,
-            deployment,
-            vpcsc,
-            gke,
-            dns,
-            images,
-        ) {
-            (
-                Some(project),
-                Some(organization),
-                Some(region),
-                Some(zone),
-                Some(deployment),
-                Some(vpcsc),
-                Some(gke),
-                Some(dns),
-                Some(images),
-            ) => Ok(Self {
+        (
+            Self {
                 project,
                 organization,
                 region,
@@ -396,13 +564,9 @@ impl Config {
                 images,
                 workload,
                 ingress,
-            }),
-            _ => {
-                let mut errors = ValidationErrors::new();
-                errors.push("", "the configuration is incomplete");
-                Err(errors)
-            }
-        }
+            },
+            errors,
+        )
     }
 }
 
@@ -529,6 +693,57 @@ fn object_problem(value: &yaml_serde::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FILE: &str = "project: kf-dev\nregion: us-central1\nzone: us-central1-a\ndeployment: kf\nnetwork: {name: kf-net, subnet: {name: kf-subnet, range: 10.10.0.0/20, pods: 10.20.0.0/14, services: 10.24.0.0/20}}\ndns: {ttl: 60}\ncluster: {name: kf, master_cidr: 172.16.0.32/28, authorized_networks: [10.0.0.0/8], private_endpoint: banana}\nimages: {destination: us-docker.pkg.dev/kf-dev/mirror, sources: [docker.io/library/busybox:1.36]}\n";
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(f.path(), text).expect("write");
+        f
+    }
+
+    #[test]
+    fn a_section_loader_reads_its_keys_and_is_not_stopped_by_the_others() {
+        // No organization, no vpcsc, and a broken cluster: the whole file is refused...
+        let f = file(FILE);
+        let all = Config::load(f.path()).unwrap_err();
+        let paths: Vec<_> = all.errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"organization"), "{paths:?}");
+        assert!(paths.contains(&"vpcsc"), "{paths:?}");
+        assert!(paths.iter().any(|p| p.starts_with("cluster")), "{paths:?}");
+        // ...but the zones and the mirror need none of those keys.
+        let dns = Config::load_dns(f.path()).expect("dns");
+        assert_eq!(dns.dns.ttl, 60);
+        let images = Config::load_images(f.path()).expect("images");
+        assert_eq!(images.project.as_str(), "kf-dev");
+        assert_eq!(Config::load_ingress(f.path()).expect("ingress"), None);
+        // The perimeter and the cluster name their own problems only, with the same paths.
+        let vpcsc = Config::load_vpcsc(f.path()).unwrap_err();
+        let paths: Vec<_> = vpcsc.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["organization", "vpcsc"]);
+        let gke = Config::load_gke(f.path()).unwrap_err();
+        assert!(
+            gke.errors.iter().all(|e| e.path.starts_with("cluster")),
+            "{gke}"
+        );
+        // An unknown key is refused by every loader.
+        let f = file(&format!("{FILE}dnss: {{}}\n"));
+        let e = Config::load_dns(f.path()).unwrap_err();
+        assert_eq!(e.errors[0].path, "dnss");
+    }
+
+    #[test]
+    fn the_mirror_loader_merges_the_workload_images() {
+        let dir = tempfile::tempdir().expect("dir");
+        let manifest = dir.path().join("w.yaml");
+        std::fs::write(&manifest, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: busybox:1.36}]}\n").expect("write");
+        let f = file(&format!(
+            "{FILE}workload: {{manifests: [{}]}}\n",
+            manifest.display()
+        ));
+        let images = Config::load_images(f.path()).expect("images");
+        assert_eq!(images.images.manifests, [manifest]);
+    }
 
     #[test]
     fn kubernetes_documents() {
