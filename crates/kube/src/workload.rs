@@ -27,7 +27,9 @@
 
 use std::time::{Duration, Instant};
 
-use kfsec_core::{Outcome, Policies, Progress, ProgressEvent, Report, ResourceRef, RetryDecision};
+use kfsec_core::{
+    Finding, Outcome, Policies, Progress, ProgressEvent, Report, ResourceRef, RetryDecision,
+};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -1063,6 +1065,77 @@ impl Workload {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(Outcome::Deleted),
             Err(e) => Err(kube_error(format!("delete {}", doc.display()), e)),
         }
+    }
+
+    /// Checks the live workload against `docs` (reads only): a finding for each object that
+    /// is missing (`workload.object_missing`) or lacks some of its document's fields
+    /// (`workload.object_differs`, naming the first fields), and for each Deployment whose
+    /// `Available` condition is not true (`workload.deployment_unavailable`). Medium: the
+    /// platform runs other than the manifests say, which `apply` mends; whether its images
+    /// are the pinned mirrors is the mirror's check.
+    pub async fn verify(&self, docs: &[Document]) -> Result<Vec<Finding>, WorkloadError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        use kfsec_core::{Action, Severity};
+        let plan = self.plan(docs).await?;
+        let mut findings = Vec::new();
+        for (doc, change) in docs.iter().zip(&plan.changes) {
+            let resource = format!("{} {}", doc.kind(), doc.display_name());
+            match &change.action {
+                Action::Create { .. } => findings.push(Finding::new(
+                    Severity::Medium,
+                    "workload.object_missing",
+                    resource,
+                    format!("{} is not in the cluster", doc.display()),
+                    "run apply to create it",
+                )),
+                Action::Update { diffs } => findings.push(Finding::new(
+                    Severity::Medium,
+                    "workload.object_differs",
+                    resource,
+                    format!(
+                        "{} differs from its document at {}",
+                        doc.display(),
+                        diffs
+                            .iter()
+                            .take(3)
+                            .map(|d| d.path.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    "run apply to put the document's fields back (or change the manifest)",
+                )),
+                _ => {}
+            }
+        }
+        let present: Vec<&Document> = docs
+            .iter()
+            .zip(&plan.changes)
+            .filter(|(d, c)| {
+                !matches!(c.action, Action::Create { .. })
+                    && d.kind() == "Deployment"
+                    && d.object["apiVersion"] == "apps/v1"
+            })
+            .map(|(d, _)| d)
+            .collect();
+        let states: Vec<(&Document, bool)> = futures::stream::iter(present)
+            .map(|d| async move { self.available(d).await.map(|a| (d, a)) })
+            .buffered(AT_ONCE)
+            .try_collect()
+            .await?;
+        for (d, _) in states.into_iter().filter(|(_, available)| !available) {
+            findings.push(Finding::new(
+                Severity::Medium,
+                "workload.deployment_unavailable",
+                format!("Deployment {}", d.display_name()),
+                format!("{} is not available", d.display()),
+                format!(
+                    "look at its pods: kubectl -n {} describe deployment {}",
+                    d.namespace().unwrap_or("default"),
+                    d.name()
+                ),
+            ));
+        }
+        Ok(findings)
     }
 
     /// Polls every Deployment of `docs` (eight at a time) until its `Available` condition is

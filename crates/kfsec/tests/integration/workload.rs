@@ -327,3 +327,49 @@ async fn no_kubernetes_endpoint_is_a_typed_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn verify_names_what_is_missing_or_changed_and_nothing_after_apply() {
+    let emu = emulator(0, 0.0, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs = documents(&spec(&dir)).unwrap();
+    let w = workload(&emu).await;
+
+    let before = w.verify(&docs).await.unwrap();
+    assert_eq!(before.len(), docs.len(), "{before:#?}");
+    assert!(
+        before.iter().all(|f| f.code == "workload.object_missing"),
+        "{before:#?}"
+    );
+
+    w.apply(&docs, Duration::from_secs(30)).await.unwrap();
+    let after = w.verify(&docs).await.unwrap();
+    assert!(after.is_empty(), "{after:#?}");
+
+    // Someone deletes the ServiceAccount: verify names it, and writes nothing.
+    let kube = kfsec_kube::kube_client(&connection(&emu)).await.unwrap();
+    let resource = kube::discovery::ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: "ServiceAccount".into(),
+        plural: "serviceaccounts".into(),
+    };
+    let accounts: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(kube, "ml", &resource);
+    accounts
+        .delete("webhook", &Default::default())
+        .await
+        .unwrap();
+    let sent = emu.requests().len();
+    let found = w.verify(&docs).await.unwrap();
+    let codes: Vec<(&str, &str)> = found
+        .iter()
+        .map(|f| (f.code.as_str(), f.resource.as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        [("workload.object_missing", "ServiceAccount ml/webhook")]
+    );
+    assert!(mutating(&emu, sent).is_empty());
+}
