@@ -76,11 +76,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// The command line's command, to its end.
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (config, mut errors) = common::load_config(&cli.target.config);
-    let spec = common::gke_spec(&config, &mut errors);
-    let Some(spec) = spec.filter(|_| errors.is_empty()) else {
-        common::invalid(&errors)
-    };
+    let spec = kfsec::Config::load_gke(&cli.target.config).unwrap_or_else(|e| common::invalid(&e));
 
     let session = cli.target.connect().await?;
     let gke = GkePrivate::new(&session.connection)

@@ -119,10 +119,17 @@ async fn main() -> anyhow::Result<()> {
 
 /// The command line's command, to its end.
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (config, mut errors) = common::load_config(&cli.target.config);
-    let spec = common::ingress_spec(&config, &mut errors);
-    let Some(spec) = spec.filter(|_| errors.is_empty()) else {
-        common::invalid(&errors)
+    let spec = match kfsec::Config::load_ingress(&cli.target.config) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => {
+            let mut errors = kfsec_core::ValidationErrors::new();
+            errors.push(
+                "ingress",
+                "the config has no ingress section: add one (see examples/config/kf-dev.yaml)",
+            );
+            common::invalid(&errors)
+        }
+        Err(e) => common::invalid(&e),
     };
     if let Command::Render { out } = &cli.command {
         let rendered = kfsec_iapingress::render::render(&spec, out)?;

@@ -78,11 +78,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// The command line's command, to its end.
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (config, mut errors) = common::load_config(&cli.target.config);
-    let spec = common::images_spec(&config, &mut errors);
-    let Some(mut spec) = spec.filter(|_| errors.is_empty()) else {
-        common::invalid(&errors)
-    };
+    let mut spec =
+        kfsec::Config::load_images(&cli.target.config).unwrap_or_else(|e| common::invalid(&e));
     if let Command::Rewrite { files, .. } = &cli.command
         && !files.is_empty()
     {

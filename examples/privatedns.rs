@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kfsec_privatedns::{DnsSpec, PrivateDns, ResolverChoice, Spec};
+use kfsec_privatedns::{PrivateDns, ResolverChoice};
 
 #[derive(Parser)]
 #[command(
@@ -64,39 +64,6 @@ enum Format {
     Gcloud,
 }
 
-/// The network section as far as DNS needs it (kfsec-gkeprivate reads the rest).
-#[derive(serde::Deserialize)]
-struct NetworkName {
-    name: String,
-}
-
-/// The sections this example reads.
-#[derive(serde::Deserialize)]
-struct Sections {
-    network: NetworkName,
-    dns: DnsSpec,
-}
-
-fn spec_from(config: &common::Config, errors: &mut kfsec_core::ValidationErrors) -> Option<Spec> {
-    let sections = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
-        Ok(s) => s,
-        Err(e) => {
-            errors.extend_under("", e);
-            return None;
-        }
-    };
-    let spec = Spec {
-        project: config.project.clone()?,
-        network: sections.network.name,
-        dns: sections.dns,
-    };
-    if let Err(e) = spec.validate() {
-        errors.extend_under("", e);
-        return None;
-    }
-    Some(spec)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::init_tracing();
@@ -107,11 +74,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// The command line's command, to its end.
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (config, mut errors) = common::load_config(&cli.target.config);
-    let spec = spec_from(&config, &mut errors);
-    let Some(spec) = spec.filter(|_| errors.is_empty()) else {
-        common::invalid(&errors)
-    };
+    let spec = kfsec::Config::load_dns(&cli.target.config).unwrap_or_else(|e| common::invalid(&e));
 
     if let Command::ExportZone { out } = &cli.command {
         std::fs::create_dir_all(out)?;

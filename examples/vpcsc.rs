@@ -15,7 +15,7 @@
 mod common;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kfsec_vpcsc::{Spec, Vpcsc, VpcscSpec};
+use kfsec_vpcsc::Vpcsc;
 
 #[derive(Parser)]
 #[command(
@@ -49,40 +49,6 @@ enum Format {
     Gcloud,
 }
 
-/// The sections this example reads, checked as kfsec-vpcsc's `Spec`; problems go to `errors`.
-fn spec_from(config: &common::Config, errors: &mut kfsec_core::ValidationErrors) -> Option<Spec> {
-    let Some(section) = config.section("vpcsc") else {
-        errors.push(
-            "vpcsc",
-            "the config has no vpcsc section: add one (see examples/config/kf-dev.yaml)",
-        );
-        return None;
-    };
-    let _ = section;
-    /// The file with only the section this example reads (other keys are checked elsewhere).
-    #[derive(serde::Deserialize)]
-    struct Sections {
-        vpcsc: VpcscSpec,
-    }
-    let vpcsc = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
-        Ok(s) => s.vpcsc,
-        Err(e) => {
-            errors.extend_under("", e);
-            return None;
-        }
-    };
-    let spec = Spec {
-        project: config.project.clone()?,
-        organization: config.organization.clone()?,
-        vpcsc,
-    };
-    if let Err(e) = spec.validate() {
-        errors.extend_under("", e);
-        return None;
-    }
-    Some(spec)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::init_tracing();
@@ -93,11 +59,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// The command line's command, to its end.
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (config, mut errors) = common::load_config(&cli.target.config);
-    let spec = spec_from(&config, &mut errors);
-    let Some(spec) = spec.filter(|_| errors.is_empty()) else {
-        common::invalid(&errors)
-    };
+    let spec =
+        kfsec::Config::load_vpcsc(&cli.target.config).unwrap_or_else(|e| common::invalid(&e));
 
     let session = cli.target.connect().await?;
     let vpcsc = Vpcsc::new(&session.connection)

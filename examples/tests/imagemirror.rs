@@ -203,7 +203,9 @@ async fn bad_images_fail_alone_name_the_image_and_registry_and_the_exit_code_say
     .await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
-    assert!(stdout.contains("3 images: 1 copied"), "{stdout}");
+    // The three sources, and the three images of the config's workload (merged in, as
+    // secure-kubeflow's apply does).
+    assert!(stdout.contains("6 images: 4 copied"), "{stdout}");
     assert!(
         tag_digest(&emu, &format!("{MIRROR}/docker.io/library/nginx"), "1.27").is_some(),
         "the good image was not mirrored"
@@ -311,4 +313,40 @@ async fn the_cloudbuild_backend_mirrors_through_builds_and_reads_each_digest_bac
         .filter(|r| r.api == "cloudbuild" && r.method == "POST")
         .count();
     assert_eq!(builds, 2, "5 images at 3 per build");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mirror_reads_only_its_keys_and_the_workloads_images() {
+    // A file with only what the mirror needs (no organization, no perimeter, no cluster) and
+    // a workload whose image the images section does not name: the example plans it.
+    let (_emu, dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+    let workload = dir.path().join("w.yaml");
+    std::fs::write(
+        &workload,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: docker.io/library/busybox:1.36}]}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("only-images.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "project: kf-dev\nimages:\n  destination: {MIRROR}\n  sources: []\nworkload:\n  manifests: [{}]\n",
+            workload.display()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        "imagemirror",
+        &[
+            "plan",
+            "--config",
+            config.to_str().unwrap(),
+            "--endpoints",
+            &endpoints,
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("busybox"), "{stdout}");
 }
