@@ -85,12 +85,10 @@ fn spec_from(config: &common::Config, errors: &mut kfsec_core::ValidationErrors)
             return None;
         }
     };
-    let spec = Spec {
-        project: config.project.clone()?,
-        network: sections.network.name,
-        dns: sections.dns,
-    };
-    if let Err(e) = spec.validate() {
+    let spec = Spec::new(config.project.clone()?, sections.network.name).with_dns(sections.dns);
+    if let Err(mut e) = spec.validate() {
+        // The spec's `network` is the file's `network.name`.
+        e.rename("network", "network.name");
         errors.extend_under("", e);
         return None;
     }

@@ -299,12 +299,12 @@ impl Config {
         };
         let dns = match (&project, &network, dns) {
             (Some(p), Some(n), Some(d)) => {
-                let s = kfsec_privatedns::Spec {
-                    project: p.clone(),
-                    network: n.name.clone(),
-                    dns: d,
-                };
-                check(s.validate());
+                let s = kfsec_privatedns::Spec::new(p.clone(), n.name.clone()).with_dns(d);
+                // The spec's `network` is this file's `network.name`.
+                check(s.validate().map_err(|mut e| {
+                    e.rename("network", "network.name");
+                    e
+                }));
                 Some(s)
             }
             _ => None,
