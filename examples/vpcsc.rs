@@ -71,11 +71,12 @@ fn spec_from(config: &common::Config, errors: &mut kfsec_core::ValidationErrors)
             return None;
         }
     };
-    let spec = Spec {
-        project: config.project.clone()?,
-        organization: config.organization.clone()?,
-        vpcsc,
-    };
+    let spec = Spec::new(
+        config.project.clone()?,
+        config.organization.clone()?,
+        vpcsc.perimeter.clone(),
+    )
+    .with_vpcsc(vpcsc);
     if let Err(e) = spec.validate() {
         errors.extend_under("", e);
         return None;

@@ -287,11 +287,8 @@ impl Config {
         };
         let vpcsc = match (&project, &organization, vpcsc) {
             (Some(p), Some(o), Some(v)) => {
-                let s = kfsec_vpcsc::Spec {
-                    project: p.clone(),
-                    organization: o.clone(),
-                    vpcsc: v,
-                };
+                let s =
+                    kfsec_vpcsc::Spec::new(p.clone(), o.clone(), v.perimeter.clone()).with_vpcsc(v);
                 check(s.validate());
                 Some(s)
             }
