@@ -105,6 +105,13 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "dns.zone_prefix",
         "not a valid Cloud DNS zone name",
     ),
+    // The spec's `network` is the file's `network.name`: the message names the file's key.
+    (
+        "  name: kf-net\n",
+        "  name: Kf_Net\n",
+        "network.name",
+        "not a valid network name",
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread")]

@@ -55,8 +55,9 @@ pub enum VpcscError {
         "the access policy {0} does not exist or is not visible: fix `vpcsc.policy` (or use `auto`); `gcloud access-context-manager policies list --organization=ID` lists them"
     )]
     PolicyNotFound(String),
-    /// An answer from Google lacked something it always has (there is no error to keep: the
-    /// call succeeded). Kind: [`ErrorKind::BadResponse`].
+    /// An answer from Google lacked something it always has. Kind: [`ErrorKind::BadResponse`].
+    /// It carries what kfsec was doing, not a source: the call itself succeeded, and where the
+    /// answer held a malformed name, the parser's error would only repeat that name.
     #[error(
         "unexpected answer from Google while trying to {0}: run again with RUST_LOG=debug and report it"
     )]
