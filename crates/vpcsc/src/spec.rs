@@ -1109,7 +1109,7 @@ vpcsc:
             PerimeterSpec::new("Other"),
         )
         .with_vpcsc(section.clone().with_perimeter(PerimeterSpec::new("Other")))
-        .with_perimeter(built.vpcsc.perimeter.clone());
+        .with_perimeter(built.vpcsc.perimeter);
         assert_eq!(replaced.vpcsc, section);
         assert_eq!(
             VpcscSpec::new(PerimeterSpec::new("Z"))
