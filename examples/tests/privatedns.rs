@@ -105,6 +105,13 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "dns.zone_prefix",
         "not a valid Cloud DNS zone name",
     ),
+    // The spec's `network` is the file's `network.name`: the message names the file's key.
+    (
+        "  name: kf-net\n",
+        "  name: Kf_Net\n",
+        "network.name",
+        "not a valid network name",
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,4 +151,59 @@ async fn bad_input_exits_non_zero_naming_the_field_before_any_request() {
         }
     }
     assert_eq!(emu.requests(), vec![], "bad input must not reach the API");
+}
+
+/// `cargo run --example embed-dns`: the zones built in code, no config file.
+#[tokio::test(flavor = "multi_thread")]
+async fn embed_dns_makes_the_zones_from_code_and_a_second_run_changes_nothing() {
+    let out = run("embed-dns", &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for zone in [
+        "kubeflow-gcr-io (gcr.io.)",
+        "kubeflow-pkg-dev (pkg.dev.)",
+        "kubeflow-googleapis-com (googleapis.com.)",
+    ] {
+        assert!(
+            stdout.contains(&format!("+ private zone {zone}")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("created   private zone {zone}")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("networks: [\"kubeflow-net\"]"),
+        "the plan names the network: {stdout}"
+    );
+    assert!(
+        stdout.contains("Apply: 3 created, 3 updated, 0 unchanged, 0 failed."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Findings:"), "{stdout}");
+
+    // Against one emulator: the records carry the spec's TTL, and a second run only reads.
+    let (emu, _dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+    let first = run("embed-dns", &["--endpoints", &endpoints]).await;
+    assert!(first.status.success(), "{:?}", text(&first));
+    let state = emu.state();
+    let records = state["dns"]["rrsets"]["kubeflow-gcr-io"]
+        .as_array()
+        .unwrap();
+    let a = records.iter().find(|r| r["type"] == "A").unwrap();
+    assert_eq!(a["ttl"], 60, "{a}");
+    let before = emu.requests().len();
+    let second = run("embed-dns", &["--endpoints", &endpoints]).await;
+    let (stdout, stderr) = text(&second);
+    assert!(second.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Plan: 0 to create, 0 to update, 6 unchanged."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Apply: 0 created, 0 updated, 6 unchanged, 0 failed."),
+        "{stdout}"
+    );
+    assert_eq!(crate::mutating(&emu, before), Vec::<String>::new());
 }

@@ -186,3 +186,44 @@ async fn invalid_configs_exit_non_zero_naming_the_field_and_send_nothing() {
         "invalid configs must not reach the API"
     );
 }
+
+/// `cargo run --example embed-perimeter`: the level and the dry-run perimeter built in code,
+/// no config file.
+#[tokio::test(flavor = "multi_thread")]
+async fn embed_perimeter_makes_a_dry_run_perimeter_from_code_and_a_second_run_changes_nothing() {
+    let out = run("embed-perimeter", &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("+ access level"), "{stdout}");
+    assert!(stdout.contains("+ service perimeter"), "{stdout}");
+    assert!(stdout.contains("useExplicitDryRunSpec: true"), "{stdout}");
+    assert!(stdout.contains("created   access level"), "{stdout}");
+    assert!(stdout.contains("created   service perimeter"), "{stdout}");
+    assert!(
+        stdout.contains("perimeter.service_dry_run_only"),
+        "verify says the services are restricted in dry run only: {stdout}"
+    );
+    assert!(stdout.contains("Enforcing is safe"), "{stdout}");
+
+    // Against one emulator: the perimeter is in dry run, and a second run only reads.
+    let (emu, _dir, endpoints) = crate::running_emulator(EmulatorOptions::default()).await;
+    let first = run("embed-perimeter", &["--endpoints", &endpoints]).await;
+    assert!(first.status.success(), "{:?}", text(&first));
+    let perimeter = &emu.state()["accesscontextmanager"]["servicePerimeters"][0];
+    assert_eq!(perimeter["useExplicitDryRunSpec"], true, "{perimeter}");
+    assert!(
+        perimeter["spec"]["resources"]
+            .to_string()
+            .contains("projects/123456789012"),
+        "{perimeter}"
+    );
+    let before = emu.requests().len();
+    let second = run("embed-perimeter", &["--endpoints", &endpoints]).await;
+    let (stdout, stderr) = text(&second);
+    assert!(second.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Plan: 0 to create, 0 to update, 4 unchanged."),
+        "{stdout}"
+    );
+    assert_eq!(crate::mutating(&emu, before), Vec::<String>::new());
+}

@@ -478,11 +478,8 @@ impl Sections {
         };
         let vpcsc = match (&project, &organization, vpcsc) {
             (Some(p), Some(o), Some(v)) => {
-                let s = kfsec_vpcsc::Spec {
-                    project: p.clone(),
-                    organization: o.clone(),
-                    vpcsc: v,
-                };
+                let s =
+                    kfsec_vpcsc::Spec::new(p.clone(), o.clone(), v.perimeter.clone()).with_vpcsc(v);
                 check(s.validate());
                 Some(s)
             }
@@ -490,12 +487,12 @@ impl Sections {
         };
         let dns = match (&project, &network, dns) {
             (Some(p), Some(n), Some(d)) => {
-                let s = kfsec_privatedns::Spec {
-                    project: p.clone(),
-                    network: n.name.clone(),
-                    dns: d,
-                };
-                check(s.validate());
+                let s = kfsec_privatedns::Spec::new(p.clone(), n.name.clone()).with_dns(d);
+                // The spec's `network` is this file's `network.name`.
+                check(s.validate().map_err(|mut e| {
+                    e.rename("network", "network.name");
+                    e
+                }));
                 Some(s)
             }
             _ => None,

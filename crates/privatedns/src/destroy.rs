@@ -2,11 +2,11 @@
 //! owner record itself), then each zone kfsec created, unless the zone still holds record sets
 //! someone else added: such a zone is kept with their records, and the plan says which.
 
-use kfsec_core::{Action, Change, Outcome, Plan, Report, ResourceRef, ResultExt};
+use kfsec_core::{Action, Change, Outcome, Plan, Report, ResourceRef, ResultExt, ownership};
 
 use crate::error::DnsError;
 use crate::handle::{PrivateDns, bumped_soa, owned_keys, owner_name};
-use crate::spec::{MANAGED_BY, RecordSet, Spec, ZoneSpec};
+use crate::spec::{RecordSet, Spec, ZoneSpec};
 
 /// What `destroy` does to one live zone (pure).
 #[derive(Debug, Clone, PartialEq)]
@@ -35,11 +35,12 @@ pub(crate) fn teardown(zone: &ZoneSpec, description: &str, live: &[RecordSet]) -
         .filter(|r| !ours(r) && !apex_own(r))
         .map(RecordSet::key)
         .collect();
-    let created_by_kfsec = description.starts_with(MANAGED_BY);
+    let created_by_kfsec = ownership::is_ours_description(Some(description));
     let delete_zone = created_by_kfsec && others.is_empty();
     let kept = if !created_by_kfsec {
         Some(format!(
-            "kept: kfsec did not create the zone (no {MANAGED_BY:?} description)"
+            "kept: kfsec did not create the zone (no {:?} description)",
+            ownership::DESCRIPTION
         ))
     } else if !others.is_empty() {
         Some(format!(

@@ -31,8 +31,83 @@ pub struct PrivateDns {
     pub(crate) progress: Progress,
 }
 
+/// The SDK clients a [`PrivateDns`] uses, for [`PrivateDns::from_clients`]: clients built with
+/// your own credentials and endpoints, or `from_stub` mocks in tests.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use google_cloud_dns_v1::client::{Changes, ManagedZones, ResourceRecordSets};
+/// use kfsec_privatedns::{Clients, PrivateDns};
+///
+/// let clients = Clients::new(
+///     ManagedZones::builder().build().await?,
+///     ResourceRecordSets::builder().build().await?,
+///     Changes::builder().build().await?,
+/// )
+/// .with_policies(kfsec_core::Policies::default());
+/// let dns = PrivateDns::from_clients(clients);
+/// # let _ = dns; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Clients {
+    /// Cloud DNS managed zones.
+    pub zones: ManagedZones,
+    /// Cloud DNS record sets (read).
+    pub rrsets: ResourceRecordSets,
+    /// Cloud DNS changes (record-set writes).
+    pub changes: Changes,
+    /// Retries, polling and deadlines (default: [`Policies::default`], Google's).
+    pub policies: Policies,
+}
+
+impl Clients {
+    /// The three Cloud DNS clients, with the default [`Policies`].
+    pub fn new(zones: ManagedZones, rrsets: ResourceRecordSets, changes: Changes) -> Self {
+        Self {
+            zones,
+            rrsets,
+            changes,
+            policies: Policies::default(),
+        }
+    }
+
+    /// Builds the clients from a connection (API name `dns`), with its policies.
+    pub async fn from_connection(conn: &Connection) -> Result<Self, DnsError> {
+        let build =
+            |e: google_cloud_gax::client_builder::Error| kfsec_core::ConnectionError::Build {
+                api: "dns".into(),
+                source: e.into(),
+            };
+        let zones = conn
+            .configure("dns", ManagedZones::builder())?
+            .build()
+            .await
+            .map_err(build)?;
+        let rrsets = conn
+            .configure("dns", ResourceRecordSets::builder())?
+            .build()
+            .await
+            .map_err(build)?;
+        let changes = conn
+            .configure("dns", Changes::builder())?
+            .build()
+            .await
+            .map_err(build)?;
+        Ok(Self::new(zones, rrsets, changes).with_policies(conn.policies().clone()))
+    }
+
+    /// Sets the retry, polling and deadline policies.
+    #[must_use]
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+}
+
 /// A zone as it is live.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LiveZone {
     /// The zone.
     pub zone: ManagedZone,
@@ -40,8 +115,55 @@ pub struct LiveZone {
     pub records: Vec<RecordSet>,
 }
 
-/// What `observe` found, per zone name (`None`: the zone does not exist).
-pub type Observed = BTreeMap<String, Option<LiveZone>>;
+/// What [`PrivateDns::observe`] found: each zone the spec names, live or missing.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    zones: BTreeMap<String, Option<LiveZone>>,
+}
+
+impl Observed {
+    /// The live zone named `name` (`kubeflow-gcr-io`); `None` when it does not exist or the
+    /// spec does not name it.
+    pub fn zone(&self, name: &str) -> Option<&LiveZone> {
+        self.zones.get(name).and_then(Option::as_ref)
+    }
+
+    /// Each zone the spec names, by name, with its live state (`None`: it does not exist).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&LiveZone>)> {
+        self.zones
+            .iter()
+            .map(|(name, live)| (name.as_str(), live.as_ref()))
+    }
+
+    /// The names of the zones the spec names that do not exist.
+    pub fn missing(&self) -> impl Iterator<Item = &str> {
+        self.iter()
+            .filter(|(_, live)| live.is_none())
+            .map(|(name, _)| name)
+    }
+
+    /// How many zones the spec names.
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    /// Whether the spec names no zone.
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+
+    pub(crate) fn insert(&mut self, name: String, live: Option<LiveZone>) {
+        self.zones.insert(name, live);
+    }
+}
+
+impl<'a> IntoIterator for &'a Observed {
+    type Item = (&'a str, Option<&'a LiveZone>);
+    type IntoIter = Box<dyn Iterator<Item = Self::Item> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
 
 /// A plan with what `apply` needs.
 #[derive(Debug, Clone)]
@@ -223,41 +345,17 @@ pub(crate) fn is_private(zone: &ManagedZone) -> bool {
 impl PrivateDns {
     /// Builds the Cloud DNS clients from a connection (API name `dns`).
     pub async fn new(conn: &Connection) -> Result<Self, DnsError> {
-        let build =
-            |e: google_cloud_gax::client_builder::Error| kfsec_core::ConnectionError::Build {
-                api: "dns".into(),
-                source: e.into(),
-            };
-        let zones = conn
-            .configure("dns", ManagedZones::builder())?
-            .build()
-            .await
-            .map_err(build)?;
-        let rrsets = conn
-            .configure("dns", ResourceRecordSets::builder())?
-            .build()
-            .await
-            .map_err(build)?;
-        let changes = conn
-            .configure("dns", Changes::builder())?
-            .build()
-            .await
-            .map_err(build)?;
-        Ok(Self::from_clients(
+        Ok(Self::from_clients(Clients::from_connection(conn).await?))
+    }
+
+    /// A handle over clients built elsewhere (your own credentials, or `from_stub` mocks).
+    pub fn from_clients(clients: Clients) -> Self {
+        let Clients {
             zones,
             rrsets,
             changes,
-            conn.policies().clone(),
-        ))
-    }
-
-    /// A handle over clients built elsewhere (for example `from_stub` mocks).
-    pub fn from_clients(
-        zones: ManagedZones,
-        rrsets: ResourceRecordSets,
-        changes: Changes,
-        policies: Policies,
-    ) -> Self {
+            policies,
+        } = clients;
         Self {
             zones,
             rrsets,
@@ -337,7 +435,7 @@ impl PrivateDns {
     pub async fn observe(&self, spec: &Spec) -> Result<Observed, DnsError> {
         spec.validate()?;
         let project = spec.project.as_str();
-        let mut out = BTreeMap::new();
+        let mut out = Observed::default();
         for zone in spec.zones() {
             let live = match self.get_zone(project, &zone.name).await? {
                 Some(z) => Some(LiveZone {
@@ -569,7 +667,7 @@ pub(crate) fn plan_from(spec: &Spec, observed: &Observed) -> Plan {
     for zone in spec.zones() {
         let resource =
             ResourceRef::new("private zone", format!("{} ({})", zone.name, zone.dns_name));
-        let live = observed.get(&zone.name).cloned().flatten();
+        let live = observed.zone(&zone.name).cloned();
         match &live {
             None => plan.push(
                 Change::new(

@@ -12,7 +12,7 @@ pub mod zonefile;
 mod wire_tests;
 
 pub use error::DnsError;
-pub use handle::{DnsPlan, LiveZone, OWNER_LABEL, Observed, PrivateDns};
+pub use handle::{Clients, DnsPlan, LiveZone, OWNER_LABEL, Observed, PrivateDns};
 pub use spec::{DnsSpec, Domain, RecordSet, Spec, Vip, ZoneSpec};
 pub use verify::{ResolverChoice, probe_names, verify_resolution};
 pub use zonefile::{ZoneFile, export};

@@ -1,62 +1,190 @@
-//! The desired state: the `dns` section of the config file (with `project` and `network.name`),
-//! and the zones and record sets it implies.
+//! The desired state: the project, the network and the `dns` section of the config file, and
+//! the zones and record sets they imply.
+//!
+//! Built in code with [`Spec::new`] and the `with_*` setters, or read from YAML (serde): both
+//! give the same value.
+//!
+//! ```
+//! use kfsec_privatedns::{Domain, Spec, Vip};
+//!
+//! let spec = Spec::new("kf-dev".parse()?, "kubeflow-net")
+//!     .with_domains([Domain::GcrIo, Domain::PkgDev])
+//!     .with_ttl(60);
+//! spec.validate()?;
+//! assert_eq!(spec.dns.vip, Vip::Restricted);
+//! assert_eq!(spec.zones()[1].name, "kubeflow-pkg-dev");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use kfsec_core::{ProjectId, ValidationErrors};
+use kfsec_core::{ProjectId, ValidationErrors, ownership};
 use serde::{Deserialize, Serialize};
 
-/// Everything kfsec-privatedns reconciles.
+/// Everything kfsec-privatedns reconciles: the private zones of one project, visible to one
+/// network.
+///
+/// Build it with [`Spec::new`] (the project and the network) and the `with_*` setters; every
+/// other value has the default of [`DnsSpec::default`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Spec {
     /// The project that owns the zones.
     pub project: ProjectId,
-    /// The VPC network the private zones are visible to (the config's `network.name`).
+    /// The name of the VPC network the private zones are visible to (in the project; the
+    /// facade's config file calls it `network.name`).
     pub network: String,
-    /// The `dns` section.
+    /// The zones: prefix, VIP, domains, TTL (the config file's `dns` section).
     pub dns: DnsSpec,
 }
 
-/// The `dns` section of the config file.
+impl Spec {
+    /// The zones of [`DnsSpec::default`] (`gcr.io`, `pkg.dev` and `googleapis.com` to the
+    /// restricted VIP, zones named `kubeflow-*`, TTL 300) in `project`, visible to `network`.
+    pub fn new(project: ProjectId, network: impl Into<String>) -> Self {
+        Self {
+            project,
+            network: network.into(),
+            dns: DnsSpec::default(),
+        }
+    }
+
+    /// Replaces the whole `dns` section.
+    #[must_use]
+    pub fn with_dns(mut self, dns: DnsSpec) -> Self {
+        self.dns = dns;
+        self
+    }
+
+    /// Sets [`DnsSpec::zone_prefix`].
+    #[must_use]
+    pub fn with_zone_prefix(mut self, zone_prefix: impl Into<String>) -> Self {
+        self.dns.zone_prefix = zone_prefix.into();
+        self
+    }
+
+    /// Sets [`DnsSpec::vip`].
+    #[must_use]
+    pub fn with_vip(mut self, vip: Vip) -> Self {
+        self.dns.vip = vip;
+        self
+    }
+
+    /// Sets [`DnsSpec::domains`].
+    #[must_use]
+    pub fn with_domains(mut self, domains: impl IntoIterator<Item = Domain>) -> Self {
+        self.dns.domains = domains.into_iter().collect();
+        self
+    }
+
+    /// Sets [`DnsSpec::ipv6`].
+    #[must_use]
+    pub fn with_ipv6(mut self, ipv6: bool) -> Self {
+        self.dns.ipv6 = ipv6;
+        self
+    }
+
+    /// Sets [`DnsSpec::ttl`] (seconds).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: u32) -> Self {
+        self.dns.ttl = ttl;
+        self
+    }
+
+    /// Sets [`DnsSpec::replace`].
+    #[must_use]
+    pub fn with_replace(mut self, replace: bool) -> Self {
+        self.dns.replace = replace;
+        self
+    }
+}
+
+/// The zones kfsec makes (the `dns` section of the config file). A field left out of the YAML
+/// takes its value from [`DnsSpec::default`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct DnsSpec {
     /// Zone names are `<zone_prefix>-<domain with dots as hyphens>` (`kubeflow-gcr-io`).
-    #[serde(default = "default_prefix")]
+    /// Default `kubeflow`.
     pub zone_prefix: String,
-    /// Which Google VIP the names resolve to.
-    #[serde(default)]
+    /// Which Google VIP the names resolve to. Default [`Vip::Restricted`].
     pub vip: Vip,
-    /// The domains to answer privately (presets).
-    #[serde(default = "default_domains")]
+    /// The domains to answer privately (presets). Default: all three.
     pub domains: Vec<Domain>,
-    /// Also publish AAAA records for the VIP's IPv6 address.
-    #[serde(default)]
+    /// Also publish AAAA records for the VIP's IPv6 address. Default false.
     pub ipv6: bool,
-    /// TTL of the records kfsec writes, in seconds.
-    #[serde(default = "default_ttl")]
+    /// TTL of the records kfsec writes, in seconds (30 to 86400). Default 300.
     pub ttl: u32,
-    /// Replace a conflicting record set that kfsec did not create (default: report it, keep it).
-    #[serde(default)]
+    /// Replace a conflicting record set that kfsec did not create. Default false: report it,
+    /// keep it.
     pub replace: bool,
 }
 
-fn default_prefix() -> String {
-    "kubeflow".into()
+impl Default for DnsSpec {
+    /// Zones named `kubeflow-*` for `gcr.io`, `pkg.dev` and `googleapis.com`, to the restricted
+    /// VIP, IPv4 only, TTL 300, someone else's records kept.
+    fn default() -> Self {
+        Self {
+            zone_prefix: "kubeflow".into(),
+            vip: Vip::default(),
+            domains: vec![Domain::GcrIo, Domain::PkgDev, Domain::GoogleapisCom],
+            ipv6: false,
+            ttl: 300,
+            replace: false,
+        }
+    }
 }
 
-fn default_domains() -> Vec<Domain> {
-    vec![Domain::GcrIo, Domain::PkgDev, Domain::GoogleapisCom]
-}
+impl DnsSpec {
+    /// Sets [`DnsSpec::zone_prefix`].
+    #[must_use]
+    pub fn with_zone_prefix(mut self, zone_prefix: impl Into<String>) -> Self {
+        self.zone_prefix = zone_prefix.into();
+        self
+    }
 
-fn default_ttl() -> u32 {
-    300
+    /// Sets [`DnsSpec::vip`].
+    #[must_use]
+    pub fn with_vip(mut self, vip: Vip) -> Self {
+        self.vip = vip;
+        self
+    }
+
+    /// Sets [`DnsSpec::domains`].
+    #[must_use]
+    pub fn with_domains(mut self, domains: impl IntoIterator<Item = Domain>) -> Self {
+        self.domains = domains.into_iter().collect();
+        self
+    }
+
+    /// Sets [`DnsSpec::ipv6`].
+    #[must_use]
+    pub fn with_ipv6(mut self, ipv6: bool) -> Self {
+        self.ipv6 = ipv6;
+        self
+    }
+
+    /// Sets [`DnsSpec::ttl`] (seconds).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: u32) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets [`DnsSpec::replace`].
+    #[must_use]
+    pub fn with_replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
 }
 
 /// The Google VIP that the private zones point at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Vip {
     /// `restricted.googleapis.com`, 199.36.153.4/30: only APIs that VPC Service Controls
     /// supports, so data cannot leave through an unprotected API. The right choice with a perimeter.
@@ -125,6 +253,7 @@ impl AllAddresses for ipnet::Ipv4Net {
 /// A domain preset: the names Google serves on the VIP for private clusters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
 pub enum Domain {
     /// `gcr.io` (served by Artifact Registry since Container Registry shut down).
     GcrIo,
@@ -170,8 +299,9 @@ impl From<Domain> for String {
     }
 }
 
-/// One record set kfsec wants in a zone.
+/// One record set kfsec wants in a zone (or finds there). Made with [`RecordSet::new`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[non_exhaustive]
 pub struct RecordSet {
     /// Absolute name (`gcr.io.`, `*.gcr.io.`).
     pub name: String,
@@ -210,8 +340,9 @@ impl RecordSet {
     }
 }
 
-/// One private zone kfsec wants.
+/// One private zone kfsec wants, as [`Spec::zones`] derives it from the spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ZoneSpec {
     /// The domain preset.
     pub domain: Domain,
@@ -219,14 +350,11 @@ pub struct ZoneSpec {
     pub name: String,
     /// The DNS name (`gcr.io.`).
     pub dns_name: String,
-    /// The description, marking the zone as kfsec's.
+    /// The description, marking the zone as kfsec's ([`kfsec_core::ownership::describe`]).
     pub description: String,
     /// The record sets kfsec writes (SOA and NS are Cloud DNS's own).
     pub records: Vec<RecordSet>,
 }
-
-/// The description prefix that marks a zone as created by kfsec.
-pub const MANAGED_BY: &str = "Managed by kfsec";
 
 /// Checks a Cloud DNS zone name: 1-63 characters, lowercase letters, digits and hyphens, a
 /// letter first, a letter or digit last.
@@ -247,11 +375,12 @@ pub fn check_zone_name(name: &str) -> Result<(), String> {
 }
 
 impl Spec {
-    /// Checks everything that can be checked without a call; every problem with its field path.
+    /// Checks everything that can be checked without a call; every problem with the path of
+    /// its field in this spec (`network`, `dns.domains[1]`, `dns.ttl`, ...).
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
         if let Err(e) = check_network_name(&self.network) {
-            errors.push("network.name", e);
+            errors.push("network", e);
         }
         if self.dns.domains.is_empty() {
             errors.push(
@@ -330,11 +459,11 @@ impl Spec {
             domain,
             name: zone_name(&self.dns.zone_prefix, domain),
             dns_name: apex,
-            description: format!(
-                "{MANAGED_BY}: {} to the {} Google VIP",
+            description: ownership::describe(&format!(
+                "{} to the {} Google VIP",
                 domain.as_str(),
                 vip.label()
-            ),
+            )),
             records,
         }
     }
@@ -431,7 +560,10 @@ pub(crate) mod tests {
                 ]
             )
         );
-        assert!(zones[0].description.starts_with(MANAGED_BY));
+        assert_eq!(
+            zones[0].description, "Managed by kfsec: gcr.io to the restricted Google VIP",
+            "live zones are recognised by this mark: it must not change"
+        );
     }
 
     #[test]
@@ -466,6 +598,47 @@ pub(crate) mod tests {
         let err = spec(&GOOD.replace("zone_prefix: kubeflow", &format!("zone_prefix: {long}")))
             .unwrap_err();
         assert_eq!(err.errors[0].path, "dns.zone_prefix");
+    }
+
+    #[test]
+    fn built_in_code_equals_the_yaml() {
+        let built = Spec::new("kf-dev".parse().unwrap(), "kf-net");
+        assert_eq!(built, spec(GOOD).unwrap());
+        assert_eq!(
+            built,
+            spec("project: kf-dev\nnetwork: kf-net\ndns: {}\n").unwrap()
+        );
+        let custom = built
+            .with_zone_prefix("kf")
+            .with_vip(Vip::Private)
+            .with_domains([Domain::GcrIo])
+            .with_ipv6(true)
+            .with_ttl(60)
+            .with_replace(true);
+        let yaml = "project: kf-dev\nnetwork: kf-net\ndns: {zone_prefix: kf, vip: private, domains: [gcr.io], ipv6: true, ttl: 60, replace: true}\n";
+        assert_eq!(custom, spec(yaml).unwrap());
+        let section = DnsSpec::default()
+            .with_zone_prefix("kf")
+            .with_vip(Vip::Private)
+            .with_domains([Domain::GcrIo])
+            .with_ipv6(true)
+            .with_ttl(60)
+            .with_replace(true);
+        assert_eq!(custom.dns, section);
+        assert_eq!(
+            Spec::new("kf-dev".parse().unwrap(), "kf-net").with_dns(section),
+            custom
+        );
+    }
+
+    #[test]
+    fn paths_name_the_spec_s_own_fields() {
+        let err = Spec::new("kf-dev".parse().unwrap(), "Kube_Net")
+            .with_ttl(5)
+            .validate()
+            .unwrap_err();
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["network", "dns.ttl"]);
     }
 
     proptest::proptest! {

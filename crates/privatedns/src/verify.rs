@@ -15,7 +15,7 @@ use crate::spec::{Domain, Spec};
 pub(crate) fn zone_findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
     let mut out = Vec::new();
     for zone in spec.zones() {
-        let Some(live) = observed.get(&zone.name).cloned().flatten() else {
+        let Some(live) = observed.zone(&zone.name) else {
             out.push(Finding::new(
                 Severity::High,
                 "zone.missing",
@@ -116,7 +116,7 @@ pub enum ResolverChoice {
 fn resolver(choice: ResolverChoice) -> Result<Resolver<TokioRuntimeProvider>, DnsError> {
     let builder = match choice {
         ResolverChoice::System => {
-            Resolver::builder_tokio().map_err(|e| DnsError::Resolver(e.to_string()))?
+            Resolver::builder_tokio().map_err(|e| DnsError::Resolver { source: e.into() })?
         }
         ResolverChoice::Server(addr) => {
             let mut server = NameServerConfig::udp_and_tcp(addr.ip());
@@ -131,7 +131,7 @@ fn resolver(choice: ResolverChoice) -> Result<Resolver<TokioRuntimeProvider>, Dn
     };
     builder
         .build()
-        .map_err(|e| DnsError::Resolver(e.to_string()))
+        .map_err(|e| DnsError::Resolver { source: e.into() })
 }
 
 /// Resolves [`probe_names`] through `choice` and reports, for each, whether every address lies in

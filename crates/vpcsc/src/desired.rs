@@ -6,14 +6,10 @@ use google_cloud_identity_accesscontextmanager_v1::model::{
     basic_level::ConditionCombiningFunction, service_perimeter::PerimeterType,
     service_perimeter_config,
 };
-use kfsec_core::FieldDiff;
+use kfsec_core::{FieldDiff, ownership};
 use serde_json::{Value, json};
 
 use crate::spec::{AccessLevelSpec, Combining, EgressPolicy, IngressPolicy, Mode, PerimeterSpec};
-
-/// The description kfsec gives the access levels and perimeters it creates: `destroy` deletes
-/// only what carries it.
-pub const MANAGED_BY: &str = "Managed by kfsec";
 
 /// `accessPolicies/P/accessLevels/NAME` for a short or full level name.
 pub(crate) fn level_name(policy: &str, name: &str) -> String {
@@ -110,7 +106,7 @@ pub(crate) fn desired_level(
     };
     let base = live
         .cloned()
-        .unwrap_or_else(|| AccessLevel::new().set_description(MANAGED_BY));
+        .unwrap_or_else(|| AccessLevel::new().set_description(ownership::DESCRIPTION));
     base.set_name(level_name(policy, &spec.name))
         .set_title(spec.title())
         .set_basic(
@@ -332,7 +328,7 @@ impl PerimeterEdit {
             ServicePerimeter::new()
                 .set_name(name)
                 .set_title(self.title.clone())
-                .set_description(MANAGED_BY)
+                .set_description(ownership::DESCRIPTION)
                 .set_perimeter_type(PerimeterType::Regular)
         });
         let staged = if base.use_explicit_dry_run_spec {

@@ -1,5 +1,5 @@
 //! `destroy`: deletes the perimeter and the access levels kfsec created (those whose description
-//! is [`MANAGED_BY`]), the perimeter first. It keeps:
+//! is [`kfsec_core::ownership::DESCRIPTION`]), the perimeter first. It keeps:
 //! - a perimeter that holds entries the spec does not name (another project, another team's
 //!   service or level): deleting it would drop their protection;
 //! - a level that some other perimeter still uses;
@@ -8,9 +8,9 @@
 
 use google_cloud_identity_accesscontextmanager_v1::model::{AccessLevel, ServicePerimeter};
 use kfsec_core::plan::shell_quote as q;
-use kfsec_core::{Action, Change, Outcome, Plan, Report, ResourceRef};
+use kfsec_core::{Action, Change, Outcome, Plan, Report, ResourceRef, ownership};
 
-use crate::desired::{MANAGED_BY, PerimeterEdit, level_name, perimeter_name};
+use crate::desired::{PerimeterEdit, level_name, perimeter_name};
 use crate::error::VpcscError;
 use crate::handle::{Vpcsc, kept_entries};
 use crate::spec::Spec;
@@ -28,9 +28,10 @@ pub(crate) fn perimeter_verdict(
     live: &ServicePerimeter,
     edit: &PerimeterEdit,
 ) -> Result<(), String> {
-    if !live.description.starts_with(MANAGED_BY) {
+    if !ownership::is_ours_description(Some(&live.description)) {
         return Err(format!(
-            "kept: kfsec did not create it (no {MANAGED_BY:?} description)"
+            "kept: kfsec did not create it (no {:?} description)",
+            ownership::DESCRIPTION
         ));
     }
     match kept_entries(live, edit) {
@@ -43,9 +44,10 @@ pub(crate) fn perimeter_verdict(
 
 /// `Ok(())` to delete the level, `Err(reason)` to keep it. `users` are the perimeters that stay.
 pub(crate) fn level_verdict(live: &AccessLevel, users: &[String]) -> Result<(), String> {
-    if !live.description.starts_with(MANAGED_BY) {
+    if !ownership::is_ours_description(Some(&live.description)) {
         return Err(format!(
-            "kept: kfsec did not create it (no {MANAGED_BY:?} description)"
+            "kept: kfsec did not create it (no {:?} description)",
+            ownership::DESCRIPTION
         ));
     }
     if users.is_empty() {

@@ -43,7 +43,7 @@ pub(crate) fn create_level(policy: &str, level: &AccessLevelSpec, desired: &Acce
         level.name,
         q(level.title()),
         combine(desired),
-        q(crate::desired::MANAGED_BY)
+        q(kfsec_core::ownership::DESCRIPTION)
     )
 }
 
@@ -90,7 +90,10 @@ pub(crate) fn create_perimeter(policy: &str, spec: &PerimeterSpec, edit: &Perime
             spec.name
         ),
         format!("--{title_flag}={}", q(spec.title())),
-        format!("--{prefix}description={}", q(crate::desired::MANAGED_BY)),
+        format!(
+            "--{prefix}description={}",
+            q(kfsec_core::ownership::DESCRIPTION)
+        ),
         "--perimeter-type=regular".to_string(),
     ];
     words.extend(list_flag(&format!("{prefix}resources"), &edit.resources));

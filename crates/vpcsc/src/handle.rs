@@ -38,8 +38,101 @@ pub struct Vpcsc {
     queues: Arc<WriteQueues>,
 }
 
+/// The SDK clients a [`Vpcsc`] uses, for [`Vpcsc::from_clients`]: clients built with your own
+/// credentials and endpoints, or `from_stub` mocks in tests.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use google_cloud_api_serviceusage_v1::client::ServiceUsage;
+/// use google_cloud_identity_accesscontextmanager_v1::client::AccessContextManager;
+/// use google_cloud_resourcemanager_v3::client::{Organizations, Projects};
+/// use kfsec_vpcsc::{Clients, Vpcsc};
+///
+/// let clients = Clients::new(
+///     AccessContextManager::builder().build().await?,
+///     ServiceUsage::builder().build().await?,
+///     Projects::builder().build().await?,
+///     Organizations::builder().build().await?,
+/// )
+/// .with_policies(kfsec_core::Policies::default());
+/// let vpcsc = Vpcsc::from_clients(clients);
+/// # let _ = vpcsc; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Clients {
+    /// Access Context Manager: access policies, levels and perimeters.
+    pub acm: AccessContextManager,
+    /// Service Usage: enabling services.
+    pub usage: ServiceUsage,
+    /// Resource Manager projects: the project's number and parent.
+    pub projects: Projects,
+    /// Resource Manager organizations: finding the organization by name.
+    pub organizations: Organizations,
+    /// Retries, polling and deadlines (default: [`Policies::default`], Google's).
+    pub policies: Policies,
+}
+
+impl Clients {
+    /// The four clients, with the default [`Policies`].
+    pub fn new(
+        acm: AccessContextManager,
+        usage: ServiceUsage,
+        projects: Projects,
+        organizations: Organizations,
+    ) -> Self {
+        Self {
+            acm,
+            usage,
+            projects,
+            organizations,
+            policies: Policies::default(),
+        }
+    }
+
+    /// Builds the clients from a connection (API names `accesscontextmanager`,
+    /// `serviceusage` and `cloudresourcemanager`), with its policies.
+    pub async fn from_connection(conn: &Connection) -> Result<Self, VpcscError> {
+        let build_err = |api: &str, e: Box<dyn std::error::Error + Send + Sync>| {
+            kfsec_core::ConnectionError::Build {
+                api: api.to_string(),
+                source: e,
+            }
+        };
+        let acm = conn
+            .configure("accesscontextmanager", AccessContextManager::builder())?
+            .build()
+            .await
+            .map_err(|e| build_err("accesscontextmanager", e.into()))?;
+        let usage = conn
+            .configure("serviceusage", ServiceUsage::builder())?
+            .build()
+            .await
+            .map_err(|e| build_err("serviceusage", e.into()))?;
+        let projects = conn
+            .configure("cloudresourcemanager", Projects::builder())?
+            .build()
+            .await
+            .map_err(|e| build_err("cloudresourcemanager", e.into()))?;
+        let organizations = conn
+            .configure("cloudresourcemanager", Organizations::builder())?
+            .build()
+            .await
+            .map_err(|e| build_err("cloudresourcemanager", e.into()))?;
+        Ok(Self::new(acm, usage, projects, organizations).with_policies(conn.policies().clone()))
+    }
+
+    /// Sets the retry, polling and deadline policies.
+    #[must_use]
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+}
+
 /// What `observe` found.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Observed {
     /// The organization (resolved from a display name when needed).
     pub organization: OrganizationId,
@@ -68,6 +161,7 @@ pub struct VpcscPlan {
 
 /// What happened to one perimeter in a coalesced write.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum PerimeterOutcome {
     /// Created.
     Created,
@@ -90,7 +184,7 @@ struct PolicyQueue {
 struct Pending {
     perimeter: String,
     edit: PerimeterEdit,
-    reply: oneshot::Sender<Result<PerimeterOutcome, String>>,
+    reply: oneshot::Sender<Result<PerimeterOutcome, Arc<VpcscError>>>,
 }
 
 /// The edits one caller took from the queue to write. Should that caller's future be dropped
@@ -131,49 +225,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Vpcsc {
     /// Builds the SDK clients from a connection.
     pub async fn new(conn: &Connection) -> Result<Self, VpcscError> {
-        let build_err = |api: &str, e: Box<dyn std::error::Error + Send + Sync>| {
-            kfsec_core::ConnectionError::Build {
-                api: api.to_string(),
-                source: e,
-            }
-        };
-        let acm = conn
-            .configure("accesscontextmanager", AccessContextManager::builder())?
-            .build()
-            .await
-            .map_err(|e| build_err("accesscontextmanager", e.into()))?;
-        let usage = conn
-            .configure("serviceusage", ServiceUsage::builder())?
-            .build()
-            .await
-            .map_err(|e| build_err("serviceusage", e.into()))?;
-        let projects = conn
-            .configure("cloudresourcemanager", Projects::builder())?
-            .build()
-            .await
-            .map_err(|e| build_err("cloudresourcemanager", e.into()))?;
-        let organizations = conn
-            .configure("cloudresourcemanager", Organizations::builder())?
-            .build()
-            .await
-            .map_err(|e| build_err("cloudresourcemanager", e.into()))?;
-        Ok(Self::from_clients(
+        Ok(Self::from_clients(Clients::from_connection(conn).await?))
+    }
+
+    /// A handle over clients built elsewhere (your own credentials, or `from_stub` mocks).
+    pub fn from_clients(clients: Clients) -> Self {
+        let Clients {
             acm,
             usage,
             projects,
             organizations,
-            conn.policies().clone(),
-        ))
-    }
-
-    /// A handle over clients built elsewhere (for example `from_stub` mocks in tests).
-    pub fn from_clients(
-        acm: AccessContextManager,
-        usage: ServiceUsage,
-        projects: Projects,
-        organizations: Organizations,
-        policies: Policies,
-    ) -> Self {
+            policies,
+        } = clients;
         Self {
             acm,
             usage,
@@ -682,25 +745,34 @@ impl Vpcsc {
         let result = self
             .step(&step, || self.write_perimeters(policy, &edits))
             .await;
-        let mut mine = None;
-        for p in batch.answer() {
-            let outcome = match &result {
-                Ok(map) => Ok(map
-                    .get(&p.perimeter)
-                    .cloned()
-                    .unwrap_or(PerimeterOutcome::Unchanged)),
-                Err(e) => Err(e.to_string()),
-            };
+        let pending = batch.answer();
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            // Nobody waits but us (the batch always holds our own edit): the error is ours.
+            Err(e) if pending.iter().filter(|p| !p.reply.is_closed()).count() <= 1 => {
+                return Err(e);
+            }
+            // The error is not Clone (it keeps the SDK's error), so every caller whose edit
+            // the write carried, us included, gets it shared.
+            Err(e) => {
+                let shared = Arc::new(e);
+                for p in pending {
+                    let _ = p.reply.send(Err(Arc::clone(&shared)));
+                }
+                return Err(VpcscError::Coalesced(shared));
+            }
+        };
+        for p in pending {
+            let outcome = outcomes
+                .get(&p.perimeter)
+                .cloned()
+                .unwrap_or(PerimeterOutcome::Unchanged);
             // The receiver may be us; others wait on theirs.
-            let _ = p.reply.send(outcome);
+            let _ = p.reply.send(Ok(outcome));
         }
-        if let Ok(done) = answer.try_recv() {
-            mine = Some(done);
-        }
-        match (result, mine) {
-            (Err(e), _) => Err(e),
-            (Ok(_), Some(done)) => done.map_err(VpcscError::Coalesced),
-            (Ok(_), None) => Err(VpcscError::Unexpected("coalesce perimeter edits".into())),
+        match answer.try_recv() {
+            Ok(done) => done.map_err(VpcscError::Coalesced),
+            Err(_) => Err(VpcscError::Unexpected("coalesce perimeter edits".into())),
         }
     }
 

@@ -11,8 +11,12 @@ mod verify;
 #[cfg(test)]
 mod wire_tests;
 
-pub use desired::{MANAGED_BY, PerimeterEdit};
+pub use desired::PerimeterEdit;
 pub use error::VpcscError;
-pub use handle::{Observed, PerimeterOutcome, Vpcsc, VpcscPlan};
-pub use spec::{AccessLevelSpec, Mode, PerimeterSpec, PolicyChoice, Spec, VpcscSpec};
+pub use handle::{Clients, Observed, PerimeterOutcome, Vpcsc, VpcscPlan};
+pub use spec::{
+    AccessLevelSpec, ApiOperation, Combining, DEFAULT_SERVICES, EgressFrom, EgressPolicy,
+    IdentityType, IngressFrom, IngressPolicy, Mode, PerimeterSpec, PolicyChoice, RemoveSpec,
+    RuleTo, SENSITIVE_SERVICES, Spec, VpcAccessibleServices, VpcscSpec,
+};
 pub use verify::{DRY_RUN_ONLY, SERVICE_DRY_RUN_ONLY, blocks_enforcement};

@@ -1,4 +1,24 @@
-//! The desired state: the `vpcsc` section of the config file, validated before any call.
+//! The desired state: the project, the organization and the `vpcsc` section of the config
+//! file, validated before any call.
+//!
+//! Built in code with the `new` constructors (the required values) and the `with_*` setters,
+//! or read from YAML (serde): both give the same value.
+//!
+//! ```
+//! use kfsec_vpcsc::{AccessLevelSpec, Mode, PerimeterSpec, Spec};
+//!
+//! let spec = Spec::new(
+//!     "kf-dev".parse()?,
+//!     "example.com".parse()?,
+//!     PerimeterSpec::new("KubeflowZone")
+//!         .with_restricted_services(["storage.googleapis.com"])
+//!         .with_mode(Mode::DryRun),
+//! )
+//! .with_access_level(AccessLevelSpec::new("kubeflow").with_members(["user:alice@example.com".parse()?]));
+//! spec.validate()?;
+//! assert_eq!(spec.vpcsc.perimeter.title(), "KubeflowZone");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use kfsec_core::{Cidr, Member, OrganizationRef, ProjectId, ValidationErrors};
 use serde::{Deserialize, Serialize};
@@ -26,8 +46,11 @@ pub const SENSITIVE_SERVICES: &[&str] = &[
 
 /// Everything kfsec-vpcsc reconciles: the project and organization it works in, and the
 /// `vpcsc` section of the config.
+///
+/// Build it with [`Spec::new`] (project, organization, perimeter) and the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Spec {
     /// The project placed inside the perimeter.
     pub project: ProjectId,
@@ -37,9 +60,73 @@ pub struct Spec {
     pub vpcsc: VpcscSpec,
 }
 
-/// The `vpcsc` section of the config file.
+impl Spec {
+    /// A perimeter around `project` in `organization`'s access policy ([`PolicyChoice::Auto`]),
+    /// with [`DEFAULT_SERVICES`] enabled and no access level.
+    pub fn new(
+        project: ProjectId,
+        organization: OrganizationRef,
+        perimeter: PerimeterSpec,
+    ) -> Self {
+        Self {
+            project,
+            organization,
+            vpcsc: VpcscSpec::new(perimeter),
+        }
+    }
+
+    /// Replaces the whole `vpcsc` section.
+    #[must_use]
+    pub fn with_vpcsc(mut self, vpcsc: VpcscSpec) -> Self {
+        self.vpcsc = vpcsc;
+        self
+    }
+
+    /// Sets [`VpcscSpec::policy`].
+    #[must_use]
+    pub fn with_policy(mut self, policy: PolicyChoice) -> Self {
+        self.vpcsc.policy = policy;
+        self
+    }
+
+    /// Sets [`VpcscSpec::services`].
+    #[must_use]
+    pub fn with_services(mut self, services: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.vpcsc.services = strings(services);
+        self
+    }
+
+    /// Sets [`VpcscSpec::perimeter`].
+    #[must_use]
+    pub fn with_perimeter(mut self, perimeter: PerimeterSpec) -> Self {
+        self.vpcsc.perimeter = perimeter;
+        self
+    }
+
+    /// Sets [`VpcscSpec::access_level`] (the config file's single level).
+    #[must_use]
+    pub fn with_access_level(mut self, level: AccessLevelSpec) -> Self {
+        self.vpcsc.access_level = Some(level);
+        self
+    }
+
+    /// Sets [`VpcscSpec::access_levels`] (levels besides `access_level`).
+    #[must_use]
+    pub fn with_access_levels(mut self, levels: impl IntoIterator<Item = AccessLevelSpec>) -> Self {
+        self.vpcsc.access_levels = levels.into_iter().collect();
+        self
+    }
+}
+
+fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
+/// The `vpcsc` section of the config file. Built with [`VpcscSpec::new`] (the perimeter) and
+/// the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VpcscSpec {
     /// Which access policy: `auto` (the organization's, created as "default" when there is none)
     /// or `accessPolicies/ID` (an organization or scoped policy that exists).
@@ -62,9 +149,59 @@ fn default_services() -> Vec<String> {
     DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect()
 }
 
+impl VpcscSpec {
+    /// `perimeter` in the organization's access policy ([`PolicyChoice::Auto`]), with
+    /// [`DEFAULT_SERVICES`] enabled and no access level.
+    pub fn new(perimeter: PerimeterSpec) -> Self {
+        Self {
+            policy: PolicyChoice::default(),
+            services: default_services(),
+            perimeter,
+            access_level: None,
+            access_levels: Vec::new(),
+        }
+    }
+
+    /// Sets [`VpcscSpec::policy`].
+    #[must_use]
+    pub fn with_policy(mut self, policy: PolicyChoice) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets [`VpcscSpec::services`].
+    #[must_use]
+    pub fn with_services(mut self, services: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.services = strings(services);
+        self
+    }
+
+    /// Sets [`VpcscSpec::perimeter`].
+    #[must_use]
+    pub fn with_perimeter(mut self, perimeter: PerimeterSpec) -> Self {
+        self.perimeter = perimeter;
+        self
+    }
+
+    /// Sets [`VpcscSpec::access_level`].
+    #[must_use]
+    pub fn with_access_level(mut self, level: AccessLevelSpec) -> Self {
+        self.access_level = Some(level);
+        self
+    }
+
+    /// Sets [`VpcscSpec::access_levels`].
+    #[must_use]
+    pub fn with_access_levels(mut self, levels: impl IntoIterator<Item = AccessLevelSpec>) -> Self {
+        self.access_levels = levels.into_iter().collect();
+        self
+    }
+}
+
 /// How the access policy is chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[non_exhaustive]
 pub enum PolicyChoice {
     /// The organization's policy; created with the title "default" when there is none.
     #[default]
@@ -101,6 +238,7 @@ impl From<PolicyChoice> for String {
 /// Enforced or dry run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Mode {
     /// The perimeter's `status`: enforced.
     #[default]
@@ -109,9 +247,11 @@ pub enum Mode {
     DryRun,
 }
 
-/// The service perimeter around the project.
+/// The service perimeter around the project. Built with [`PerimeterSpec::new`] (the name) and
+/// the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PerimeterSpec {
     /// Short name: a letter, then letters, digits and `_` (no hyphens), at most 50.
     pub name: String,
@@ -145,24 +285,55 @@ pub struct PerimeterSpec {
     pub egress_policies: Vec<EgressPolicy>,
 }
 
-/// Entries the spec removes from a shared perimeter.
+/// Entries the spec removes from a shared perimeter. Default: none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct RemoveSpec {
     /// Resources to remove.
-    #[serde(default)]
     pub resources: Vec<String>,
     /// Restricted services to remove.
-    #[serde(default)]
     pub restricted_services: Vec<String>,
     /// Access levels (short names) to remove.
-    #[serde(default)]
     pub access_levels: Vec<String>,
 }
 
-/// VPC accessible services.
+impl RemoveSpec {
+    /// Sets [`RemoveSpec::resources`] (`projects/NUMBER`).
+    #[must_use]
+    pub fn with_resources(
+        mut self,
+        resources: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.resources = strings(resources);
+        self
+    }
+
+    /// Sets [`RemoveSpec::restricted_services`].
+    #[must_use]
+    pub fn with_restricted_services(
+        mut self,
+        services: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.restricted_services = strings(services);
+        self
+    }
+
+    /// Sets [`RemoveSpec::access_levels`] (short names).
+    #[must_use]
+    pub fn with_access_levels(
+        mut self,
+        levels: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.access_levels = strings(levels);
+        self
+    }
+}
+
+/// VPC accessible services. Built with [`VpcAccessibleServices::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VpcAccessibleServices {
     /// Whether to restrict.
     pub enable_restriction: bool,
@@ -171,9 +342,30 @@ pub struct VpcAccessibleServices {
     pub allowed_services: Vec<String>,
 }
 
+impl VpcAccessibleServices {
+    /// Restricted (`enable_restriction`) or not, with no service allowed yet.
+    pub fn new(enable_restriction: bool) -> Self {
+        Self {
+            enable_restriction,
+            allowed_services: Vec::new(),
+        }
+    }
+
+    /// Sets [`VpcAccessibleServices::allowed_services`].
+    #[must_use]
+    pub fn with_allowed_services(
+        mut self,
+        services: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.allowed_services = strings(services);
+        self
+    }
+}
+
 /// Who an ingress or egress rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum IdentityType {
     /// Any identity.
     AnyIdentity,
@@ -183,9 +375,10 @@ pub enum IdentityType {
     AnyServiceAccount,
 }
 
-/// An API and the methods a rule allows (`*` for all).
+/// An API and the methods a rule allows (`*` for all). Built with [`ApiOperation::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ApiOperation {
     /// `storage.googleapis.com`, or `*`.
     pub service_name: String,
@@ -194,39 +387,108 @@ pub struct ApiOperation {
     pub methods: Vec<String>,
 }
 
-/// The source side of an ingress rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl ApiOperation {
+    /// The service (`storage.googleapis.com`, or `*`), with no method listed yet.
+    pub fn new(service_name: impl Into<String>) -> Self {
+        Self {
+            service_name: service_name.into(),
+            methods: Vec::new(),
+        }
+    }
+
+    /// Sets [`ApiOperation::methods`].
+    #[must_use]
+    pub fn with_methods(mut self, methods: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.methods = strings(methods);
+        self
+    }
+}
+
+/// The source side of an ingress rule. Default: empty lists, no identity type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct IngressFrom {
     /// Access levels (short names or full names, `*` for any) that requests may come through.
-    #[serde(default)]
     pub access_levels: Vec<String>,
     /// Resources (`projects/NUMBER`) that requests may come from.
-    #[serde(default)]
     pub resources: Vec<String>,
     /// Identities allowed.
-    #[serde(default)]
     pub identities: Vec<Member>,
     /// A class of identities instead of a list.
-    #[serde(default)]
     pub identity_type: Option<IdentityType>,
 }
 
-/// The target side of a rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl IngressFrom {
+    /// Sets [`IngressFrom::access_levels`].
+    #[must_use]
+    pub fn with_access_levels(
+        mut self,
+        levels: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.access_levels = strings(levels);
+        self
+    }
+
+    /// Sets [`IngressFrom::resources`].
+    #[must_use]
+    pub fn with_resources(
+        mut self,
+        resources: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.resources = strings(resources);
+        self
+    }
+
+    /// Sets [`IngressFrom::identities`].
+    #[must_use]
+    pub fn with_identities(mut self, identities: impl IntoIterator<Item = Member>) -> Self {
+        self.identities = identities.into_iter().collect();
+        self
+    }
+
+    /// Sets [`IngressFrom::identity_type`].
+    #[must_use]
+    pub fn with_identity_type(mut self, identity_type: IdentityType) -> Self {
+        self.identity_type = Some(identity_type);
+        self
+    }
+}
+
+/// The target side of a rule. Default: empty lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct RuleTo {
     /// Resources (`projects/NUMBER`, or `*`).
-    #[serde(default)]
     pub resources: Vec<String>,
     /// Operations allowed.
-    #[serde(default)]
     pub operations: Vec<ApiOperation>,
 }
 
-/// An ingress rule: who outside may reach what inside.
+impl RuleTo {
+    /// Sets [`RuleTo::resources`].
+    #[must_use]
+    pub fn with_resources(
+        mut self,
+        resources: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.resources = strings(resources);
+        self
+    }
+
+    /// Sets [`RuleTo::operations`].
+    #[must_use]
+    pub fn with_operations(mut self, operations: impl IntoIterator<Item = ApiOperation>) -> Self {
+        self.operations = operations.into_iter().collect();
+        self
+    }
+}
+
+/// An ingress rule: who outside may reach what inside. Built with [`IngressPolicy::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct IngressPolicy {
     /// Sources.
     pub from: IngressFrom,
@@ -234,21 +496,44 @@ pub struct IngressPolicy {
     pub to: RuleTo,
 }
 
-/// The source side of an egress rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl IngressPolicy {
+    /// A rule from `from` to `to`.
+    pub fn new(from: IngressFrom, to: RuleTo) -> Self {
+        Self { from, to }
+    }
+}
+
+/// The source side of an egress rule. Default: no identity, no identity type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct EgressFrom {
     /// Identities allowed.
-    #[serde(default)]
     pub identities: Vec<Member>,
     /// A class of identities instead of a list.
-    #[serde(default)]
     pub identity_type: Option<IdentityType>,
 }
 
-/// An egress rule: who inside may reach what outside.
+impl EgressFrom {
+    /// Sets [`EgressFrom::identities`].
+    #[must_use]
+    pub fn with_identities(mut self, identities: impl IntoIterator<Item = Member>) -> Self {
+        self.identities = identities.into_iter().collect();
+        self
+    }
+
+    /// Sets [`EgressFrom::identity_type`].
+    #[must_use]
+    pub fn with_identity_type(mut self, identity_type: IdentityType) -> Self {
+        self.identity_type = Some(identity_type);
+        self
+    }
+}
+
+/// An egress rule: who inside may reach what outside. Built with [`EgressPolicy::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct EgressPolicy {
     /// Sources.
     pub from: EgressFrom,
@@ -256,9 +541,17 @@ pub struct EgressPolicy {
     pub to: RuleTo,
 }
 
+impl EgressPolicy {
+    /// A rule from `from` to `to`.
+    pub fn new(from: EgressFrom, to: RuleTo) -> Self {
+        Self { from, to }
+    }
+}
+
 /// How a basic level combines its conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Combining {
     /// Every condition must hold (Google's default).
     #[default]
@@ -267,9 +560,12 @@ pub enum Combining {
     Or,
 }
 
-/// A basic access level with one condition.
+/// A basic access level with one condition. Built with [`AccessLevelSpec::new`] (the name) and
+/// the `with_*` setters; it needs at least one of members, IP ranges, regions or required
+/// levels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AccessLevelSpec {
     /// Short name: a letter, then letters, digits and `_` (no hyphens), at most 50.
     pub name: String,
@@ -300,16 +596,177 @@ pub struct AccessLevelSpec {
 }
 
 impl AccessLevelSpec {
+    /// A level named `name` (a letter, then letters, digits and `_`), with no condition yet:
+    /// add members, IP ranges, regions or required levels.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            title: None,
+            members: Vec::new(),
+            ip_subnetworks: Vec::new(),
+            regions: Vec::new(),
+            required_levels: Vec::new(),
+            negate: false,
+            combining: Combining::default(),
+            exclusive: false,
+        }
+    }
+
     /// The title, defaulting to the name.
     pub fn title(&self) -> &str {
         self.title.as_deref().unwrap_or(&self.name)
     }
+
+    /// Sets [`AccessLevelSpec::title`].
+    #[must_use]
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Sets [`AccessLevelSpec::members`] (`user:EMAIL`, `serviceAccount:EMAIL`).
+    #[must_use]
+    pub fn with_members(mut self, members: impl IntoIterator<Item = Member>) -> Self {
+        self.members = members.into_iter().collect();
+        self
+    }
+
+    /// Sets [`AccessLevelSpec::ip_subnetworks`].
+    #[must_use]
+    pub fn with_ip_subnetworks(mut self, ranges: impl IntoIterator<Item = Cidr>) -> Self {
+        self.ip_subnetworks = ranges.into_iter().collect();
+        self
+    }
+
+    /// Sets [`AccessLevelSpec::regions`] (ISO 3166 alpha-2: `US`, `DE`).
+    #[must_use]
+    pub fn with_regions(mut self, regions: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.regions = strings(regions);
+        self
+    }
+
+    /// Sets [`AccessLevelSpec::required_levels`] (short names).
+    #[must_use]
+    pub fn with_required_levels(
+        mut self,
+        levels: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.required_levels = strings(levels);
+        self
+    }
+
+    /// Sets [`AccessLevelSpec::negate`].
+    #[must_use]
+    pub fn with_negate(mut self, negate: bool) -> Self {
+        self.negate = negate;
+        self
+    }
+
+    /// Sets [`AccessLevelSpec::combining`].
+    #[must_use]
+    pub fn with_combining(mut self, combining: Combining) -> Self {
+        self.combining = combining;
+        self
+    }
+
+    /// Sets [`AccessLevelSpec::exclusive`].
+    #[must_use]
+    pub fn with_exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
 }
 
 impl PerimeterSpec {
+    /// An enforced perimeter named `name` (a letter, then letters, digits and `_`) around the
+    /// spec's project, restricting no service yet, merging with what others added.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            title: None,
+            resources: Vec::new(),
+            restricted_services: Vec::new(),
+            mode: Mode::default(),
+            exclusive: false,
+            remove: RemoveSpec::default(),
+            vpc_accessible_services: None,
+            ingress_policies: Vec::new(),
+            egress_policies: Vec::new(),
+        }
+    }
+
     /// The title, defaulting to the name.
     pub fn title(&self) -> &str {
         self.title.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Sets [`PerimeterSpec::title`].
+    #[must_use]
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Sets [`PerimeterSpec::resources`] (`projects/NUMBER`, besides the spec's project).
+    #[must_use]
+    pub fn with_resources(
+        mut self,
+        resources: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.resources = strings(resources);
+        self
+    }
+
+    /// Sets [`PerimeterSpec::restricted_services`].
+    #[must_use]
+    pub fn with_restricted_services(
+        mut self,
+        services: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.restricted_services = strings(services);
+        self
+    }
+
+    /// Sets [`PerimeterSpec::mode`].
+    #[must_use]
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets [`PerimeterSpec::exclusive`].
+    #[must_use]
+    pub fn with_exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// Sets [`PerimeterSpec::remove`].
+    #[must_use]
+    pub fn with_remove(mut self, remove: RemoveSpec) -> Self {
+        self.remove = remove;
+        self
+    }
+
+    /// Sets [`PerimeterSpec::vpc_accessible_services`].
+    #[must_use]
+    pub fn with_vpc_accessible_services(mut self, services: VpcAccessibleServices) -> Self {
+        self.vpc_accessible_services = Some(services);
+        self
+    }
+
+    /// Sets [`PerimeterSpec::ingress_policies`].
+    #[must_use]
+    pub fn with_ingress_policies(mut self, rules: impl IntoIterator<Item = IngressPolicy>) -> Self {
+        self.ingress_policies = rules.into_iter().collect();
+        self
+    }
+
+    /// Sets [`PerimeterSpec::egress_policies`].
+    #[must_use]
+    pub fn with_egress_policies(mut self, rules: impl IntoIterator<Item = EgressPolicy>) -> Self {
+        self.egress_policies = rules.into_iter().collect();
+        self
     }
 }
 
@@ -550,6 +1007,116 @@ vpcsc:
             PolicyChoice::Named("accessPolicies/123".into())
         );
         assert!(PolicyChoice::try_from("default".to_string()).is_err());
+    }
+
+    #[test]
+    fn built_in_code_equals_the_yaml() {
+        let built = Spec::new(
+            "kf-dev".parse().unwrap(),
+            "example.com".parse().unwrap(),
+            PerimeterSpec::new("KubeflowZone")
+                .with_title("Kubeflow Zone")
+                .with_restricted_services(["storage.googleapis.com"]),
+        )
+        .with_access_level(
+            AccessLevelSpec::new("kubeflow")
+                .with_members(["user:alice@example.com".parse().unwrap()]),
+        );
+        assert_eq!(built, spec(GOOD).unwrap());
+
+        let yaml = r#"
+project: kf-dev
+organization: organizations/123456789
+vpcsc:
+  policy: accessPolicies/42
+  services: [dns.googleapis.com]
+  perimeter:
+    name: KubeflowZone
+    resources: [projects/7]
+    restricted_services: [storage.googleapis.com]
+    mode: dry_run
+    exclusive: true
+    remove: {resources: [projects/8], restricted_services: [bigquery.googleapis.com], access_levels: [old]}
+    vpc_accessible_services: {enable_restriction: true, allowed_services: [RESTRICTED-SERVICES]}
+    ingress_policies:
+      - from: {access_levels: ["*"], resources: [projects/9], identities: [user:bob@example.com]}
+        to: {resources: ["*"], operations: [{service_name: storage.googleapis.com, methods: ["*"]}]}
+    egress_policies:
+      - from: {identity_type: ANY_SERVICE_ACCOUNT}
+        to: {resources: [projects/10]}
+  access_levels:
+    - name: office
+      title: Office
+      ip_subnetworks: [10.0.0.0/8]
+      regions: [US]
+      required_levels: [kubeflow]
+      negate: true
+      combining: or
+      exclusive: true
+"#;
+        let built = Spec::new(
+            "kf-dev".parse().unwrap(),
+            "organizations/123456789".parse().unwrap(),
+            PerimeterSpec::new("KubeflowZone")
+                .with_resources(["projects/7"])
+                .with_restricted_services(["storage.googleapis.com"])
+                .with_mode(Mode::DryRun)
+                .with_exclusive(true)
+                .with_remove(
+                    RemoveSpec::default()
+                        .with_resources(["projects/8"])
+                        .with_restricted_services(["bigquery.googleapis.com"])
+                        .with_access_levels(["old"]),
+                )
+                .with_vpc_accessible_services(
+                    VpcAccessibleServices::new(true).with_allowed_services(["RESTRICTED-SERVICES"]),
+                )
+                .with_ingress_policies([IngressPolicy::new(
+                    IngressFrom::default()
+                        .with_access_levels(["*"])
+                        .with_resources(["projects/9"])
+                        .with_identities(["user:bob@example.com".parse().unwrap()]),
+                    RuleTo::default()
+                        .with_resources(["*"])
+                        .with_operations([
+                            ApiOperation::new("storage.googleapis.com").with_methods(["*"])
+                        ]),
+                )])
+                .with_egress_policies([EgressPolicy::new(
+                    EgressFrom::default().with_identity_type(IdentityType::AnyServiceAccount),
+                    RuleTo::default().with_resources(["projects/10"]),
+                )]),
+        )
+        .with_policy(PolicyChoice::Named("accessPolicies/42".into()))
+        .with_services(["dns.googleapis.com"])
+        .with_access_levels([AccessLevelSpec::new("office")
+            .with_title("Office")
+            .with_ip_subnetworks(["10.0.0.0/8".parse().unwrap()])
+            .with_regions(["US"])
+            .with_required_levels(["kubeflow"])
+            .with_negate(true)
+            .with_combining(Combining::Or)
+            .with_exclusive(true)]);
+        assert_eq!(built, spec(yaml).unwrap());
+        let section = VpcscSpec::new(built.vpcsc.perimeter.clone())
+            .with_policy(PolicyChoice::Named("accessPolicies/42".into()))
+            .with_services(["dns.googleapis.com"])
+            .with_access_levels(built.vpcsc.access_levels.clone());
+        assert_eq!(section, built.vpcsc);
+        let replaced = Spec::new(
+            built.project.clone(),
+            built.organization.clone(),
+            PerimeterSpec::new("Other"),
+        )
+        .with_vpcsc(section.clone().with_perimeter(PerimeterSpec::new("Other")))
+        .with_perimeter(built.vpcsc.perimeter);
+        assert_eq!(replaced.vpcsc, section);
+        assert_eq!(
+            VpcscSpec::new(PerimeterSpec::new("Z"))
+                .with_access_level(AccessLevelSpec::new("a"))
+                .access_level,
+            Some(AccessLevelSpec::new("a"))
+        );
     }
 
     proptest::proptest! {

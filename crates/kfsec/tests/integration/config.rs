@@ -123,3 +123,18 @@ fn required_keys_are_named() {
         assert!(paths.contains(&key), "{key}: {paths:?}");
     }
 }
+
+/// kfsec-privatedns names its own field (`network`); the config file's key is `network.name`,
+/// and that is what the config user reads.
+#[test]
+fn the_dns_network_problem_names_the_config_key() {
+    let text = example().replacen("  name: kf-net\n", "  name: Kf_Net\n", 1);
+    let err = in_workspace(&text).unwrap_err();
+    let dns = err
+        .errors
+        .iter()
+        .find(|e| e.message.contains("is not a valid network name"))
+        .unwrap_or_else(|| panic!("no DNS network problem:\n{err}"));
+    assert_eq!(dns.path, "network.name", "{err}");
+    assert!(err.errors.iter().all(|e| e.path != "network"), "{err}");
+}

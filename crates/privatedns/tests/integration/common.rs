@@ -20,11 +20,11 @@ pub(crate) fn example_spec() -> Spec {
     ))
     .unwrap();
     let all: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
-    let spec = Spec {
-        project: yaml_serde::from_value(all["project"].clone()).unwrap(),
-        network: all["network"]["name"].as_str().unwrap().to_string(),
-        dns: yaml_serde::from_value(all["dns"].clone()).unwrap(),
-    };
+    let spec = Spec::new(
+        yaml_serde::from_value(all["project"].clone()).unwrap(),
+        all["network"]["name"].as_str().unwrap(),
+    )
+    .with_dns(yaml_serde::from_value(all["dns"].clone()).unwrap());
     spec.validate().unwrap();
     spec
 }

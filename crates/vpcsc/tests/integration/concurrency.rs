@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kfsec_emulator::EmulatorOptions;
-use kfsec_vpcsc::{PerimeterEdit, Spec};
+use kfsec_vpcsc::{PerimeterEdit, Spec, VpcscError};
 
 use crate::common::{connection, emulator, example_spec, fast, handle};
 
@@ -185,5 +185,47 @@ async fn a_dropped_caller_loses_nobody_s_edit() {
             "projects/{} lost: {resources}",
             8000 + i
         );
+    }
+}
+
+/// A coalesced write that fails: every caller whose edit it carried gets that write's error,
+/// kept as the source (`Coalesced`, of its kind), not its text; a caller that wrote alone gets
+/// the error itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_coalesced_write_gives_every_caller_its_error() {
+    let emu = emulator(EmulatorOptions {
+        latency: Duration::from_millis(100),
+        ..fast()
+    })
+    .await;
+    let vpcsc = handle(&emu).await;
+    let policy = "accessPolicies/999999".to_string();
+    let perimeter = format!("{policy}/servicePerimeters/KubeflowZone");
+    let edit = |i: u64| {
+        let (vpcsc, policy, perimeter) = (vpcsc.clone(), policy.clone(), perimeter.clone());
+        tokio::spawn(async move {
+            let edit = PerimeterEdit::add_resources(
+                "Kubeflow Zone",
+                vec![format!("projects/{}", 9000 + i)],
+            );
+            vpcsc.edit_perimeter(&policy, &perimeter, edit).await
+        })
+    };
+    // The first writes alone; the others queue behind it and are written in one batch.
+    let alone = edit(0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let batched: Vec<_> = (1..6).map(edit).collect();
+    let first = alone.await.unwrap().unwrap_err();
+    assert!(matches!(first, VpcscError::Cloud(_)), "{first:?}");
+    assert_eq!(first.kind(), kfsec_core::ErrorKind::NotFound, "{first}");
+    for (i, task) in batched.into_iter().enumerate() {
+        let e = task.await.unwrap().unwrap_err();
+        let VpcscError::Coalesced(shared) = &e else {
+            panic!("edit {}: {e:?}", i + 1)
+        };
+        assert!(matches!(**shared, VpcscError::Cloud(_)), "{shared:?}");
+        assert!(matches!(e.cause(), VpcscError::Cloud(_)));
+        assert_eq!(e.kind(), kfsec_core::ErrorKind::NotFound, "{e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

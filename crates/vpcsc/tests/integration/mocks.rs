@@ -15,7 +15,7 @@ use google_cloud_identity_accesscontextmanager_v1::model::{
 use google_cloud_longrunning::model::Operation;
 use google_cloud_resourcemanager_v3::client::{Organizations, Projects};
 use kfsec_core::Policies;
-use kfsec_vpcsc::{PerimeterEdit, PerimeterOutcome, Vpcsc};
+use kfsec_vpcsc::{Clients, PerimeterEdit, PerimeterOutcome, Vpcsc};
 
 type Result<T> = google_cloud_gax::Result<T>;
 
@@ -50,11 +50,13 @@ mockall::mock! {
 
 fn handle(acm: MockAcm) -> Vpcsc {
     Vpcsc::from_clients(
-        AccessContextManager::from_stub(acm),
-        ServiceUsage::from_stub(MockUsage::new()),
-        Projects::from_stub(MockProjs::new()),
-        Organizations::from_stub(MockOrgs::new()),
-        Policies::fast(),
+        Clients::new(
+            AccessContextManager::from_stub(acm),
+            ServiceUsage::from_stub(MockUsage::new()),
+            Projects::from_stub(MockProjs::new()),
+            Organizations::from_stub(MockOrgs::new()),
+        )
+        .with_policies(Policies::fast()),
     )
 }
 
