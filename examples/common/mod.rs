@@ -353,14 +353,14 @@ pub(crate) fn gke_spec(
             return None;
         }
     };
-    let spec = kfsec_gkeprivate::Spec {
-        project: config.project.clone()?,
-        region: config.region.clone()?,
-        zone: config.zone.clone()?,
-        deployment: config.deployment.clone()?,
-        network: sections.network,
-        cluster: sections.cluster,
-    };
+    let spec = kfsec_gkeprivate::Spec::new(
+        config.project.clone()?,
+        config.region.clone()?,
+        config.zone.clone()?,
+        config.deployment.clone()?,
+        sections.network,
+        sections.cluster,
+    );
     if let Err(e) = spec.validate() {
         // The config loader already checked the zone against the region.
         let fresh: Vec<_> = e

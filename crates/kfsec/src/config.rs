@@ -311,14 +311,14 @@ impl Config {
         };
         let gke = match (&project, &region, &zone, &deployment, network, cluster) {
             (Some(p), Some(r), Some(z), Some(d), Some(n), Some(c)) => {
-                let s = kfsec_gkeprivate::Spec {
-                    project: p.clone(),
-                    region: r.clone(),
-                    zone: z.clone(),
-                    deployment: d.clone(),
-                    network: n,
-                    cluster: c,
-                };
+                let s = kfsec_gkeprivate::Spec::new(
+                    p.clone(),
+                    r.clone(),
+                    z.clone(),
+                    d.clone(),
+                    n,
+                    c,
+                );
                 check(s.validate());
                 Some(s)
             }
