@@ -410,30 +410,31 @@ pub(crate) fn ingress_spec(
     config: &Config,
     errors: &mut ValidationErrors,
 ) -> Option<kfsec_iapingress::Spec> {
-    /// The section the ingress reads.
-    #[derive(serde::Deserialize)]
-    struct Sections {
-        ingress: kfsec_iapingress::IngressSpec,
-    }
     if config.deployment.is_none() && !errors.errors.iter().any(|e| e.path == "deployment") {
         errors.push(
             "deployment",
             "`deployment` is required for the ingress (it labels every object)",
         );
     }
-    let sections = match kfsec_core::validation::from_yaml::<Sections>(&config.text) {
-        Ok(s) => s,
+    // The facade reads the section as the main job does: the custom OAuth client's
+    // environment variables are read here, at load.
+    let section = match kfsec::config::ingress_section(&config.text) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            errors.push("ingress", "`ingress` is required");
+            return None;
+        }
         Err(e) => {
             errors.extend_under("", e);
             return None;
         }
     };
-    let spec = kfsec_iapingress::Spec {
-        project: config.project.clone()?,
-        deployment: config.deployment.clone()?,
-        ingress: sections.ingress,
-    };
-    if let Err(e) = spec.validate() {
+    let spec = kfsec_iapingress::Spec::new(
+        config.project.clone()?,
+        config.deployment.clone()?,
+        section,
+    );
+    if let Err(e) = kfsec::config::validate_ingress(&spec) {
         errors.extend_under("", e);
         return None;
     }
