@@ -429,11 +429,8 @@ pub(crate) fn ingress_spec(
             return None;
         }
     };
-    let spec = kfsec_iapingress::Spec::new(
-        config.project.clone()?,
-        config.deployment.clone()?,
-        section,
-    );
+    let spec =
+        kfsec_iapingress::Spec::new(config.project.clone()?, config.deployment.clone()?, section);
     if let Err(e) = kfsec::config::validate_ingress(&spec) {
         errors.extend_under("", e);
         return None;

@@ -155,6 +155,10 @@ mod tests {
         };
         assert_eq!(kubeconfig.kind(), ErrorKind::Other);
         assert!(std::error::Error::source(&kubeconfig).is_some());
-        assert!(kubeconfig.to_string().contains("cannot write it: disk full"));
+        assert!(
+            kubeconfig
+                .to_string()
+                .contains("cannot write it: disk full")
+        );
     }
 }

@@ -47,12 +47,10 @@ pub fn entry(spec: &Spec, cluster: &Cluster) -> Result<Kubeconfig, GkeError> {
 /// Merges `entry` into the kubeconfig file at `path` (created if missing), replacing entries of
 /// the same name and keeping every other one, and makes it the current context. Mode 0600.
 pub fn write(path: &Path, entry: &Kubeconfig) -> Result<(), GkeError> {
-    let err = |what: &str, source: Box<dyn std::error::Error + Send + Sync>| {
-        GkeError::Kubeconfig {
-            path: path.display().to_string(),
-            what: what.into(),
-            source,
-        }
+    let err = |what: &str, source: Box<dyn std::error::Error + Send + Sync>| GkeError::Kubeconfig {
+        path: path.display().to_string(),
+        what: what.into(),
+        source,
     };
     let mut config = if path.exists() {
         Kubeconfig::read_from(path).map_err(|e| err("cannot read it", e.into()))?
@@ -76,8 +74,7 @@ pub fn write(path: &Path, entry: &Kubeconfig) -> Result<(), GkeError> {
     config.kind = Some("Config".into());
     let text = yaml_serde::to_string(&config).map_err(|e| err("cannot encode it", e.into()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| err("cannot create its directory", e.into()))?;
+        std::fs::create_dir_all(dir).map_err(|e| err("cannot create its directory", e.into()))?;
     }
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if is_link {

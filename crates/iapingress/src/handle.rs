@@ -170,10 +170,10 @@ impl IapIngress {
             }
         };
         let iap = conn
-                .configure("iap", IdentityAwareProxyAdminService::builder())?
-                .build()
-                .await
-                .map_err(build("iap"))?;
+            .configure("iap", IdentityAwareProxyAdminService::builder())?
+            .build()
+            .await
+            .map_err(build("iap"))?;
         let projects = conn
             .configure("cloudresourcemanager", Projects::builder())?
             .build()

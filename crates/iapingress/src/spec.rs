@@ -563,10 +563,7 @@ mod tests {
             s.oauth_client().map(|c| c.client_id.as_str()),
             Some("1-x.apps.googleusercontent.com")
         );
-        let shown = format!(
-            "{s:?} {}",
-            yaml_serde::to_string(&s).unwrap()
-        );
+        let shown = format!("{s:?} {}", yaml_serde::to_string(&s).unwrap());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("[redacted]"), "{shown}");
     }

@@ -270,9 +270,7 @@ fn ingress_key(
         oauth: OAuthConfig,
     }
     let mut section = map.get("ingress")?.clone();
-    let oauth = section
-        .as_mapping_mut()
-        .and_then(|m| m.remove("oauth"));
+    let oauth = section.as_mapping_mut().and_then(|m| m.remove("oauth"));
     let mut rest = yaml_serde::Mapping::new();
     rest.insert("ingress".into(), section);
     let spec: Option<kfsec_iapingress::IngressSpec> = key(&rest, "ingress", false, errors);
@@ -476,14 +474,8 @@ impl Config {
         };
         let gke = match (&project, &region, &zone, &deployment, network, cluster) {
             (Some(p), Some(r), Some(z), Some(d), Some(n), Some(c)) => {
-                let s = kfsec_gkeprivate::Spec::new(
-                    p.clone(),
-                    r.clone(),
-                    z.clone(),
-                    d.clone(),
-                    n,
-                    c,
-                );
+                let s =
+                    kfsec_gkeprivate::Spec::new(p.clone(), r.clone(), z.clone(), d.clone(), n, c);
                 check(s.validate());
                 Some(s)
             }
@@ -729,7 +721,8 @@ mod tests {
 
     #[test]
     fn ingress_section_takes_both_oauth_forms() {
-        let base = "ingress:\n  hostname: kubeflow.example.com\n  members: [user:alice@example.com]\n";
+        let base =
+            "ingress:\n  hostname: kubeflow.example.com\n  members: [user:alice@example.com]\n";
         let s = ingress_section(&format!("{base}  oauth: google_managed\n"))
             .unwrap()
             .unwrap();
@@ -776,7 +769,10 @@ mod tests {
         let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["ingress.oauth.client_id_env", "ingress.oauth.client_secret_env"]
+            [
+                "ingress.oauth.client_id_env",
+                "ingress.oauth.client_secret_env"
+            ]
         );
     }
 
