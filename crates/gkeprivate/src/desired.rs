@@ -5,7 +5,9 @@ use google_cloud_compute_v1::model::{Firewall, Route, Subnetwork};
 use google_cloud_container_v1::model::Cluster;
 use serde_json::{Value, json};
 
-use crate::handle::{MANAGED_BY, to_json};
+use kfsec_core::ownership;
+
+use crate::handle::to_json;
 use crate::spec::{ReleaseChannel, Spec};
 
 const COMPUTE: &str = "https://www.googleapis.com/compute/v1";
@@ -45,16 +47,17 @@ pub(crate) fn is_legacy(n: &google_cloud_compute_v1::model::Network) -> bool {
 
 /// The description that marks the network as kfsec's (what `destroy` looks for).
 pub(crate) fn network_description(spec: &Spec) -> String {
-    format!("{MANAGED_BY}: the network of {}", spec.cluster.name)
+    ownership::describe(&format!("the network of {}", spec.cluster.name))
 }
 
 /// The description that marks the subnet as kfsec's.
 pub(crate) fn subnet_description(spec: &Spec) -> String {
-    format!("{MANAGED_BY}: the nodes of {}", spec.cluster.name)
+    ownership::describe(&format!("the nodes of {}", spec.cluster.name))
 }
 
-/// The cluster label that marks a cluster as kfsec's (key, value).
-pub const CLUSTER_LABEL: (&str, &str) = ("managed-by", "kfsec");
+/// The cluster label that marks a cluster as kfsec's (key, value):
+/// [`kfsec_core::ownership::LABEL`], the one mark of every crate.
+pub const CLUSTER_LABEL: (&str, &str) = ownership::LABEL;
 
 pub(crate) fn network(spec: &Spec) -> Value {
     json!({
@@ -131,7 +134,7 @@ pub(crate) fn route(spec: &Spec) -> Value {
         "destRange": spec.network.vip_range.to_string(),
         "nextHopGateway": format!("{COMPUTE}/projects/{}/global/gateways/default-internet-gateway", spec.project),
         "priority": 1000,
-        "description": format!("{MANAGED_BY}: Google APIs through the {} VIP", spec.network.vip_range),
+        "description": ownership::describe(&format!("Google APIs through the {} VIP", spec.network.vip_range)),
     })
 }
 
@@ -171,7 +174,7 @@ pub(crate) fn egress_firewall(spec: &Spec) -> Value {
         "direction": "EGRESS",
         "destinationRanges": [spec.network.vip_range.to_string()],
         "allowed": [{"IPProtocol": "tcp", "ports": ["443"]}],
-        "description": format!("{MANAGED_BY}: HTTPS from the nodes to Google APIs on the VIP"),
+        "description": ownership::describe("HTTPS from the nodes to Google APIs on the VIP"),
     })
 }
 
@@ -187,7 +190,7 @@ pub(crate) fn webhook_firewall(spec: &Spec) -> Value {
         "direction": "INGRESS",
         "sourceRanges": [spec.cluster.master_cidr.to_string()],
         "allowed": allowed,
-        "description": format!("{MANAGED_BY}: the private control plane reaches admission webhooks on the nodes"),
+        "description": ownership::describe("the private control plane reaches admission webhooks on the nodes"),
     })
 }
 

@@ -44,7 +44,7 @@ fn targets(spec: &Spec) -> Vec<Target> {
 
 /// Whether a cluster carries kfsec's label.
 pub(crate) fn cluster_is_ours(c: &Cluster) -> bool {
-    c.resource_labels.get(CLUSTER_LABEL.0).map(String::as_str) == Some(CLUSTER_LABEL.1)
+    kfsec_core::ownership::is_ours_label(c.resource_labels.get(CLUSTER_LABEL.0).map(String::as_str))
 }
 
 const NOT_OURS: &str = "kept: kfsec did not create it";

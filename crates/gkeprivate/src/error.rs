@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kfsec_core::{CloudError, ConnectionError, ValidationErrors};
+use kfsec_core::{CloudError, ConnectionError, ErrorKind, ValidationErrors};
 
 /// Everything that can go wrong reconciling the network and the private cluster.
 #[derive(Debug, thiserror::Error)]
@@ -57,21 +57,108 @@ pub enum GkeError {
     #[error("unexpected: {0}; run again with RUST_LOG=debug and report it")]
     Unexpected(String),
     /// The kubeconfig could not be read or written.
-    #[error("kubeconfig {path}: {message}")]
+    #[error("kubeconfig {path}: {what}: {source}")]
     Kubeconfig {
         /// The file.
         path: String,
-        /// What went wrong.
-        message: String,
+        /// What was being done (`cannot read it`).
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
 impl GkeError {
+    /// What kind of failure this is, the same vocabulary for every crate:
+    ///
+    /// - [`Invalid`](Self::Invalid): [`ErrorKind::InvalidArgument`];
+    /// - [`Connection`](Self::Connection) (the endpoints file or a client that could not be
+    ///   built: the caller's setup): [`ErrorKind::InvalidArgument`];
+    /// - [`Cloud`](Self::Cloud): the Google error's own kind;
+    /// - [`OperationFailed`](Self::OperationFailed) (Google's operation ended in an error whose
+    ///   kind its message alone tells): [`ErrorKind::Other`];
+    /// - [`OperationTimeout`](Self::OperationTimeout): [`ErrorKind::Timeout`];
+    /// - [`LegacyNetwork`](Self::LegacyNetwork), [`NodeServiceAccountMissing`](Self::NodeServiceAccountMissing)
+    ///   and [`NotReady`](Self::NotReady) (the live state does not allow the step yet):
+    ///   [`ErrorKind::FailedPrecondition`];
+    /// - [`NoCluster`](Self::NoCluster): [`ErrorKind::NotFound`];
+    /// - [`Unexpected`](Self::Unexpected): [`ErrorKind::BadResponse`];
+    /// - [`Kubeconfig`](Self::Kubeconfig) (a local file): [`ErrorKind::Other`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid(_) | Self::Connection(_) => ErrorKind::InvalidArgument,
+            Self::Cloud(e) => e.kind(),
+            Self::OperationTimeout { .. } => ErrorKind::Timeout,
+            Self::LegacyNetwork(_) | Self::NodeServiceAccountMissing(_) | Self::NotReady(_) => {
+                ErrorKind::FailedPrecondition
+            }
+            Self::NoCluster(_) => ErrorKind::NotFound,
+            Self::Unexpected(_) => ErrorKind::BadResponse,
+            Self::OperationFailed { .. } | Self::Kubeconfig { .. } => ErrorKind::Other,
+        }
+    }
+
     /// Whether re-running the step from a fresh read may succeed (transient errors, conflicts).
     pub fn retry_decision(&self) -> kfsec_core::RetryDecision {
         match self {
             Self::Cloud(e) => e.retry_decision(),
             _ => kfsec_core::RetryDecision::Stop,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(
+            GkeError::Invalid(ValidationErrors::new()).kind(),
+            ErrorKind::InvalidArgument
+        );
+        let timeout = GkeError::OperationTimeout {
+            what: "create cluster kf-private".into(),
+            waited: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            GkeError::LegacyNetwork("default".into()).kind(),
+            ErrorKind::FailedPrecondition
+        );
+        assert_eq!(
+            GkeError::NodeServiceAccountMissing("a@b.iam.gserviceaccount.com".into()).kind(),
+            ErrorKind::FailedPrecondition
+        );
+        assert_eq!(
+            GkeError::NotReady("kf-private".into()).kind(),
+            ErrorKind::FailedPrecondition
+        );
+        assert_eq!(
+            GkeError::NoCluster("kf-private".into()).kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            GkeError::Unexpected("x".into()).kind(),
+            ErrorKind::BadResponse
+        );
+        let failed = GkeError::OperationFailed {
+            what: "create cluster".into(),
+            message: "quota".into(),
+        };
+        assert_eq!(failed.kind(), ErrorKind::Other);
+        let kubeconfig = GkeError::Kubeconfig {
+            path: "/home/a/.kube/config".into(),
+            what: "cannot write it".into(),
+            source: std::io::Error::other("disk full").into(),
+        };
+        assert_eq!(kubeconfig.kind(), ErrorKind::Other);
+        assert!(std::error::Error::source(&kubeconfig).is_some());
+        assert!(
+            kubeconfig
+                .to_string()
+                .contains("cannot write it: disk full")
+        );
     }
 }

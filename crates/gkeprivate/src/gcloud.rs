@@ -44,11 +44,10 @@ pub(crate) fn create_route(spec: &Spec) -> String {
         spec.project,
         spec.network.name,
         spec.network.vip_range,
-        q(&format!(
-            "{}: Google APIs through the {} VIP",
-            crate::handle::MANAGED_BY,
+        q(&kfsec_core::ownership::describe(&format!(
+            "Google APIs through the {} VIP",
             spec.network.vip_range
-        ))
+        )))
     )
 }
 

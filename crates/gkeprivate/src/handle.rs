@@ -24,8 +24,10 @@ use crate::error::GkeError;
 use crate::nodesa;
 use crate::spec::Spec;
 
-/// The description that marks a route or firewall rule as kfsec's.
-pub const MANAGED_BY: &str = "Managed by kfsec";
+/// The description (its first words) that marks a network, subnet, route, firewall rule or
+/// service account as kfsec's: [`kfsec_core::ownership::DESCRIPTION`], the one mark of every
+/// crate.
+pub const MANAGED_BY: &str = kfsec_core::ownership::DESCRIPTION;
 
 /// Reconciles the network and the private cluster of one project. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -41,9 +43,10 @@ pub struct GkePrivate {
     pub(crate) progress: Progress,
 }
 
-/// The SDK clients a [`GkePrivate`] uses, for [`GkePrivate::from_clients`] (for example
-/// clients built `from_stub` in tests, or with your own credentials and endpoints).
+/// The SDK clients a [`GkePrivate`] uses, and its policies, for [`GkePrivate::from_clients`]
+/// (for example clients built `from_stub` in tests, or with your own credentials and endpoints).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Clients {
     /// Compute networks.
     pub networks: Networks,
@@ -59,6 +62,40 @@ pub struct Clients {
     pub iam: Iam,
     /// Resource Manager projects (the node service account's roles).
     pub projects: Projects,
+    /// Retries, deadlines and waits.
+    pub policies: Policies,
+}
+
+impl Clients {
+    /// The clients, with the default [`Policies`] (change them with
+    /// [`Clients::with_policies`]).
+    pub fn new(
+        networks: Networks,
+        subnetworks: Subnetworks,
+        routes: Routes,
+        firewalls: Firewalls,
+        clusters: ClusterManager,
+        iam: Iam,
+        projects: Projects,
+    ) -> Self {
+        Self {
+            networks,
+            subnetworks,
+            routes,
+            firewalls,
+            clusters,
+            iam,
+            projects,
+            policies: Policies::default(),
+        }
+    }
+
+    /// Sets the retries, deadlines and waits.
+    #[must_use]
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
 }
 
 /// What `observe` found.
@@ -92,7 +129,7 @@ pub struct GkePlan {
 }
 
 pub(crate) fn is_ours(description: Option<&String>) -> bool {
-    description.is_some_and(|d| d.starts_with(MANAGED_BY))
+    kfsec_core::ownership::is_ours_description(description.map(String::as_str))
 }
 
 /// Converts a JSON body shaped like gcloud's into an SDK model.
@@ -123,21 +160,21 @@ impl GkePrivate {
             };
         }
         Ok(Self::from_clients(
-            Clients {
-                networks: client!("compute", Networks),
-                subnetworks: client!("compute", Subnetworks),
-                routes: client!("compute", Routes),
-                firewalls: client!("compute", Firewalls),
-                clusters: client!("container", ClusterManager),
-                iam: client!("iam", Iam),
-                projects: client!("cloudresourcemanager", Projects),
-            },
-            conn.policies().clone(),
+            Clients::new(
+                client!("compute", Networks),
+                client!("compute", Subnetworks),
+                client!("compute", Routes),
+                client!("compute", Firewalls),
+                client!("container", ClusterManager),
+                client!("iam", Iam),
+                client!("cloudresourcemanager", Projects),
+            )
+            .with_policies(conn.policies().clone()),
         ))
     }
 
     /// A handle over clients built elsewhere (for example `from_stub` mocks).
-    pub fn from_clients(clients: Clients, policies: Policies) -> Self {
+    pub fn from_clients(clients: Clients) -> Self {
         let Clients {
             networks,
             subnetworks,
@@ -146,6 +183,7 @@ impl GkePrivate {
             clusters,
             iam,
             projects,
+            policies,
         } = clients;
         Self {
             networks,

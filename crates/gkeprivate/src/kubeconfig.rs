@@ -39,19 +39,21 @@ pub fn entry(spec: &Spec, cluster: &Cluster) -> Result<Kubeconfig, GkeError> {
     });
     serde_json::from_value(value).map_err(|e| GkeError::Kubeconfig {
         path: "(entry)".into(),
-        message: e.to_string(),
+        what: "cannot build it".into(),
+        source: e.into(),
     })
 }
 
 /// Merges `entry` into the kubeconfig file at `path` (created if missing), replacing entries of
 /// the same name and keeping every other one, and makes it the current context. Mode 0600.
 pub fn write(path: &Path, entry: &Kubeconfig) -> Result<(), GkeError> {
-    let err = |message: String| GkeError::Kubeconfig {
+    let err = |what: &str, source: Box<dyn std::error::Error + Send + Sync>| GkeError::Kubeconfig {
         path: path.display().to_string(),
-        message,
+        what: what.into(),
+        source,
     };
     let mut config = if path.exists() {
-        Kubeconfig::read_from(path).map_err(|e| err(format!("cannot read it: {e}")))?
+        Kubeconfig::read_from(path).map_err(|e| err("cannot read it", e.into()))?
     } else {
         Kubeconfig::default()
     };
@@ -70,22 +72,21 @@ pub fn write(path: &Path, entry: &Kubeconfig) -> Result<(), GkeError> {
     config.current_context.clone_from(&entry.current_context);
     config.api_version = Some("v1".into());
     config.kind = Some("Config".into());
-    let text = yaml_serde::to_string(&config).map_err(|e| err(format!("cannot encode it: {e}")))?;
+    let text = yaml_serde::to_string(&config).map_err(|e| err("cannot encode it", e.into()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| err("cannot create its directory", e.into()))?;
     }
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if is_link {
         // A kubeconfig kept elsewhere and linked from ~/.kube/config is the user's choice, as
         // for kubectl and gcloud: write the file it names, owner-only.
-        std::fs::write(path, text).map_err(|e| err(format!("cannot write it: {e}")))?;
-        return set_private(path).map_err(|e| err(format!("cannot make it private (0600): {e}")));
+        std::fs::write(path, text).map_err(|e| err("cannot write it", e.into()))?;
+        return set_private(path).map_err(|e| err("cannot make it private (0600)", e.into()));
     }
     // Otherwise a new owner-only file renamed over the old one: the credentials are never
     // readable by others, and a crash leaves the old file whole.
     kfsec_core::files::write(path, text.as_bytes(), kfsec_core::files::Access::Private)
-        .map_err(|e| err(format!("cannot write it: {e}")))
+        .map_err(|e| err("cannot write it", e.into()))
 }
 
 #[cfg(unix)]
@@ -109,6 +110,7 @@ pub async fn kube_config(spec: &Spec, cluster: &Cluster) -> Result<kube::Config,
         .await
         .map_err(|e| GkeError::Kubeconfig {
             path: "(in memory)".into(),
-            message: e.to_string(),
+            what: "cannot load it".into(),
+            source: e.into(),
         })
 }

@@ -74,16 +74,16 @@ mockall::mock! {
 
 fn handle(gke: MockGke, projects: MockProjs) -> GkePrivate {
     GkePrivate::from_clients(
-        Clients {
-            networks: Networks::from_stub(MockNets::new()),
-            subnetworks: Subnetworks::from_stub(MockSubnets::new()),
-            routes: Routes::from_stub(MockRts::new()),
-            firewalls: Firewalls::from_stub(MockFws::new()),
-            clusters: ClusterManager::from_stub(gke),
-            iam: Iam::from_stub(MockAccounts::new()),
-            projects: Projects::from_stub(projects),
-        },
-        Policies::fast(),
+        Clients::new(
+            Networks::from_stub(MockNets::new()),
+            Subnetworks::from_stub(MockSubnets::new()),
+            Routes::from_stub(MockRts::new()),
+            Firewalls::from_stub(MockFws::new()),
+            ClusterManager::from_stub(gke),
+            Iam::from_stub(MockAccounts::new()),
+            Projects::from_stub(projects),
+        )
+        .with_policies(Policies::fast()),
     )
 }
 

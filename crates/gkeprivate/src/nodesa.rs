@@ -50,11 +50,7 @@ pub(crate) fn display_name(spec: &Spec) -> String {
 }
 
 pub(crate) fn description(spec: &Spec) -> String {
-    format!(
-        "{}: the node pool of {}",
-        crate::handle::MANAGED_BY,
-        spec.cluster.name
-    )
+    kfsec_core::ownership::describe(&format!("the node pool of {}", spec.cluster.name))
 }
 
 /// The roles of [`NODE_ROLES`] that the member does not have unconditionally.

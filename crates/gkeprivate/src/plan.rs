@@ -135,11 +135,7 @@ pub(crate) fn plan_from(spec: &Spec, o: &Observed) -> Result<Plan, GkeError> {
                         .collect();
                     let mut c = change("firewall rule", &name, Action::Update { diffs })
                         .with_gcloud(gcloud::firewall(spec, "update", &name, &body));
-                    if !live
-                        .description
-                        .as_deref()
-                        .is_some_and(|d| d.starts_with(crate::handle::MANAGED_BY))
-                    {
+                    if !kfsec_core::ownership::is_ours_description(live.description.as_deref()) {
                         c = c.with_note(
                             "not created by kfsec: apply reports it and leaves it as is",
                         );

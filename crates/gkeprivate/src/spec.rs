@@ -9,8 +9,32 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_WEBHOOK_PORTS: &[u16] = &[8443, 9443, 15017];
 
 /// Everything kfsec-gkeprivate reconciles.
+///
+/// ```
+/// use kfsec_gkeprivate::{ClusterSpec, NetworkSpec, Spec, SubnetSpec};
+///
+/// let subnet = SubnetSpec::new(
+///     "kf-subnet",
+///     "10.10.0.0/20".parse().unwrap(),
+///     "10.20.0.0/14".parse().unwrap(),
+///     "10.24.0.0/20".parse().unwrap(),
+/// );
+/// let cluster = ClusterSpec::new("kf-private", "172.16.0.32/28".parse().unwrap())
+///     .with_authorized_networks(vec!["10.0.0.0/8".parse().unwrap()])
+///     .with_nodes(2);
+/// let spec = Spec::new(
+///     "kf-dev".parse().unwrap(),
+///     "us-central1".parse().unwrap(),
+///     "us-central1-a".parse().unwrap(),
+///     "kf-private".parse().unwrap(),
+///     NetworkSpec::new("kf-net", subnet),
+///     cluster,
+/// );
+/// spec.validate().unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Spec {
     /// The project.
     pub project: ProjectId,
@@ -29,6 +53,7 @@ pub struct Spec {
 /// The `network` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct NetworkSpec {
     /// The VPC network (custom mode).
     pub name: String,
@@ -52,6 +77,7 @@ fn default_vip() -> Cidr {
 /// The subnet: primary range for nodes, secondary ranges for pods and services.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SubnetSpec {
     /// The subnet's name.
     pub name: String,
@@ -64,6 +90,16 @@ pub struct SubnetSpec {
 }
 
 impl SubnetSpec {
+    /// The subnet `name` with its nodes', pods' and services' ranges.
+    pub fn new(name: impl Into<String>, range: Cidr, pods: Cidr, services: Cidr) -> Self {
+        Self {
+            name: name.into(),
+            range,
+            pods,
+            services,
+        }
+    }
+
     /// The pods' secondary range name.
     pub fn pods_range_name(&self) -> String {
         format!("{}-pods", self.name)
@@ -78,6 +114,7 @@ impl SubnetSpec {
 /// GKE release channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ReleaseChannel {
     /// Newest versions first.
     Rapid,
@@ -91,6 +128,7 @@ pub enum ReleaseChannel {
 /// The `cluster` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ClusterSpec {
     /// The cluster's name.
     pub name: String,
@@ -127,6 +165,123 @@ fn default_nodes() -> u32 {
 
 fn default_machine() -> String {
     "e2-standard-8".into()
+}
+
+impl Spec {
+    /// The network and the private cluster of `deployment` in `project`, its subnet in
+    /// `region` and the cluster in `zone`.
+    pub fn new(
+        project: ProjectId,
+        region: Region,
+        zone: Zone,
+        deployment: DeploymentName,
+        network: NetworkSpec,
+        cluster: ClusterSpec,
+    ) -> Self {
+        Self {
+            project,
+            region,
+            zone,
+            deployment,
+            network,
+            cluster,
+        }
+    }
+}
+
+impl NetworkSpec {
+    /// The VPC network `name` with its subnet; egress to the restricted VIP, and only the
+    /// default webhook ports opened.
+    pub fn new(name: impl Into<String>, subnet: SubnetSpec) -> Self {
+        Self {
+            name: name.into(),
+            subnet,
+            vip_range: default_vip(),
+            webhook_ports: Vec::new(),
+        }
+    }
+
+    /// Sets the Google VIP range egress goes to (the private VIP, 199.36.153.8/30, say).
+    #[must_use]
+    pub fn with_vip_range(mut self, vip_range: Cidr) -> Self {
+        self.vip_range = vip_range;
+        self
+    }
+
+    /// Sets the webhook ports to open besides [`DEFAULT_WEBHOOK_PORTS`].
+    #[must_use]
+    pub fn with_webhook_ports(mut self, ports: Vec<u16>) -> Self {
+        self.webhook_ports = ports;
+        self
+    }
+}
+
+impl ClusterSpec {
+    /// The private cluster `name` with its control plane in `master_cidr` (a /28), every
+    /// other field at its default: no authorized networks, a public endpoint, the regular
+    /// channel, 3 `e2-standard-8` nodes, the node service account kfsec makes.
+    pub fn new(name: impl Into<String>, master_cidr: Cidr) -> Self {
+        Self {
+            name: name.into(),
+            master_cidr,
+            authorized_networks: Vec::new(),
+            allow_any_source: false,
+            private_endpoint: false,
+            release_channel: ReleaseChannel::default(),
+            nodes: default_nodes(),
+            machine_type: default_machine(),
+            node_service_account: None,
+        }
+    }
+
+    /// Sets the ranges allowed to reach the control plane.
+    #[must_use]
+    pub fn with_authorized_networks(mut self, networks: Vec<Cidr>) -> Self {
+        self.authorized_networks = networks;
+        self
+    }
+
+    /// Allows (or not) a `/0` in the authorized networks.
+    #[must_use]
+    pub fn with_allow_any_source(mut self, allow: bool) -> Self {
+        self.allow_any_source = allow;
+        self
+    }
+
+    /// Turns the control plane's public endpoint off (or on).
+    #[must_use]
+    pub fn with_private_endpoint(mut self, private: bool) -> Self {
+        self.private_endpoint = private;
+        self
+    }
+
+    /// Sets the release channel.
+    #[must_use]
+    pub fn with_release_channel(mut self, channel: ReleaseChannel) -> Self {
+        self.release_channel = channel;
+        self
+    }
+
+    /// Sets the number of nodes in the default pool.
+    #[must_use]
+    pub fn with_nodes(mut self, nodes: u32) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// Sets the nodes' machine type.
+    #[must_use]
+    pub fn with_machine_type(mut self, machine_type: impl Into<String>) -> Self {
+        self.machine_type = machine_type.into();
+        self
+    }
+
+    /// Sets the nodes' service account (an email).
+    #[must_use]
+    pub fn with_node_service_account(mut self, email: impl Into<String>) -> Self {
+        self.node_service_account = Some(email.into());
+        self
+    }
 }
 
 fn valid_account_id(id: &str) -> bool {

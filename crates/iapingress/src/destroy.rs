@@ -24,7 +24,7 @@ fn targets(spec: &Spec) -> Vec<Desired> {
             oauth: None,
         },
     );
-    if matches!(spec.ingress.oauth, OAuthSpec::Custom { .. }) {
+    if matches!(spec.ingress.oauth, OAuthSpec::Custom(_)) {
         // Only its name matters here: the values are never read.
         let secret = k8s_openapi::api::core::v1::Secret {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {

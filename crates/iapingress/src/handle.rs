@@ -15,9 +15,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
 use crate::error::IngressError;
-use crate::objects::{
-    self, Desired, FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, Ownership, SecretInputs,
-};
+use crate::objects::{self, Desired, FIELD_MANAGER, MANAGED_BY_LABEL, Ownership, SecretInputs};
 use crate::spec::{Spec, TlsSpec};
 use crate::tls;
 
@@ -26,13 +24,53 @@ pub const ACCESSOR_ROLE: &str = "roles/iap.httpsResourceAccessor";
 /// The IAM policy version kfsec reads and writes (conditions preserved).
 const POLICY_VERSION: i32 = 3;
 
-/// The Google clients the handle uses (build them yourself to use SDK stubs in tests).
-#[derive(Debug, Clone)]
+/// The clients the handle uses, for [`IapIngress::from_clients`] (build them yourself to use
+/// SDK stubs in tests, or a Kubernetes client for another cluster).
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct Clients {
     /// IAP's admin API (IAM policies of IAP resources).
     pub iap: IdentityAwareProxyAdminService,
     /// Resource Manager (the project's number).
     pub projects: Projects,
+    /// The Kubernetes API of the cluster the entrance is made in.
+    pub kube: kube::Client,
+    /// Retries, deadlines and waits.
+    pub policies: Policies,
+}
+
+impl Clients {
+    /// The clients, with the default [`Policies`] (change them with
+    /// [`Clients::with_policies`]).
+    pub fn new(
+        iap: IdentityAwareProxyAdminService,
+        projects: Projects,
+        kube: kube::Client,
+    ) -> Self {
+        Self {
+            iap,
+            projects,
+            kube,
+            policies: Policies::default(),
+        }
+    }
+
+    /// Sets the retries, deadlines and waits.
+    #[must_use]
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients")
+            .field("iap", &self.iap)
+            .field("projects", &self.projects)
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The handle: reads and writes the entrance's Kubernetes objects and IAP's access policy.
@@ -109,10 +147,11 @@ pub(crate) fn api(kube: &kube::Client, d: &Desired) -> Api<DynamicObject> {
 }
 
 pub(crate) fn owned_by_kfsec(live: &Value) -> bool {
-    live.pointer("/metadata/labels")
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .and_then(Value::as_str)
-        == Some(MANAGED_BY)
+    kfsec_core::ownership::is_ours_label(
+        live.pointer("/metadata/labels")
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
+            .and_then(Value::as_str),
+    )
 }
 
 fn kubectl_apply(d: &Desired) -> String {
@@ -130,27 +169,26 @@ impl IapIngress {
                 source: e.into(),
             }
         };
-        let clients = Clients {
-            iap: conn
-                .configure("iap", IdentityAwareProxyAdminService::builder())?
-                .build()
-                .await
-                .map_err(build("iap"))?,
-            projects: conn
-                .configure("cloudresourcemanager", Projects::builder())?
-                .build()
-                .await
-                .map_err(build("cloudresourcemanager"))?,
-        };
-        Ok(Self::from_parts(
-            clients,
-            kfsec_kube::kube_client(conn).await?,
-            conn.policies().clone(),
+        let iap = conn
+            .configure("iap", IdentityAwareProxyAdminService::builder())?
+            .build()
+            .await
+            .map_err(build("iap"))?;
+        let projects = conn
+            .configure("cloudresourcemanager", Projects::builder())?
+            .build()
+            .await
+            .map_err(build("cloudresourcemanager"))?;
+        let kube = kfsec_kube::kube_client(conn).await?;
+        Ok(Self::from_clients(
+            Clients::new(iap, projects, kube).with_policies(conn.policies().clone()),
         ))
     }
 
     /// A handle from clients you built (SDK stubs, a kube client for another cluster).
-    pub fn from_parts(clients: Clients, kube: kube::Client, policies: Policies) -> Self {
+    pub fn from_clients(clients: Clients) -> Self {
+        let policies = clients.policies.clone();
+        let kube = clients.kube.clone();
         let wait = Some(policies.operation_deadline);
         Self {
             clients,
@@ -166,6 +204,7 @@ impl IapIngress {
     /// Talks to the cluster through `kube` (for example one built from the GKE cluster's
     /// endpoint and CA) instead of the connection's.
     pub fn with_kube(mut self, kube: kube::Client) -> Self {
+        self.clients.kube = kube.clone();
         self.kube = kube;
         self
     }
@@ -296,7 +335,7 @@ impl IapIngress {
     /// invalid input never reaches the network.
     pub async fn plan(&self, spec: &Spec) -> Result<IngressPlan, IngressError> {
         spec.validate()?;
-        let oauth = spec.oauth_client()?;
+        let oauth = spec.oauth_client().cloned();
         let mut plan = Plan::new();
         let mut steps = Vec::new();
         let mut secrets = SecretInputs { tls: None, oauth };
@@ -725,7 +764,7 @@ impl IapIngress {
     pub async fn verify(&self, spec: &Spec) -> Result<Vec<Finding>, IngressError> {
         spec.validate()?;
         let mut findings = Vec::new();
-        let oauth = spec.oauth_client()?;
+        let oauth = spec.oauth_client().cloned();
         let secrets = SecretInputs { tls: None, oauth };
         let objects = objects::desired(spec, &secrets);
         let find = |kind: &str| objects.iter().find(|d| d.kind.kind == kind);

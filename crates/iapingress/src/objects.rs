@@ -15,12 +15,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use kfsec_core::ownership;
+
 use crate::spec::{OAuthClient, OAuthSpec, Spec, TlsSpec};
 use crate::tls::TlsMaterial;
 
-/// The label (and its value) every object the ingress creates carries, so that kfsec can tell
-/// its own objects (defined in kfsec-kube, which the workload's destroy reads it with too).
-pub use kfsec_kube::{MANAGED_BY, MANAGED_BY_LABEL};
+/// The label every object the ingress creates carries, so that kfsec can tell its own objects:
+/// the key of [`kfsec_core::ownership::KUBE_LABEL`], the one mark of every crate (the
+/// workload's destroy reads it too).
+pub const MANAGED_BY_LABEL: &str = ownership::KUBE_LABEL.0;
+/// The value of [`MANAGED_BY_LABEL`] on kfsec's objects.
+pub const MANAGED_BY: &str = ownership::KUBE_LABEL.1;
 /// The label naming the deployment an object belongs to.
 pub const DEPLOYMENT_LABEL: &str = "kfsec.dev/deployment";
 /// The field manager of every server-side apply.
@@ -570,7 +575,7 @@ pub fn desired(spec: &Spec, secrets: &SecretInputs) -> Vec<Desired> {
     out.push(Desired::typed(
         // The spec decides, not whether the values were read: rendered manifests (which
         // never read the secret) still name the OAuth secret.
-        &backend_config(spec, matches!(spec.ingress.oauth, OAuthSpec::Custom { .. })),
+        &backend_config(spec, matches!(spec.ingress.oauth, OAuthSpec::Custom(_))),
         false,
         Ownership::Owned,
     ));
@@ -660,14 +665,11 @@ mod tests {
     #[test]
     fn managed_and_custom_oauth() {
         let mut s = spec("  tls: managed\n  static_ip: kf-private-ip\n");
-        s.ingress.oauth = OAuthSpec::Custom {
-            client_id_env: "ID".into(),
-            client_secret_env: "SECRET".into(),
-        };
-        let client = OAuthClient {
-            client_id: "1-x.apps.googleusercontent.com".into(),
-            client_secret: kfsec_core::Secret::new("s3cret"),
-        };
+        let client = OAuthClient::new(
+            "1-x.apps.googleusercontent.com",
+            kfsec_core::Secret::new("s3cret"),
+        );
+        s.ingress.oauth = OAuthSpec::Custom(client.clone());
         let d = desired(
             &s,
             &SecretInputs {

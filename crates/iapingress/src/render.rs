@@ -30,13 +30,13 @@ fn write(path: &Path, text: &str, private: bool) -> Result<(), IngressError> {
     } else {
         files::Access::Shared
     };
-    files::write(path, text.as_bytes(), access).map_err(|e| file_error(&e))
+    files::write(path, text.as_bytes(), access).map_err(file_error)
 }
 
-fn file_error(e: &files::FileError) -> IngressError {
+fn file_error(e: files::FileError) -> IngressError {
     IngressError::Write {
         path: e.path().display().to_string(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -64,7 +64,7 @@ fn existing_material(
     hostname: &str,
     deployment: &str,
 ) -> Result<Option<TlsMaterial>, IngressError> {
-    let read = |name: &str| files::read(&dir.join(name)).map_err(|e| file_error(&e));
+    let read = |name: &str| files::read(&dir.join(name)).map_err(file_error);
     let (Some(ca), Some(cert), Some(key)) = (read("ca.crt")?, read("tls.crt")?, read("tls.key")?)
     else {
         return Ok(None);
@@ -88,10 +88,10 @@ fn existing_material(
 /// files), and for a custom OAuth client `oauth.env` (0600).
 pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
     spec.validate()?;
-    let oauth = spec.oauth_client()?;
+    let oauth = spec.oauth_client();
     std::fs::create_dir_all(dir).map_err(|e| IngressError::Write {
         path: dir.display().to_string(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     // Every file this render may write is checked first: a link or a directory in the way
     // is refused before anything is written.
@@ -105,7 +105,7 @@ pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
         ("oauth.env", oauth.is_some()),
     ];
     for (name, _) in names.iter().filter(|(_, written)| *written) {
-        files::check_writable(&dir.join(name)).map_err(|e| file_error(&e))?;
+        files::check_writable(&dir.join(name)).map_err(file_error)?;
     }
     let mut files = Vec::new();
     let mut kept_certificate = false;
@@ -146,7 +146,7 @@ pub fn render(spec: &Spec, dir: &Path) -> Result<Rendered, IngressError> {
             "options": {"labels": labels(spec)},
         }));
     }
-    if let Some(client) = &oauth {
+    if let Some(client) = oauth {
         let path = dir.join("oauth.env");
         write(
             &path,

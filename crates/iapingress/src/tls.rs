@@ -48,7 +48,10 @@ impl CertInfo {
 
 #[allow(clippy::needless_pass_by_value)] // used as map_err(rcgen_error)
 fn rcgen_error(e: rcgen::Error) -> IngressError {
-    IngressError::Tls(e.to_string())
+    IngressError::Tls {
+        what: "make the certificate".into(),
+        source: e.into(),
+    }
 }
 
 /// Makes a CA named after the deployment and a server certificate for `hostname` signed by
@@ -101,10 +104,12 @@ pub fn self_signed(
 
 /// Reads the first certificate of a PEM text.
 pub fn inspect(pem: &str) -> Result<CertInfo, IngressError> {
-    let bad = |why: String| IngressError::Tls(format!("cannot read the certificate: {why}"));
-    let (_, pem) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let cert = pem.parse_x509().map_err(|e| bad(e.to_string()))?;
+    let bad = |source: Box<dyn std::error::Error + Send + Sync>| IngressError::Tls {
+        what: "cannot read the certificate".into(),
+        source,
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.into()))?;
+    let cert = pem.parse_x509().map_err(|e| bad(e.into()))?;
     let mut dns_names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {

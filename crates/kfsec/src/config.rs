@@ -157,6 +157,167 @@ fn key<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The `ingress.oauth` key of the config file: `google_managed`, or the names of the two
+/// environment variables that hold a custom OAuth client's id and secret. The facade reads
+/// them when the file is loaded and hands their values to kfsec-iapingress
+/// ([`kfsec_iapingress::OAuthSpec::Custom`]), which never reads the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OAuthConfig {
+    /// `google_managed`: IAP's Google-managed client.
+    #[default]
+    GoogleManaged,
+    /// `{ client_id_env: VAR, client_secret_env: VAR }`.
+    Env {
+        /// The variable holding the client id.
+        client_id_env: String,
+        /// The variable holding the client secret.
+        client_secret_env: String,
+    },
+}
+
+impl<'de> Deserialize<'de> for OAuthConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Map(std::collections::BTreeMap<String, String>),
+        }
+        const HELP: &str = "expected `google_managed` or `{ client_id_env: VAR, client_secret_env: VAR }` (the names of environment variables, not the values)";
+        match Raw::deserialize(d).map_err(|_| D::Error::custom(HELP))? {
+            Raw::Word(w) if w == "google_managed" => Ok(Self::GoogleManaged),
+            Raw::Map(mut m)
+                if m.len() == 2
+                    && m.contains_key("client_id_env")
+                    && m.contains_key("client_secret_env") =>
+            {
+                Ok(Self::Env {
+                    client_id_env: m.remove("client_id_env").unwrap_or_default(),
+                    client_secret_env: m.remove("client_secret_env").unwrap_or_default(),
+                })
+            }
+            _ => Err(D::Error::custom(HELP)),
+        }
+    }
+}
+
+impl OAuthConfig {
+    /// The OAuth client the ingress uses, the variables read from the environment: a missing
+    /// or empty variable is a problem of `ingress.oauth.client_id_env` (or
+    /// `client_secret_env`) that says which variable to export. No value appears in a message.
+    pub fn resolve(&self) -> Result<kfsec_iapingress::OAuthSpec, ValidationErrors> {
+        self.resolve_with(|var| std::env::var(var).ok())
+    }
+
+    /// [`OAuthConfig::resolve`] with the variables read by `lookup`.
+    fn resolve_with(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<kfsec_iapingress::OAuthSpec, ValidationErrors> {
+        let Self::Env {
+            client_id_env,
+            client_secret_env,
+        } = self
+        else {
+            return Ok(kfsec_iapingress::OAuthSpec::GoogleManaged);
+        };
+        let mut errors = ValidationErrors::new();
+        let mut read = |var: &str, path: &str| {
+            if var.is_empty() {
+                errors.push(path, "name the environment variable that holds the value");
+                return None;
+            }
+            match lookup(var) {
+                Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                _ => {
+                    errors.push(
+                        path,
+                        format!(
+                            "the environment variable {var} is unset or empty: export {var}=... (from the OAuth client's page in the console) before running"
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let id = read(client_id_env, "ingress.oauth.client_id_env");
+        let secret = read(client_secret_env, "ingress.oauth.client_secret_env");
+        errors.into_result()?;
+        Ok(kfsec_iapingress::OAuthSpec::Custom(
+            kfsec_iapingress::OAuthClient::new(
+                id.unwrap_or_default(),
+                kfsec_core::Secret::new(secret.unwrap_or_default()),
+            ),
+        ))
+    }
+}
+
+/// The `ingress` key of `map`: the crate's section with `oauth` read by the facade
+/// ([`OAuthConfig`]); `None` when absent or unreadable, with the problems added to `errors`.
+/// When the OAuth variables cannot be read, the section comes back with IAP's
+/// Google-managed client, so that its other fields are still checked (the problems are in
+/// `errors` already).
+fn ingress_key(
+    map: &yaml_serde::Mapping,
+    errors: &mut ValidationErrors,
+) -> Option<kfsec_iapingress::IngressSpec> {
+    /// The `oauth` key alone.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OAuthKey {
+        oauth: OAuthConfig,
+    }
+    let mut section = map.get("ingress")?.clone();
+    let oauth = section.as_mapping_mut().and_then(|m| m.remove("oauth"));
+    let mut rest = yaml_serde::Mapping::new();
+    rest.insert("ingress".into(), section);
+    let spec: Option<kfsec_iapingress::IngressSpec> = key(&rest, "ingress", false, errors);
+    let oauth = match oauth {
+        None => Some(OAuthConfig::GoogleManaged),
+        Some(value) => {
+            let mut inner = yaml_serde::Mapping::new();
+            inner.insert("oauth".into(), value);
+            let mut outer = yaml_serde::Mapping::new();
+            outer.insert("ingress".into(), yaml_serde::Value::Mapping(inner));
+            key::<OAuthKey>(&outer, "ingress", false, errors).map(|k| k.oauth)
+        }
+    };
+    let oauth = match oauth.map(|o| o.resolve()) {
+        Some(Ok(oauth)) => oauth,
+        Some(Err(e)) => {
+            errors.extend_under("", e);
+            kfsec_iapingress::OAuthSpec::GoogleManaged
+        }
+        None => kfsec_iapingress::OAuthSpec::GoogleManaged,
+    };
+    spec.map(|s| s.with_oauth(oauth))
+}
+
+/// The `ingress` section of a config text alone, the custom OAuth client's environment
+/// variables read; `Ok(None)` without an `ingress` key.
+#[cfg(test)]
+fn ingress_section(text: &str) -> Result<Option<kfsec_iapingress::IngressSpec>, ValidationErrors> {
+    let map: yaml_serde::Mapping = from_yaml(text)?;
+    let mut errors = ValidationErrors::new();
+    let section = ingress_key(&map, &mut errors);
+    errors.into_result().map(|()| section)
+}
+
+/// [`kfsec_iapingress::Spec::validate`], with the custom OAuth client's fields named by the
+/// config file's keys (`ingress.oauth.client_id_env`, `ingress.oauth.client_secret_env`).
+fn validate_ingress(spec: &kfsec_iapingress::Spec) -> Result<(), ValidationErrors> {
+    spec.validate().map_err(|mut e| {
+        e.rename("ingress.oauth.client_id", "ingress.oauth.client_id_env");
+        e.rename(
+            "ingress.oauth.client_secret",
+            "ingress.oauth.client_secret_env",
+        );
+        e
+    })
+}
+
 impl Config {
     /// The location fields whose values this release does not know (`region`, and `zone`
     /// when its region is unknown), with why: each must be confirmed by Compute's regions list
@@ -435,7 +596,7 @@ impl Sections {
                 *path = base.join(&*path);
             }
         }
-        let ingress: Option<kfsec_iapingress::IngressSpec> = key(&map, "ingress", false, e);
+        let ingress = ingress_key(&map, e);
         if let (Some(zone), Some(region)) = (&zone, &region)
             && &zone.region() != region
         {
@@ -499,14 +660,8 @@ impl Sections {
         };
         let gke = match (&project, &region, &zone, &deployment, network, cluster) {
             (Some(p), Some(r), Some(z), Some(d), Some(n), Some(c)) => {
-                let s = kfsec_gkeprivate::Spec {
-                    project: p.clone(),
-                    region: r.clone(),
-                    zone: z.clone(),
-                    deployment: d.clone(),
-                    network: n,
-                    cluster: c,
-                };
+                let s =
+                    kfsec_gkeprivate::Spec::new(p.clone(), r.clone(), z.clone(), d.clone(), n, c);
                 check(s.validate());
                 Some(s)
             }
@@ -538,12 +693,8 @@ impl Sections {
         };
         let ingress = match (&project, &deployment, ingress) {
             (Some(p), Some(d), Some(i)) => {
-                let s = kfsec_iapingress::Spec {
-                    project: p.clone(),
-                    deployment: d.clone(),
-                    ingress: i,
-                };
-                check(s.validate());
+                let s = kfsec_iapingress::Spec::new(p.clone(), d.clone(), i);
+                check(validate_ingress(&s));
                 Some(s)
             }
             _ => None,
@@ -740,6 +891,99 @@ mod tests {
         ));
         let images = Config::load_images(f.path()).expect("images");
         assert_eq!(images.images.manifests, [manifest]);
+    }
+
+    #[test]
+    fn oauth_variables_are_read_at_load() {
+        let env = OAuthConfig::Env {
+            client_id_env: "KF_CLIENT_ID".into(),
+            client_secret_env: "KF_CLIENT_SECRET".into(),
+        };
+        let resolved = env
+            .resolve_with(|var| match var {
+                "KF_CLIENT_ID" => Some("1-x.apps.googleusercontent.com\n".into()),
+                "KF_CLIENT_SECRET" => Some("GOCSPX-known".into()),
+                _ => None,
+            })
+            .unwrap();
+        let kfsec_iapingress::OAuthSpec::Custom(client) = &resolved else {
+            panic!("{resolved:?}")
+        };
+        assert_eq!(client.client_id, "1-x.apps.googleusercontent.com");
+        assert_eq!(client.client_secret.expose(), "GOCSPX-known");
+        assert!(!format!("{resolved:?}").contains("GOCSPX"));
+        let errors = env
+            .resolve_with(|var| (var == "KF_CLIENT_ID").then(|| " ".into()))
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "ingress.oauth.client_id_env",
+            "ingress.oauth.client_secret_env",
+            "export KF_CLIENT_SECRET=",
+        ] {
+            assert!(errors.contains(needle), "{needle} missing in {errors}");
+        }
+        assert_eq!(
+            OAuthConfig::GoogleManaged.resolve().unwrap(),
+            kfsec_iapingress::OAuthSpec::GoogleManaged
+        );
+    }
+
+    #[test]
+    fn ingress_section_takes_both_oauth_forms() {
+        let base =
+            "ingress:\n  hostname: kubeflow.example.com\n  members: [user:alice@example.com]\n";
+        let s = ingress_section(&format!("{base}  oauth: google_managed\n"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.oauth, kfsec_iapingress::OAuthSpec::GoogleManaged);
+        assert_eq!(ingress_section("project: kf-dev\n").unwrap(), None);
+        let errors = ingress_section(&format!(
+            "{base}  oauth: {{ client_id_env: KFSEC_TEST_UNSET_ID_9c2, client_secret_env: KFSEC_TEST_UNSET_SECRET_9c2 }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "ingress.oauth.client_id_env",
+            "ingress.oauth.client_secret_env",
+            "export KFSEC_TEST_UNSET_SECRET_9c2=",
+        ] {
+            assert!(errors.contains(needle), "{needle} missing in {errors}");
+        }
+        let errors = ingress_section(&format!("{base}  oauth: {{ client_id: x }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("ingress.oauth"), "{errors}");
+        assert!(errors.contains("client_id_env"), "{errors}");
+        let errors = ingress_section(&format!("{base}  colour: blue\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("colour"), "{errors}");
+    }
+
+    #[test]
+    fn the_client_fields_are_named_by_the_config_keys() {
+        let ingress = kfsec_iapingress::IngressSpec::new(
+            "kubeflow.example.com",
+            vec!["user:alice@example.com".parse().unwrap()],
+        )
+        .with_oauth(kfsec_iapingress::OAuthSpec::Custom(
+            kfsec_iapingress::OAuthClient::new("swapped", kfsec_core::Secret::new("")),
+        ));
+        let spec = kfsec_iapingress::Spec::new(
+            "kf-dev".parse().unwrap(),
+            "kf-private".parse().unwrap(),
+            ingress,
+        );
+        let errors = validate_ingress(&spec).unwrap_err();
+        let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "ingress.oauth.client_id_env",
+                "ingress.oauth.client_secret_env"
+            ]
+        );
     }
 
     #[test]

@@ -5,10 +5,11 @@ use serde_json::Value;
 
 /// The label every object the ingress creates carries (`app.kubernetes.io/managed-by`), so that
 /// kfsec can tell its own objects; the workload's destroy recognizes a namespace the ingress made
-/// by it.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// The value of [`MANAGED_BY_LABEL`] on kfsec's objects.
-pub const MANAGED_BY: &str = "kfsec";
+/// by it. The key of [`kfsec_core::ownership::KUBE_LABEL`], the one mark of every crate.
+pub const MANAGED_BY_LABEL: &str = kfsec_core::ownership::KUBE_LABEL.0;
+/// The value of [`MANAGED_BY_LABEL`] on kfsec's objects (that of
+/// [`kfsec_core::ownership::KUBE_LABEL`]).
+pub const MANAGED_BY: &str = kfsec_core::ownership::KUBE_LABEL.1;
 
 /// Whether every field of `desired` is in `live` with the same value (maps compared key by
 /// key, lists element by element with the same length): what makes a second apply send

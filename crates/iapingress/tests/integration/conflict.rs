@@ -98,13 +98,13 @@ async fn a_stale_etag_is_refused_and_the_grant_starts_again_from_a_fresh_read() 
             .set_members(["user:bob@example.com"])]);
     let emu = emulator(Duration::ZERO).await;
     let kube = kfsec_kube::kube_client(&connection(&emu)).await.unwrap();
-    let ingress = IapIngress::from_parts(
-        Clients {
-            iap: IdentityAwareProxyAdminService::from_stub(Stub(iap.clone())),
-            projects: Projects::from_stub(Projs),
-        },
-        kube,
-        Policies::fast(),
+    let ingress = IapIngress::from_clients(
+        Clients::new(
+            IdentityAwareProxyAdminService::from_stub(Stub(iap.clone())),
+            Projects::from_stub(Projs),
+            kube,
+        )
+        .with_policies(Policies::fast()),
     )
     .with_wait(None);
 

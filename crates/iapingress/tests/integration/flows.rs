@@ -571,18 +571,19 @@ async fn the_wait_ends_at_its_deadline_saying_what_it_saw() {
 async fn bad_input_is_refused_before_any_request() {
     let emu = emulator(Duration::ZERO).await;
     let ingress = handle(&emu).await;
-    let bad = spec_with(
-        "hostname: kubeflow\nmembers: []\noauth: { client_id_env: KFSEC_TEST_UNSET_ID, client_secret_env: KFSEC_TEST_UNSET_SECRET }\n",
-    );
+    let mut bad = spec_with("hostname: kubeflow\nmembers: []\n");
+    bad.ingress.oauth = kfsec_iapingress::OAuthSpec::Custom(kfsec_iapingress::OAuthClient::new(
+        "",
+        kfsec_core::Secret::new(""),
+    ));
     let err = ingress.plan(&bad).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, IngressError::Invalid(_)), "{err:?}");
     for field in [
         "ingress.hostname",
         "ingress.members",
-        "ingress.oauth.client_id_env",
-        "ingress.oauth.client_secret_env",
-        "KFSEC_TEST_UNSET_ID",
+        "ingress.oauth.client_id",
+        "ingress.oauth.client_secret",
     ] {
         assert!(text.contains(field), "{field} not named in: {text}");
     }

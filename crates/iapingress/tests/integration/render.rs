@@ -206,10 +206,11 @@ fn the_gke_custom_resources_match_their_published_schemas() {
     // A custom OAuth client: the BackendConfig names the secret.
     let custom = {
         let mut spec = spec_with("");
-        spec.ingress.oauth = kfsec_iapingress::OAuthSpec::Custom {
-            client_id_env: "PATH".into(),
-            client_secret_env: "HOME".into(),
-        };
+        spec.ingress.oauth =
+            kfsec_iapingress::OAuthSpec::Custom(kfsec_iapingress::OAuthClient::new(
+                "1-x.apps.googleusercontent.com",
+                kfsec_core::Secret::new("not-shown"),
+            ));
         manifests_yaml(&spec)
     };
     let custom_objects = gke_objects(&custom);
@@ -364,25 +365,17 @@ fn render_refuses_links_before_writing_anything_and_reuses_only_matching_certifi
     let out2 = dir.path().join("out2");
     std::fs::create_dir(&out2).unwrap();
     std::os::unix::fs::symlink(&victim, out2.join("oauth.env")).unwrap();
-    // The client's variables can only be set for a new process (the workspace forbids
-    // `unsafe`): a copy of this test binary renders with them.
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "render::render_with_a_custom_client",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(
-            "KFSEC_RENDER_TEST_ID",
-            "1234-abc.apps.googleusercontent.com",
-        )
-        .env("KFSEC_RENDER_TEST_SECRET", "GOCSPX-not-for-the-link")
-        .env("KFSEC_RENDER_TEST_OUT", &out2)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    let mut custom = spec_with("");
+    custom.ingress.oauth = kfsec_iapingress::OAuthSpec::Custom(kfsec_iapingress::OAuthClient::new(
+        "1234-abc.apps.googleusercontent.com",
+        kfsec_core::Secret::new("GOCSPX-not-for-the-link"),
+    ));
+    let err = render(&custom, &out2).unwrap_err().to_string();
+    assert!(
+        err.contains("oauth.env") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(!err.contains("GOCSPX"), "{err}");
     assert_eq!(
         std::fs::read_to_string(&victim).unwrap(),
         "someone else's notes",
@@ -420,19 +413,4 @@ fn render_refuses_links_before_writing_anything_and_reuses_only_matching_certifi
     let mut renamed = example_spec();
     renamed.deployment = "kf-other".parse().unwrap();
     assert!(!render(&renamed, &out3).unwrap().kept_certificate);
-}
-
-#[test]
-#[ignore = "started by render_refuses_links_before_writing_anything_and_reuses_only_matching_certificates"]
-fn render_with_a_custom_client() {
-    let out = std::env::var("KFSEC_RENDER_TEST_OUT").expect("run through the test above");
-    let custom = spec_with(
-        "oauth: { client_id_env: KFSEC_RENDER_TEST_ID, client_secret_env: KFSEC_RENDER_TEST_SECRET }\n",
-    );
-    let err = render(&custom, Path::new(&out)).unwrap_err().to_string();
-    assert!(
-        err.contains("oauth.env") && err.contains("symbolic link"),
-        "{err}"
-    );
-    assert!(!err.contains("GOCSPX"), "{err}");
 }

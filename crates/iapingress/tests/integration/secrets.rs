@@ -47,9 +47,9 @@ fn key_forms(pem: &str) -> Vec<String> {
     out
 }
 
-/// The client's environment variables can only be set for a new process (this workspace
-/// forbids `unsafe`, and `set_var` is), so this runs the flow below in a copy of this test
-/// binary started with them.
+/// Runs the flow below in a copy of this test binary, so that everything the process writes
+/// to stdout and stderr is searched too (the environment variable only marks the copy as
+/// started from here: the crate never reads the environment).
 #[test]
 fn the_client_secret_and_private_keys_appear_nowhere() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -100,9 +100,11 @@ async fn flow_with_a_known_secret() {
 
     let emu = emulator(Duration::ZERO).await;
     workload(&emu).await;
-    let spec = spec_with(
-        "oauth: { client_id_env: KFSEC_LEAK_TEST_CLIENT_ID, client_secret_env: KFSEC_LEAK_TEST_CLIENT_SECRET }\n",
-    );
+    let mut spec = spec_with("");
+    spec.ingress.oauth = kfsec_iapingress::OAuthSpec::Custom(kfsec_iapingress::OAuthClient::new(
+        CLIENT_ID,
+        kfsec_core::Secret::new(CLIENT_SECRET),
+    ));
     spec.validate().unwrap();
     let ingress = IapIngress::new(&connection(&emu))
         .await
