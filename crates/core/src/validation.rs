@@ -150,7 +150,10 @@ mod tests {
         e.push("dns.ttl", "d");
         e.rename("network", "network.name");
         let paths: Vec<_> = e.errors.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["network.name", "network.name[0].x", "networks", "dns.ttl"]);
+        assert_eq!(
+            paths,
+            ["network.name", "network.name[0].x", "networks", "dns.ttl"]
+        );
     }
 
     #[derive(Debug, serde::Deserialize)]
