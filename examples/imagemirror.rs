@@ -119,10 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "Mirroring {} images into {} ({} backend):",
                     wanted.images.len() + wanted.malformed.len(),
                     spec.images.destination,
-                    match spec.images.backend {
-                        kfsec_imagemirror::Backend::Direct => "direct",
-                        kfsec_imagemirror::Backend::Cloudbuild => "cloudbuild",
-                    }
+                    spec.images.backend
                 );
             }
             let report = mirror.mirror(&spec, &wanted).await?;

@@ -392,10 +392,7 @@ pub(crate) fn images_spec(
             return None;
         }
     };
-    let spec = kfsec_imagemirror::Spec {
-        project: config.project.clone()?,
-        images: sections.images,
-    };
+    let spec = kfsec_imagemirror::Spec::new(config.project.clone()?, sections.images);
     if let Err(e) = spec.validate() {
         errors.extend_under("", e);
         return None;

@@ -339,10 +339,7 @@ impl Config {
                         }
                     }
                 }
-                let s = kfsec_imagemirror::Spec {
-                    project: p.clone(),
-                    images: i,
-                };
+                let s = kfsec_imagemirror::Spec::new(p.clone(), i);
                 check(s.validate());
                 Some(s)
             }
