@@ -95,18 +95,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let session = cli.target.connect().await?;
     let embedded = session.is_embedded();
-    let mirror = ImageMirror::new(&session.connection, spec)
-        .await?
-        .with_progress(common::progress_bars());
+    let mirror = ImageMirror::new(&session.connection)?.with_progress(common::progress_bars());
     match cli.command {
         Command::Plan { format } => {
-            let plan = mirror.plan(&wanted).await;
+            let plan = mirror.plan_wanted(&spec, &wanted).await;
             match format {
                 Format::Text => {
                     println!(
                         "Plan for the images of {} into {}:",
-                        mirror.spec().project,
-                        mirror.spec().images.destination
+                        spec.project, spec.images.destination
                     );
                     print!("{}", plan.render_text());
                 }
@@ -118,28 +115,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "Mirroring {} images into {} ({} backend):",
                     wanted.images.len() + wanted.malformed.len(),
-                    mirror.spec().images.destination,
-                    match mirror.spec().images.backend {
-                        kfsec_imagemirror::Backend::Direct => "direct",
-                        kfsec_imagemirror::Backend::Cloudbuild => "cloudbuild",
-                    }
+                    spec.images.destination,
+                    spec.images.backend
                 );
             }
-            let report = mirror.apply(&wanted).await;
+            let report = mirror.mirror(&spec, &wanted).await?;
             match format {
                 Format::Text => print!("{}", report.render_text()),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
             let mut unmapped = 0;
             if let Some(dir) = rewrite_to {
-                unmapped = write_rewritten(&report, mirror.spec(), Some(&dir))?;
+                unmapped = write_rewritten(&report, &spec, Some(&dir))?;
             }
             if report.has_failures() || unmapped > 0 {
                 std::process::exit(common::EXIT_PARTIAL);
             }
         }
         Command::Rewrite { out, .. } => {
-            let report = mirror.resolve(&wanted).await;
+            let report = mirror.resolve(&spec, &wanted).await;
             for image in &report.images {
                 if let kfsec_imagemirror::ImageOutcome::Failed { message } = &image.outcome {
                     eprintln!("no mirror: {message}");
@@ -150,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "(the embedded emulator starts with an empty mirror: use `apply --rewrite-to DIR`, or run kfsec-emulator and pass --endpoints to both commands)"
                 );
             }
-            let unmapped = write_rewritten(&report, mirror.spec(), out.as_deref())?;
+            let unmapped = write_rewritten(&report, &spec, out.as_deref())?;
             if unmapped > 0 {
                 std::process::exit(common::EXIT_PARTIAL);
             }

@@ -350,3 +350,21 @@ async fn the_mirror_reads_only_its_keys_and_the_workloads_images() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("busybox"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embed_example_mirrors_one_image_with_no_yaml_and_verifies_it() {
+    let out = run("embed-image", &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("+ copy docker.io/library/busybox:1.36"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "-> us-docker.pkg.dev/kf-dev/kubeflow-mirror/docker.io/library/busybox:1.36@sha256:"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verify: 0 finding(s)"), "{stdout}");
+}

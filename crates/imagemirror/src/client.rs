@@ -47,8 +47,14 @@ pub(crate) enum ClientError {
         body: String,
     },
     /// The registry (or its token service) refused the credentials or the access: final.
-    #[error("{0}")]
-    Refused(String),
+    #[error("{message}")]
+    Refused {
+        /// 401 or 403 when the registry (or its token service) answered so; `None` when the
+        /// credentials could not even be produced.
+        status: Option<StatusCode>,
+        /// What was refused, and what to do.
+        message: String,
+    },
     /// The answer broke the protocol (a digest that does not match, a missing header).
     #[error("{0}")]
     Invalid(String),
@@ -328,7 +334,10 @@ impl Client {
         let auth = tokio::task::spawn_blocking(move || credentials.for_registry(&name))
             .await
             .map_err(|e| ClientError::Invalid(format!("credential lookup failed: {e}")))?
-            .map_err(|e| ClientError::Refused(e.to_string()))?;
+            .map_err(|e| ClientError::Refused {
+                status: None,
+                message: e.to_string(),
+            })?;
         self.auth
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -354,16 +363,22 @@ impl Client {
             Some(Challenge::Basic) => {
                 let auth = self.registry_auth(registry).await?;
                 if matches!(auth, RegistryAuth::IdentityToken(_)) {
-                    return Err(ClientError::Refused(format!(
-                        "{registry} asks for a user and password, and its credentials are an \
+                    return Err(ClientError::Refused {
+                        status: None,
+                        message: format!(
+                            "{registry} asks for a user and password, and its credentials are an \
                          identity token (which only a token service takes): log in with \
                          `docker login {registry}` and a password"
-                    )));
+                        ),
+                    });
                 }
                 let pair = auth
                     .user_password()
                     .await
-                    .map_err(|e| ClientError::Refused(e.to_string()))?;
+                    .map_err(|e| ClientError::Refused {
+                        status: None,
+                        message: e.to_string(),
+                    })?;
                 Ok(pair.map(|(u, p)| basic_header(&u, &p)))
             }
             Some(Challenge::Bearer { realm, service }) => {
@@ -441,7 +456,10 @@ impl Client {
             let pair = auth
                 .user_password()
                 .await
-                .map_err(|e| ClientError::Refused(e.to_string()))?;
+                .map_err(|e| ClientError::Refused {
+                    status: None,
+                    message: e.to_string(),
+                })?;
             let mut request = self.http.get(url);
             if let Some((u, p)) = &pair {
                 request = request.header(header::AUTHORIZATION, basic_header(u, p));
@@ -457,12 +475,15 @@ impl Client {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(registry);
-            return Err(ClientError::Refused(refusal(
-                registry,
-                status,
-                &auth,
-                &format!("its token service refused a token for {}", scope.key()),
-            )));
+            return Err(ClientError::Refused {
+                status: Some(status),
+                message: refusal(
+                    registry,
+                    status,
+                    &auth,
+                    &format!("its token service refused a token for {}", scope.key()),
+                ),
+            });
         }
         if !status.is_success() {
             return Err(status_error(response).await);
@@ -536,7 +557,10 @@ impl Client {
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 let auth = self.registry_auth(registry).await?;
-                return Err(ClientError::Refused(refusal(registry, status, &auth, what)));
+                return Err(ClientError::Refused {
+                    status: Some(status),
+                    message: refusal(registry, status, &auth, what),
+                });
             }
             return Ok(response);
         }
@@ -944,7 +968,11 @@ mod tests {
         assert_eq!(status(404, None).retry_decision(), RetryDecision::Stop);
         assert_eq!(status(400, None).retry_decision(), RetryDecision::Stop);
         assert_eq!(
-            ClientError::Refused("no".into()).retry_decision(),
+            ClientError::Refused {
+                status: None,
+                message: "no".into()
+            }
+            .retry_decision(),
             RetryDecision::Stop
         );
     }

@@ -41,8 +41,10 @@ pub enum StepResult {
     },
 }
 
-/// Errors of the backend as a whole (a build that could not be submitted or followed).
+/// Errors of the backend as a whole (a build that could not be submitted or followed): the
+/// source of [`crate::MirrorError::CloudBuild`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CloudBuildError {
     /// Building the client failed.
     #[error(transparent)]
@@ -73,6 +75,18 @@ pub enum CloudBuildError {
     /// The answer made no sense.
     #[error("Cloud Build: {0}")]
     Protocol(String),
+}
+
+impl CloudBuildError {
+    /// What kind of failure it is (see [`crate::MirrorError::kind`]).
+    pub fn kind(&self) -> kfsec_core::ErrorKind {
+        match self {
+            Self::Connection(_) => kfsec_core::ErrorKind::FailedPrecondition,
+            Self::Call { source, .. } => kfsec_core::ErrorKind::of(source),
+            Self::Deadline { .. } => kfsec_core::ErrorKind::Timeout,
+            Self::Protocol(_) => kfsec_core::ErrorKind::BadResponse,
+        }
+    }
 }
 
 /// The timeout of a build of `images` images.

@@ -16,23 +16,10 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::client::{Client, ClientError, Scope, Upload};
+use crate::error::MirrorError;
 use crate::reference::ImageRef;
 
 pub use crate::client::MANIFEST_MEDIA_TYPES;
-
-/// A copy that failed; names the image, the registry and the action.
-#[derive(Debug, thiserror::Error)]
-#[error("{image}: {action} on {registry}: {message}")]
-pub struct CopyError {
-    /// The image being copied.
-    pub image: String,
-    /// The registry that answered (or did not).
-    pub registry: String,
-    /// What was being done.
-    pub action: String,
-    /// What went wrong.
-    pub message: String,
-}
 
 /// What one image's copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -234,7 +221,7 @@ impl Copier {
 
     /// The digest of the manifest (or index) an image names at its registry, `None` when the
     /// registry has no such image. Reads only (HEAD).
-    pub async fn manifest_digest(&self, image: &ImageRef) -> Result<Option<String>, CopyError> {
+    pub async fn manifest_digest(&self, image: &ImageRef) -> Result<Option<String>, MirrorError> {
         let scope = Scope::pull(image.repository());
         self.retry(|| {
             self.client.head_manifest(
@@ -245,11 +232,13 @@ impl Copier {
             )
         })
         .await
-        .map_err(|e| CopyError {
-            image: image.to_string(),
-            registry: image.registry().to_string(),
-            action: "read the manifest digest".into(),
-            message: e.to_string(),
+        .map_err(|e| {
+            MirrorError::from_registry(
+                image.to_string(),
+                image.registry(),
+                "read the manifest digest",
+                e,
+            )
         })
     }
 
@@ -260,7 +249,7 @@ impl Copier {
         &self,
         source: &ImageRef,
         destination: &ImageRef,
-    ) -> Result<CopyReport, CopyError> {
+    ) -> Result<CopyReport, MirrorError> {
         self.copy_reporting(source, destination, &kfsec_core::Progress::none(), "")
             .await
     }
@@ -274,18 +263,15 @@ impl Copier {
         destination: &ImageRef,
         progress: &kfsec_core::Progress,
         step: &str,
-    ) -> Result<CopyReport, CopyError> {
+    ) -> Result<CopyReport, MirrorError> {
         let meter = Arc::new(Meter {
             progress: progress.clone(),
             step: step.to_string(),
             done: std::sync::atomic::AtomicU64::new(0),
             shown: std::sync::atomic::AtomicU64::new(0),
         });
-        let fail = |registry: &str, action: &str, e: &dyn std::fmt::Display| CopyError {
-            image: source.to_string(),
-            registry: registry.to_string(),
-            action: action.to_string(),
-            message: e.to_string(),
+        let fail = |registry: &str, action: &str, e: ClientError| {
+            MirrorError::from_registry(source.to_string(), registry, action, e)
         };
         let (src_reg, src_repo) = (source.registry(), source.repository());
         let (dst_reg, dst_repo) = (destination.registry(), destination.repository());
@@ -317,8 +303,8 @@ impl Copier {
                 .head_manifest(dst_reg, dst_repo, dst_reference, &dst_scope)
         });
         let (source_digest, have) = futures::join!(source_digest, have);
-        let source_digest = source_digest.map_err(|e| fail(src_reg, "read the manifest", &e))?;
-        let have = have.map_err(|e| fail(dst_reg, "read the destination tag", &e))?;
+        let source_digest = source_digest.map_err(|e| fail(src_reg, "read the manifest", e))?;
+        let have = have.map_err(|e| fail(dst_reg, "read the destination tag", e))?;
         if let Some(digest) = source_digest.as_ref().filter(|d| have.as_ref() == Some(*d)) {
             self.found_whole(dst_reg, dst_repo, digest);
             return Ok(CopyReport {
@@ -340,7 +326,7 @@ impl Copier {
                     .get_manifest(src_reg, src_repo, &reference, &src_scope)
             })
             .await
-            .map_err(|e| fail(src_reg, "read the manifest", &e))?;
+            .map_err(|e| fail(src_reg, "read the manifest", e))?;
         let mut report = CopyReport {
             source: source.to_string(),
             destination: destination.pinned(&digest),
@@ -369,7 +355,7 @@ impl Copier {
             &mut counts,
         )
         .await
-        .map_err(|(registry, action, e)| fail(&registry, action, &e))?;
+        .map_err(|(registry, action, e)| fail(&registry, action, e))?;
         report.blobs_copied = counts.copied;
         report.bytes_copied = counts.bytes;
         report.blobs_skipped = counts.skipped;
@@ -673,7 +659,7 @@ impl Copier {
                             Ok(Upload::Session(url)) => Some(url),
                             // A token service that will not cover the other repository: check
                             // and upload as for any other blob.
-                            Err(ClientError::Refused(_)) => None,
+                            Err(ClientError::Refused { .. }) => None,
                             Err(e) => return Err(dst(e)),
                         }
                     }
@@ -748,7 +734,7 @@ impl Copier {
         &self,
         pairs: &[(ImageRef, ImageRef)],
         images_at_once: usize,
-    ) -> Vec<Result<CopyReport, CopyError>> {
+    ) -> Vec<Result<CopyReport, MirrorError>> {
         futures::stream::iter(pairs)
             .map(|(from, to)| self.copy(from, to))
             .buffered(images_at_once.max(1))

@@ -4,32 +4,19 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use kfsec_core::{Connection, Progress, ProgressEvent, ValidationErrors};
+use std::sync::{Arc, Mutex};
+
+use google_cloud_build_v1::client::CloudBuild;
+use kfsec_core::{Connection, Policies, Progress, ProgressEvent};
 use serde::Serialize;
 
-use crate::cloudbuild::{CloudBuildBackend, CloudBuildError, StepResult};
-use crate::copy::{Copier, CopyError};
+use crate::cloudbuild::{CloudBuildBackend, StepResult};
+use crate::copy::Copier;
 use crate::credentials::Credentials;
-use crate::manifests::{ManifestError, Rewritten};
+use crate::error::MirrorError;
+use crate::manifests::Rewritten;
 use crate::reference::ImageRef;
 use crate::spec::{Backend, Spec, Wanted, WantedImage};
-
-/// Errors that stop the whole job before any image is copied.
-#[derive(Debug, thiserror::Error)]
-pub enum MirrorError {
-    /// The spec is invalid; every problem with its field.
-    #[error("{0}")]
-    Invalid(#[from] ValidationErrors),
-    /// The connection cannot serve this job.
-    #[error(transparent)]
-    Connection(#[from] kfsec_core::ConnectionError),
-    /// The Cloud Build client could not be built.
-    #[error(transparent)]
-    CloudBuild(#[from] CloudBuildError),
-    /// The credentials could not be read.
-    #[error(transparent)]
-    Credentials(#[from] crate::credentials::CredentialError),
-}
 
 /// One image's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -123,7 +110,7 @@ impl MirrorReport {
     /// `text` (Kubernetes YAML named `name`) with every pod-spec image that was mirrored
     /// replaced by its mirror pinned by digest; everything else unchanged, byte for byte.
     /// Images with no mirror are listed in [`Rewritten::unmapped`].
-    pub fn rewrite(&self, name: &str, text: &str) -> Result<Rewritten, ManifestError> {
+    pub fn rewrite(&self, name: &str, text: &str) -> Result<Rewritten, MirrorError> {
         self.rewrite_with(name, text, &crate::fields::Fields::default())
     }
 
@@ -134,15 +121,15 @@ impl MirrorReport {
         name: &str,
         text: &str,
         fields: &crate::fields::Fields,
-    ) -> Result<Rewritten, ManifestError> {
+    ) -> Result<Rewritten, MirrorError> {
         let pinned = self.pinned();
-        crate::manifests::rewrite_uses(name, text, fields, |u| {
+        Ok(crate::manifests::rewrite_uses(name, text, fields, |u| {
             if u.prefix {
                 prefix_mirror(&self.images, &u.image)
             } else {
                 pinned.get(&ImageRef::parse(&u.image).ok()?).cloned()
             }
-        })
+        })?)
     }
 
     /// One line per image and a total.
@@ -217,6 +204,34 @@ fn prefix_mirror(images: &[ImageResult], prefix: &str) -> Option<String> {
     })
 }
 
+/// One `skopeo copy` line per `(source, mirror)` pair, as this machine reaches them.
+fn render_skopeo(pairs: impl Iterator<Item = (ImageRef, ImageRef)>, google_token: bool) -> String {
+    let plain = |r: &ImageRef| {
+        let host = r.registry();
+        host.starts_with("127.") || host.starts_with("localhost")
+    };
+    let mut out = String::new();
+    for (src, dst) in pairs {
+        let mut flags = String::new();
+        if plain(&src) {
+            flags.push_str(" --src-tls-verify=false");
+        }
+        if plain(&dst) {
+            flags.push_str(" --dest-tls-verify=false");
+        }
+        if google_token {
+            flags.push_str(" --dest-creds=\"oauth2accesstoken:$TOKEN\"");
+        }
+        let _ = writeln!(
+            out,
+            "skopeo copy --all --preserve-digests{flags} {} {}",
+            kfsec_core::plan::shell_quote(&format!("docker://{src}")),
+            kfsec_core::plan::shell_quote(&format!("docker://{dst}"))
+        );
+    }
+    out
+}
+
 /// `1.5 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -262,8 +277,10 @@ pub enum PlannedImage {
     },
 }
 
-/// What apply would do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What apply would do: made by [`ImageMirror::plan`], carried out by
+/// [`ImageMirror::apply`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct MirrorPlan {
     /// The backend that would copy.
     pub backend: Backend,
@@ -276,9 +293,46 @@ pub struct MirrorPlan {
     /// Strings that look like images but are in no image field: not mirrored (see
     /// [`crate::spec::Wanted::suspects`]).
     pub suspects: Vec<crate::spec::Suspect>,
+    /// The spec planned (apply copies under its settings).
+    #[serde(skip)]
+    spec: Box<Spec>,
+    /// The images planned (apply copies these).
+    #[serde(skip)]
+    wanted: Wanted,
+    /// The routing registry, for [`MirrorPlan::render_skopeo`].
+    #[serde(skip)]
+    route: Option<String>,
 }
 
 impl MirrorPlan {
+    /// The spec this plan was made for.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The images this plan copies.
+    pub fn wanted(&self) -> &Wanted {
+        &self.wanted
+    }
+
+    /// The plan as a shell script of skopeo commands (gcloud has no registry-to-registry
+    /// copy), one `skopeo copy --all --preserve-digests` per image, every platform and digest
+    /// kept; over plain http for loopback registries. With `google_token`, the destination
+    /// takes `gcloud auth print-access-token`'s token: print `TOKEN="$(gcloud auth
+    /// print-access-token)"` before these lines.
+    pub fn render_skopeo(&self, google_token: bool) -> String {
+        let wire = |image: &ImageRef| match &self.route {
+            Some(host) => image.routed_through(host),
+            None => image.clone(),
+        };
+        render_skopeo(
+            self.wanted
+                .images
+                .iter()
+                .map(|w| (wire(&w.source), wire(&w.mirror))),
+            google_token,
+        )
+    }
     /// Whether apply would copy nothing.
     pub fn is_empty(&self) -> bool {
         !self
@@ -352,38 +406,115 @@ impl MirrorPlan {
     }
 }
 
-/// Mirrors the images of a spec.
+/// The clients an [`ImageMirror`] works with: registry credentials, the routing registry, and
+/// (for the cloudbuild backend) a Cloud Build client. [`ImageMirror::new`] builds them from a
+/// [`Connection`]; [`ImageMirror::from_clients`] takes them as they are (tests, embedders with
+/// their own credentials).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Clients {
+    /// Registry credentials (default: anonymous everywhere).
+    pub credentials: Credentials,
+    /// `host:port` of a registry that serves every registry under a path prefix (the
+    /// emulator's `registry` endpoint, a pull-through cache); `None`: each registry itself.
+    pub route: Option<String>,
+    /// The Cloud Build client of the cloudbuild backend; `None`: built from the connection
+    /// when a cloudbuild spec is applied (and an error then when there is no connection).
+    pub cloudbuild: Option<CloudBuild>,
+    /// Retries and deadlines (Cloud Build waits, the Kubernetes reads of `verify`).
+    pub policies: Policies,
+    /// How often each registry call (or blob upload) is tried (default 8).
+    pub attempts: u32,
+}
+
+impl Clients {
+    /// Clients with these registry credentials, no routing registry, no Cloud Build client,
+    /// default policies and 8 attempts per registry call.
+    pub fn new(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            route: None,
+            cloudbuild: None,
+            policies: Policies::default(),
+            attempts: 8,
+        }
+    }
+
+    /// Reaches every registry through `host_port` (see [`Clients::route`]).
+    pub fn with_route(mut self, host_port: impl Into<String>) -> Self {
+        self.route = Some(host_port.into());
+        self
+    }
+
+    /// Uses this Cloud Build client (for example a `from_stub` mock).
+    pub fn with_cloudbuild(mut self, client: CloudBuild) -> Self {
+        self.cloudbuild = Some(client);
+        self
+    }
+
+    /// Uses these policies.
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+}
+
+/// What a copier is built for: the spec's parts that shape it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CopierKey {
+    destination: String,
+    insecure: Vec<String>,
+    layers: usize,
+    per_registry: usize,
+}
+
+type CopierTune = Arc<dyn Fn(Copier) -> Copier + Send + Sync>;
+
+/// Mirrors the images of a [`Spec`]: plan, apply, verify, and a destroy plan that keeps
+/// every mirror.
 ///
 /// ```no_run
 /// # async fn f(conn: kfsec_core::Connection, spec: kfsec_imagemirror::Spec) -> Result<(), Box<dyn std::error::Error>> {
 /// use kfsec_imagemirror::ImageMirror;
-/// let mirror = ImageMirror::new(&conn, spec).await?;
-/// let wanted = mirror.wanted()?;
-/// print!("{}", mirror.plan(&wanted).await.render_text());
-/// let report = mirror.apply(&wanted).await;
+/// let mirror = ImageMirror::new(&conn)?;
+/// let plan = mirror.plan(&spec).await?;
+/// print!("{}", plan.render_text());
+/// let report = mirror.apply(&plan).await?;
 /// print!("{}", report.render_text());
 /// let workload = std::fs::read_to_string("workload.yaml")?;
 /// let pinned = report.rewrite("workload.yaml", &workload)?;
 /// std::fs::write("workload.mirrored.yaml", pinned.text)?;
+/// for finding in mirror.verify(&spec).await? {
+///     println!("{}: {}", finding.code, finding.message);
+/// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct ImageMirror {
-    spec: Spec,
-    copier: Copier,
-    /// `host:port` of a registry that serves every registry under a path prefix (the
-    /// emulator's `registry` endpoint), when the connection names one.
-    route: Option<String>,
-    cloudbuild: Option<CloudBuildBackend>,
+    pub(crate) clients: Clients,
+    /// Where a Cloud Build client comes from when [`Clients::cloudbuild`] has none.
+    conn: Option<Connection>,
+    /// The copier of the last spec, kept so that plan and apply share tokens and blob caches.
+    copier: Mutex<Option<(CopierKey, Copier)>>,
+    tune: Option<CopierTune>,
+    pub(crate) kube: Option<kube::Client>,
     progress: Progress,
 }
 
+impl std::fmt::Debug for ImageMirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageMirror")
+            .field("clients", &self.clients)
+            .field("kube", &self.kube.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ImageMirror {
-    /// Checks the spec and builds the clients: for an emulated connection every registry is
-    /// its `registry` endpoint, with no credentials; otherwise the Docker config's
-    /// credentials, and the connection's access token for Google's registries. The cloudbuild backend also builds a Cloud Build client.
-    pub async fn new(conn: &Connection, spec: Spec) -> Result<Self, MirrorError> {
-        spec.validate()?;
+    /// The clients of a connection: for an emulated connection every registry is its
+    /// `registry` endpoint, with no credentials; otherwise the Docker config's credentials,
+    /// and the connection's access token for Google's registries. A Cloud Build client is
+    /// built when a cloudbuild spec is first applied.
+    pub fn new(conn: &Connection) -> Result<Self, MirrorError> {
         let route =
             match conn.endpoint("registry")? {
                 Some(url) => Some(host_of(&url).ok_or_else(|| {
@@ -403,99 +534,156 @@ impl ImageMirror {
             // Google's registries take the connection's access token (as Docker's gcloud
             // helper gives it), unless the Docker config names them itself.
             match conn.access_token_credentials()? {
-                Some(tokens) => docker.with_google_token(std::sync::Arc::new(
-                    crate::credentials::GoogleTokens(tokens),
-                )),
+                Some(tokens) => {
+                    docker.with_google_token(Arc::new(crate::credentials::GoogleTokens(tokens)))
+                }
                 None => docker,
             }
         };
-        let mut registries: Vec<String> = route.iter().cloned().collect();
-        registries.push(spec.images.destination.registry().to_string());
-        let c = spec.images.concurrency;
-        let copier = Copier::new(
-            registries.iter().map(String::as_str),
-            &spec.images.insecure_registries,
-        )
-        .with_credentials(credentials)
-        .with_concurrency(c.layers, c.per_registry)
+        let mut clients = Clients::new(credentials).with_policies(conn.policies().clone());
+        clients.route = route;
         // One retried unit (check, then mount or GET + upload) is several requests, so it is a
         // step, not an RPC: it gets the connection's step attempts (at least the copier's 8).
-        .with_attempts(conn.policies().step_attempts.max(8));
-        let cloudbuild = match spec.images.backend {
-            Backend::Direct => None,
-            Backend::Cloudbuild => Some(
-                CloudBuildBackend::new(
-                    conn,
-                    spec.project.as_str(),
-                    &spec.images.cloudbuild.location,
-                )
-                .await?,
-            ),
-        };
-        Ok(Self {
-            spec,
-            copier,
-            route,
-            cloudbuild,
+        clients.attempts = conn.policies().step_attempts.max(8);
+        let mut mirror = Self::from_clients(clients);
+        mirror.conn = Some(conn.clone());
+        Ok(mirror)
+    }
+
+    /// A handle over clients built elsewhere.
+    pub fn from_clients(clients: Clients) -> Self {
+        Self {
+            clients,
+            conn: None,
+            copier: Mutex::new(None),
+            tune: None,
+            kube: None,
             progress: Progress::none(),
-        })
+        }
     }
 
     /// Sends progress events: a step per image with the bytes it has sent (direct), or a step
     /// per build (cloudbuild).
     pub fn with_progress(mut self, progress: Progress) -> Self {
-        if let Some(cb) = self.cloudbuild.take() {
-            self.cloudbuild = Some(cb.with_progress(progress.clone()));
-        }
         self.progress = progress;
         self
     }
 
-    /// The copier, to tune (retries, credentials) before mirroring.
-    pub fn with_copier(mut self, f: impl FnOnce(Copier) -> Copier) -> Self {
-        self.copier = f(self.copier);
+    /// Tunes each copier (retries, credentials) before it mirrors.
+    pub fn with_copier(mut self, f: impl Fn(Copier) -> Copier + Send + Sync + 'static) -> Self {
+        self.tune = Some(Arc::new(f));
+        *self
+            .copier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         self
     }
 
-    /// The spec.
-    pub fn spec(&self) -> &Spec {
-        &self.spec
+    /// Lets [`ImageMirror::verify`] check the cluster's pods too: every image they run must be
+    /// a mirror pinned by digest.
+    pub fn with_kube(mut self, kube: kube::Client) -> Self {
+        self.kube = Some(kube);
+        self
     }
 
-    /// The images the spec names (see [`Spec::wanted`]).
-    pub fn wanted(&self) -> Result<Wanted, ValidationErrors> {
-        self.spec.wanted()
+    /// The copier for `spec`: the last one when the spec shapes it the same way.
+    pub(crate) fn copier(&self, spec: &Spec) -> Copier {
+        let images = &spec.images;
+        let key = CopierKey {
+            destination: images.destination.registry().to_string(),
+            insecure: images.insecure_registries.clone(),
+            layers: images.concurrency.layers,
+            per_registry: images.concurrency.per_registry,
+        };
+        let mut slot = self
+            .copier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, copier)) = slot.as_ref()
+            && *k == key
+        {
+            return copier.clone();
+        }
+        let mut registries: Vec<&str> = self.clients.route.iter().map(String::as_str).collect();
+        registries.push(&key.destination);
+        let mut copier = Copier::new(registries, &key.insecure)
+            .with_credentials(self.clients.credentials.clone())
+            .with_concurrency(key.layers, key.per_registry)
+            .with_attempts(self.clients.attempts);
+        if let Some(tune) = &self.tune {
+            copier = tune(copier);
+        }
+        *slot = Some((key, copier.clone()));
+        copier
+    }
+
+    /// The Cloud Build backend of `spec`.
+    async fn cloudbuild(&self, spec: &Spec) -> Result<CloudBuildBackend, MirrorError> {
+        let location = &spec.images.cloudbuild.location;
+        let backend = match (&self.clients.cloudbuild, &self.conn) {
+            (Some(client), _) => CloudBuildBackend::from_client(
+                client.clone(),
+                spec.project.as_str(),
+                location,
+                self.clients.policies.clone(),
+            ),
+            (None, Some(conn)) => {
+                CloudBuildBackend::new(conn, spec.project.as_str(), location).await?
+            }
+            (None, None) => {
+                return Err(kfsec_core::ConnectionError::MissingEndpoint {
+                    api: "cloudbuild (the backend is cloudbuild: give Clients::with_cloudbuild a client, or build the handle with ImageMirror::new)".into(),
+                }
+                .into());
+            }
+        };
+        Ok(backend.with_progress(self.progress.clone()))
+    }
+
+    /// The images `spec` names (see [`Spec::wanted`]), after [`Spec::validate`].
+    pub fn wanted(&self, spec: &Spec) -> Result<Wanted, MirrorError> {
+        spec.validate()?;
+        Ok(spec.wanted()?)
     }
 
     /// How this machine reaches an image: itself, or through the routing registry (an
     /// emulator's, or a pull-through cache that serves every registry host).
     pub fn wire_reference(&self, image: &ImageRef) -> ImageRef {
-        self.wire(image)
-    }
-
-    fn wire(&self, image: &ImageRef) -> ImageRef {
-        match &self.route {
+        match &self.clients.route {
             Some(host) => image.routed_through(host),
             None => image.clone(),
         }
     }
 
-    /// What apply would do. The direct backend reads each source's digest and the mirror's
-    /// tag (reads only); the cloudbuild backend reads nothing (this machine may not reach the
-    /// registries) and notes that Cloud Build's service account must be in the access level.
-    pub async fn plan(&self, wanted: &Wanted) -> MirrorPlan {
+    /// What [`ImageMirror::apply`] would do: the spec checked, its images listed, then the
+    /// direct backend reads each source's digest and the mirror's tag (reads only); the
+    /// cloudbuild backend reads nothing (this machine may not reach the registries) and notes
+    /// that Cloud Build's service account must be in the access level. An image that cannot
+    /// be read is a [`PlannedImage::Problem`] of the plan, not an error.
+    pub async fn plan(&self, spec: &Spec) -> Result<MirrorPlan, MirrorError> {
+        let wanted = self.wanted(spec)?;
+        Ok(self.plan_wanted(spec, &wanted).await)
+    }
+
+    /// [`ImageMirror::plan`] of images already listed (by [`ImageMirror::wanted`]).
+    pub async fn plan_wanted(&self, spec: &Spec, wanted: &Wanted) -> MirrorPlan {
         use futures::StreamExt as _;
         let mut images = Vec::new();
         let mut notes = Vec::new();
-        match self.spec.images.backend {
+        match spec.images.backend {
             Backend::Direct => {
+                let copier = self.copier(spec);
                 let step = format!("check {} images", wanted.images.len());
                 let counter = ItemCounter::new(&self.progress, &step, wanted.images.len());
                 // The futures are made first, not by a closure inside the stream, so that the
                 // future of `plan` is provably Send (rust-lang/rust#100013).
-                let checks: Vec<_> = wanted.images.iter().map(|w| self.plan_one(w)).collect();
+                let checks: Vec<_> = wanted
+                    .images
+                    .iter()
+                    .map(|w| self.plan_one(&copier, w))
+                    .collect();
                 let planned: Vec<PlannedImage> = futures::stream::iter(checks)
-                    .buffered(self.spec.images.concurrency.images.max(1))
+                    .buffered(spec.images.concurrency.images.max(1))
                     .inspect(|_| counter.one_more())
                     .collect()
                     .await;
@@ -509,16 +697,16 @@ impl ImageMirror {
                     digest: None,
                 }));
                 let n = wanted.images.len();
-                let per = self.spec.images.cloudbuild.images_per_build.max(1);
+                let per = spec.images.cloudbuild.images_per_build.max(1);
                 notes.push(format!(
                     "{} Cloud Build build(s) of up to {per} images each will run in project {}",
                     n.div_ceil(per),
-                    self.spec.project
+                    spec.project
                 ));
                 notes.push(format!(
                     "Cloud Build's service account (PROJECT_NUMBER@cloudbuild.gserviceaccount.com of project {}) must be in the perimeter's access level (vpcsc.access_level.members) before the perimeter restricts {}, or its pushes are refused",
-                    self.spec.project,
-                    self.spec.images.destination.registry()
+                    spec.project,
+                    spec.images.destination.registry()
                 ));
             }
         }
@@ -527,7 +715,7 @@ impl ImageMirror {
             message: format!("{} (named at {})", m.message, m.named_at),
         }));
         MirrorPlan {
-            backend: self.spec.images.backend,
+            backend: spec.images.backend,
             images,
             notes,
             named_at: wanted
@@ -536,11 +724,17 @@ impl ImageMirror {
                 .map(|w| (w.written.clone(), w.named_at.clone()))
                 .collect(),
             suspects: wanted.suspects.clone(),
+            spec: Box::new(spec.clone()),
+            wanted: wanted.clone(),
+            route: self.clients.route.clone(),
         }
     }
 
-    async fn plan_one(&self, w: &WantedImage) -> PlannedImage {
-        let source = match self.copier.manifest_digest(&self.wire(&w.source)).await {
+    async fn plan_one(&self, copier: &Copier, w: &WantedImage) -> PlannedImage {
+        let source = match copier
+            .manifest_digest(&self.wire_reference(&w.source))
+            .await
+        {
             Ok(Some(d)) => d,
             Ok(None) => {
                 return PlannedImage::Problem {
@@ -559,7 +753,10 @@ impl ImageMirror {
                 };
             }
         };
-        match self.copier.manifest_digest(&self.wire(&w.mirror)).await {
+        match copier
+            .manifest_digest(&self.wire_reference(&w.mirror))
+            .await
+        {
             Ok(Some(d)) if d == source => PlannedImage::UpToDate {
                 source: w.written.clone(),
                 pinned: w.mirror.pinned(&d),
@@ -573,31 +770,41 @@ impl ImageMirror {
         }
     }
 
-    /// Mirrors every image; one result per image, malformed ones included. One image's
-    /// failure does not stop the others.
-    pub async fn apply(&self, wanted: &Wanted) -> MirrorReport {
+    /// Mirrors every image of the plan; one result per image, malformed ones included. One
+    /// image's failure does not stop the others (see [`MirrorReport::has_failures`]); the
+    /// error is for what stops them all (no Cloud Build client for the cloudbuild backend).
+    pub async fn apply(&self, plan: &MirrorPlan) -> Result<MirrorReport, MirrorError> {
+        self.mirror(&plan.spec, &plan.wanted).await
+    }
+
+    /// [`ImageMirror::apply`] of images already listed (by [`ImageMirror::wanted`]).
+    pub async fn mirror(&self, spec: &Spec, wanted: &Wanted) -> Result<MirrorReport, MirrorError> {
         let mut report = MirrorReport::default();
-        match &self.cloudbuild {
-            None => {
+        match spec.images.backend {
+            Backend::Direct => {
                 use futures::StreamExt as _;
+                let copier = self.copier(spec);
                 // The futures are made first, not by a closure inside the stream, so that the
                 // future of `apply` is provably Send (rust-lang/rust#100013): embedders run it
                 // on a multi-threaded runtime.
-                let copies: Vec<_> = wanted.images.iter().map(|w| self.copy_one(w)).collect();
+                let copies: Vec<_> = wanted
+                    .images
+                    .iter()
+                    .map(|w| self.copy_one(&copier, w))
+                    .collect();
                 let step = format!("mirror {} images", wanted.images.len());
                 let counter = ItemCounter::new(&self.progress, &step, copies.len());
                 let results: Vec<ImageResult> = futures::stream::iter(copies)
-                    .buffered(self.spec.images.concurrency.images.max(1))
+                    .buffered(spec.images.concurrency.images.max(1))
                     .inspect(|_| counter.one_more())
                     .collect()
                     .await;
                 counter.finish();
                 report.images.extend(results);
             }
-            Some(cb) => {
-                let results = cb
-                    .mirror(&wanted.images, &self.spec.images.cloudbuild)
-                    .await;
+            Backend::Cloudbuild => {
+                let cb = self.cloudbuild(spec).await?;
+                let results = cb.mirror(&wanted.images, &spec.images.cloudbuild).await;
                 for (w, r) in wanted.images.iter().zip(results) {
                     report.images.push(ImageResult {
                         source: w.written.clone(),
@@ -626,17 +833,16 @@ impl ImageMirror {
             }
         }
         report.images.extend(malformed(wanted));
-        report
+        Ok(report)
     }
 
-    async fn copy_one(&self, w: &WantedImage) -> ImageResult {
+    async fn copy_one(&self, copier: &Copier, w: &WantedImage) -> ImageResult {
         let step = format!("mirror {}", w.written);
         self.progress.started(&step);
-        let outcome = match self
-            .copier
+        let outcome = match copier
             .copy_reporting(
-                &self.wire(&w.source),
-                &self.wire(&w.mirror),
+                &self.wire_reference(&w.source),
+                &self.wire_reference(&w.mirror),
                 &self.progress,
                 &step,
             )
@@ -665,26 +871,42 @@ impl ImageMirror {
         }
     }
 
-    /// A copy error in the user's names: the real registry, not the routing one.
-    fn describe(&self, w: &WantedImage, e: &CopyError) -> String {
-        let registry = match &self.route {
-            Some(host) if e.registry == *host => {
-                if e.action.contains("destination") || e.action.contains("push") {
+    /// A registry error in the user's names: the real registry, not the routing one.
+    fn describe(&self, w: &WantedImage, e: &MirrorError) -> String {
+        let MirrorError::Registry {
+            registry,
+            action,
+            source,
+            hint,
+            ..
+        } = e
+        else {
+            return format!("{}: {e}", w.written);
+        };
+        let registry = match &self.clients.route {
+            Some(host) if registry == host => {
+                if action.contains("destination") || action.contains("push") {
                     format!("{} (served by {host})", w.mirror.registry())
                 } else {
                     format!("{} (served by {host})", w.source.registry())
                 }
             }
-            _ => e.registry.clone(),
+            _ => registry.clone(),
         };
-        format!("{}: {} on {registry}: {}", w.written, e.action, e.message)
+        let hint = hint
+            .as_deref()
+            .map(|h| format!(" (what to do: {h})"))
+            .unwrap_or_default();
+        format!("{}: {action} on {registry}: {source}{hint}", w.written)
     }
 
     /// The mirrors' digests as they are now, without copying (for [`MirrorReport::rewrite`]
     /// of manifests whose images were mirrored earlier). An image whose mirror is missing is
     /// a failure.
-    pub async fn resolve(&self, wanted: &Wanted) -> MirrorReport {
+    pub async fn resolve(&self, spec: &Spec, wanted: &Wanted) -> MirrorReport {
         use futures::StreamExt as _;
+        let copier = self.copier(spec);
+        let copier = &copier;
         let mut report = MirrorReport::default();
         // The futures are made first, not by a closure inside the stream, so that the future
         // of `resolve` is provably Send (rust-lang/rust#100013).
@@ -692,7 +914,10 @@ impl ImageMirror {
             .images
             .iter()
             .map(|w| async move {
-                let outcome = match self.copier.manifest_digest(&self.wire(&w.mirror)).await {
+                let outcome = match copier
+                    .manifest_digest(&self.wire_reference(&w.mirror))
+                    .await
+                {
                     Ok(Some(digest)) => ImageOutcome::Mirrored {
                         pinned: w.mirror.pinned(&digest),
                         digest,
@@ -721,12 +946,26 @@ impl ImageMirror {
             })
             .collect();
         let results: Vec<ImageResult> = futures::stream::iter(reads)
-            .buffered(self.spec.images.concurrency.images.max(1))
+            .buffered(spec.images.concurrency.images.max(1))
             .collect()
             .await;
         report.images.extend(results);
         report.images.extend(malformed(wanted));
         report
+    }
+
+    /// The skopeo commands that mirror `wanted` (see [`MirrorPlan::render_skopeo`]), without
+    /// reading any registry.
+    pub fn render_skopeo(&self, wanted: &Wanted, google_token: bool) -> String {
+        render_skopeo(
+            wanted.images.iter().map(|w| {
+                (
+                    self.wire_reference(&w.source),
+                    self.wire_reference(&w.mirror),
+                )
+            }),
+            google_token,
+        )
     }
 }
 

@@ -19,6 +19,7 @@ fn default_presets() -> Vec<Preset> {
 /// Everything kfsec-imagemirror reads from the config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Spec {
     /// The project (Cloud Build runs in it).
     pub project: ProjectId,
@@ -29,6 +30,7 @@ pub struct Spec {
 /// Where the copies run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Backend {
     /// This machine copies, straight from registry to registry.
     #[default]
@@ -51,6 +53,7 @@ pub enum Backend {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ImagesSpec {
     /// Where mirrors go: `LOCATION-docker.pkg.dev/PROJECT/REPOSITORY` (Artifact Registry).
     /// With the whole workflow it must be a registry of a project inside the perimeter (see
@@ -104,6 +107,7 @@ pub struct ImagesSpec {
 /// How much of a direct mirror runs at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Concurrency {
     /// Images copied at once.
     pub images: usize,
@@ -126,6 +130,7 @@ impl Default for Concurrency {
 /// Cloud Build settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct CloudBuildOptions {
     /// Where builds run: `global` (the default) or a region such as `us-central1` (regional
     /// builds keep the work, and private pools, in one region).
@@ -151,6 +156,184 @@ impl Default for CloudBuildOptions {
             machine_type: None,
             crane_image: DEFAULT_CRANE_IMAGE.to_string(),
         }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    /// `direct` or `cloudbuild`, as the config file writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Direct => "direct",
+            Self::Cloudbuild => "cloudbuild",
+        })
+    }
+}
+
+impl Spec {
+    /// A spec for `project` (where Cloud Build runs) with this `images` section.
+    ///
+    /// ```
+    /// use kfsec_imagemirror::spec::{ImagesSpec, Spec};
+    /// use kfsec_imagemirror::Destination;
+    /// let destination = Destination::parse("us-docker.pkg.dev/kf-dev/kubeflow-mirror")?;
+    /// let spec = Spec::new(
+    ///     "kf-dev".parse()?,
+    ///     ImagesSpec::new(destination).with_sources(["docker.io/library/busybox:1.36"]),
+    /// );
+    /// spec.validate()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(project: ProjectId, images: ImagesSpec) -> Self {
+        Self { project, images }
+    }
+
+    /// Replaces the `images` section.
+    pub fn with_images(mut self, images: ImagesSpec) -> Self {
+        self.images = images;
+        self
+    }
+}
+
+impl ImagesSpec {
+    /// An `images` section mirroring into `destination`, every other field at its default
+    /// (direct backend, the `kubeflow` preset, nothing to mirror yet: add sources, manifests
+    /// or kustomize directories).
+    pub fn new(destination: Destination) -> Self {
+        Self {
+            destination,
+            destination_outside_perimeter: false,
+            backend: Backend::default(),
+            sources: Vec::new(),
+            manifests: Vec::new(),
+            kustomize: Vec::new(),
+            presets: default_presets(),
+            fields: Vec::new(),
+            ignore: Vec::new(),
+            insecure_registries: Vec::new(),
+            concurrency: Concurrency::default(),
+            cloudbuild: CloudBuildOptions::default(),
+        }
+    }
+
+    /// Accepts (or not) a destination outside the perimeter.
+    pub fn with_destination_outside_perimeter(mut self, outside: bool) -> Self {
+        self.destination_outside_perimeter = outside;
+        self
+    }
+
+    /// Who copies.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Images to mirror, as written.
+    pub fn with_sources<S: Into<String>>(mut self, sources: impl IntoIterator<Item = S>) -> Self {
+        self.sources = sources.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Kubernetes YAML files whose images are mirrored too.
+    pub fn with_manifests<P: Into<PathBuf>>(
+        mut self,
+        manifests: impl IntoIterator<Item = P>,
+    ) -> Self {
+        self.manifests = manifests.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Kustomize directories whose images are mirrored too.
+    pub fn with_kustomize<P: Into<PathBuf>>(mut self, dirs: impl IntoIterator<Item = P>) -> Self {
+        self.kustomize = dirs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Built-in sets of image fields beyond pod specs.
+    pub fn with_presets(mut self, presets: Vec<Preset>) -> Self {
+        self.presets = presets;
+        self
+    }
+
+    /// More image fields.
+    pub fn with_fields(mut self, fields: Vec<FieldRule>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// Suspects not to report.
+    pub fn with_ignore(mut self, ignore: Vec<String>) -> Self {
+        self.ignore = ignore;
+        self
+    }
+
+    /// Registries spoken to over plain http although not on loopback.
+    pub fn with_insecure_registries(mut self, registries: Vec<String>) -> Self {
+        self.insecure_registries = registries;
+        self
+    }
+
+    /// How much runs at once.
+    pub fn with_concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Cloud Build settings.
+    pub fn with_cloudbuild(mut self, cloudbuild: CloudBuildOptions) -> Self {
+        self.cloudbuild = cloudbuild;
+        self
+    }
+}
+
+impl Concurrency {
+    /// Images copied at once.
+    pub fn with_images(mut self, n: usize) -> Self {
+        self.images = n;
+        self
+    }
+
+    /// Blobs of one image copied at once.
+    pub fn with_layers(mut self, n: usize) -> Self {
+        self.layers = n;
+        self
+    }
+
+    /// Blob copies at once against one destination registry.
+    pub fn with_per_registry(mut self, n: usize) -> Self {
+        self.per_registry = n;
+        self
+    }
+}
+
+impl CloudBuildOptions {
+    /// Where builds run.
+    pub fn with_location(mut self, location: impl Into<String>) -> Self {
+        self.location = location.into();
+        self
+    }
+
+    /// Images per build.
+    pub fn with_images_per_build(mut self, n: usize) -> Self {
+        self.images_per_build = n;
+        self
+    }
+
+    /// A build's timeout in seconds.
+    pub fn with_timeout_seconds(mut self, seconds: u64) -> Self {
+        self.timeout_seconds = Some(seconds);
+        self
+    }
+
+    /// The worker machine type.
+    pub fn with_machine_type(mut self, machine_type: impl Into<String>) -> Self {
+        self.machine_type = Some(machine_type.into());
+        self
+    }
+
+    /// The image that runs each copy.
+    pub fn with_crane_image(mut self, image: impl Into<String>) -> Self {
+        self.crane_image = image.into();
+        self
     }
 }
 

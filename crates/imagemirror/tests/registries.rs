@@ -349,7 +349,7 @@ async fn an_unreachable_registry_is_named_in_the_error() {
         "{text}"
     );
     assert!(text.contains("read the manifest"), "{text}");
-    assert_eq!(err.registry, format!("127.0.0.1:{port}"));
+    assert_eq!(err.registry().unwrap(), format!("127.0.0.1:{port}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -388,7 +388,7 @@ async fn a_blob_the_source_cannot_serve_is_blamed_on_the_source() {
         .await
         .unwrap_err();
     // The source failed to give the blob: the error says so, not the destination.
-    assert_eq!(err.registry, source.addr, "{err}");
+    assert_eq!(err.registry().unwrap(), source.addr, "{err}");
     let text = err.to_string();
     assert!(text.contains("copy a blob"), "{text}");
     assert!(
@@ -691,7 +691,7 @@ async fn credentials_come_from_the_docker_config_and_refused_ones_name_the_regis
             .copy(&from, &to)
             .await
             .unwrap_err();
-        assert_eq!(err.registry, destination.addr, "{err}");
+        assert_eq!(err.registry().unwrap(), destination.addr, "{err}");
         let text = err.to_string();
         assert!(text.contains(&from.to_string()), "{text}");
         assert!(
@@ -829,7 +829,7 @@ async fn an_access_token_source_is_the_password_of_oauth2accesstoken() {
         .copy(&from, &to)
         .await
         .unwrap_err();
-    assert_eq!(err.registry, destination.addr);
+    assert_eq!(err.registry().unwrap(), destination.addr);
     assert!(
         err.to_string().contains("credentials given were refused"),
         "{err}"
@@ -891,7 +891,7 @@ async fn bearer_tokens_are_fetched_cached_and_scoped_for_mounts() {
         .copy(&from, &from.mirrored(&dest).unwrap())
         .await
         .unwrap_err();
-    assert_eq!(err.registry, dst.addr, "{err}");
+    assert_eq!(err.registry().unwrap(), dst.addr, "{err}");
     assert!(err.to_string().contains("token service refused"), "{err}");
     assert_eq!(
         dst.token_requests().len(),
@@ -938,7 +938,7 @@ async fn an_identity_token_from_the_docker_config_is_exchanged_for_access_tokens
         .copy(&from, &from.mirrored(&dest).unwrap())
         .await
         .unwrap_err();
-    assert_eq!(err.registry, dst.addr);
+    assert_eq!(err.registry().unwrap(), dst.addr);
     assert!(
         err.to_string().contains("credentials given were refused"),
         "{err}"

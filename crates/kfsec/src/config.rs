@@ -682,10 +682,7 @@ impl Sections {
                         }
                     }
                 }
-                let s = kfsec_imagemirror::Spec {
-                    project: p.clone(),
-                    images: i,
-                };
+                let s = kfsec_imagemirror::Spec::new(p.clone(), i);
                 check(s.validate());
                 Some(s)
             }

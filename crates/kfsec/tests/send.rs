@@ -73,11 +73,15 @@ fn every_public_future_can_be_spawned() {
     let conn: Connection = any();
     spawnable(async move {
         let spec: kfsec::imagemirror::Spec = any();
-        let h = kfsec::imagemirror::ImageMirror::new(&conn, spec).await?;
+        let h = kfsec::imagemirror::ImageMirror::new(&conn)?;
+        let plan = h.plan(&spec).await?;
+        h.apply(&plan).await?;
         let wanted = any();
-        h.plan(&wanted).await;
-        h.apply(&wanted).await;
-        h.resolve(&wanted).await;
+        h.plan_wanted(&spec, &wanted).await;
+        h.mirror(&spec, &wanted).await?;
+        h.resolve(&spec, &wanted).await;
+        h.verify(&spec).await?;
+        h.destroy(&spec).await?;
         Ok::<_, kfsec::imagemirror::MirrorError>(())
     });
     let conn: Connection = any();
