@@ -19,9 +19,10 @@ use futures::FutureExt as _;
 use kfsec_core::{Outcome, Plan, Report};
 
 use crate::config::Config;
+use crate::error::{Stage, StageError};
 use crate::graph::{Step, StepOutput};
 use crate::workflow::{
-    Kfsec, WorkflowError, WorkflowPlan, WorkflowReport, first_failure, retried, run_stages, setup,
+    Kfsec, WorkflowError, WorkflowPlan, WorkflowReport, at, first_failure, retried, run_stages,
 };
 use crate::workload::Workload;
 
@@ -36,7 +37,7 @@ pub struct DestroyOptions {
 const IMAGES_KEPT: &str = "  = images: kept (mirrored images may be pinned by other deployments; delete the repository yourself if nothing uses it)\n";
 
 /// A step's output from a destroy report.
-fn destroyed(report: Report) -> Result<StepOutput, String> {
+fn destroyed(report: Report) -> Result<StepOutput, StageError> {
     first_failure(&report)?;
     let deleted = report
         .entries
@@ -70,7 +71,7 @@ fn ingress_namespaces(config: &Config) -> Vec<String> {
 async fn ingress_for_destroy(
     kfsec: &Kfsec,
     config: &Config,
-) -> Result<kfsec_iapingress::IapIngress, String> {
+) -> Result<kfsec_iapingress::IapIngress, StageError> {
     let handle = kfsec.ingress(config).await?;
     Ok(if config.workload.is_some() {
         handle.with_namespace_left_to("workload")
@@ -98,7 +99,7 @@ fn leaving(plan: &Plan) -> Vec<String> {
 
 impl Kfsec {
     /// Whether the config's cluster exists (its Kubernetes side is only looked at then).
-    async fn cluster_exists(&self, config: &Config) -> Result<bool, String> {
+    async fn cluster_exists(&self, config: &Config) -> Result<bool, kfsec_gkeprivate::GkeError> {
         use kfsec_gkeprivate::GkeError;
         let gke = self.gke().await?;
         let gke = &gke;
@@ -122,31 +123,32 @@ impl Kfsec {
     /// What [`Kfsec::destroy`] would delete (`-`) and keep (`=`, with the reason), stage by
     /// stage in the order destroy runs them. Reads only.
     pub async fn destroy_plan(&self, config: &Config) -> Result<WorkflowPlan, WorkflowError> {
-        let read =
-            |stage: &'static str| move |message: String| WorkflowError::Read { stage, message };
         let mut stages = Vec::new();
         let mut pending = Vec::new();
-        let cluster_exists = self.cluster_exists(config).await.map_err(read("cluster"))?;
+        let cluster_exists = self
+            .cluster_exists(config)
+            .await
+            .map_err(at(Stage::Cluster))?;
         let mut ingress_leaving = Vec::new();
         if cluster_exists {
             if let Some(spec) = &config.ingress {
                 let plan = ingress_for_destroy(self, config)
                     .await
-                    .map_err(setup)?
+                    .map_err(at(Stage::Ingress))?
                     .destroy_plan(spec)
                     .await
-                    .map_err(|e| read("ingress")(e.to_string()))?;
+                    .map_err(at(Stage::Ingress))?;
                 ingress_leaving = leaving(&plan);
                 stages.push(("ingress", plan));
             }
             if let Some(w) = &config.workload {
-                let docs = crate::workload::documents(w).map_err(|e| setup(e.to_string()))?;
-                let kube = self.kube(config).await.map_err(setup)?;
+                let docs = crate::workload::documents(w).map_err(at(Stage::Workload))?;
+                let kube = self.kube(config).await.map_err(at(Stage::Workload))?;
                 let plan = Workload::new(kube)
                     .with_other_namespaces(ingress_namespaces(config))
                     .destroy_plan(&docs, &ingress_leaving)
                     .await
-                    .map_err(|e| read("workload")(e.to_string()))?;
+                    .map_err(at(Stage::Workload))?;
                 stages.push(("workload", plan));
             }
         } else if config.ingress.is_some() || config.workload.is_some() {
@@ -155,23 +157,17 @@ impl Kfsec {
                 config.gke.cluster.name
             ));
         }
-        let gke = self.gke().await.map_err(setup)?;
-        let dns = self.dns().await.map_err(setup)?;
-        let vpcsc = self.vpcsc().await.map_err(setup)?;
+        let gke = self.gke().await.map_err(at(Stage::Cluster))?;
+        let dns = self.dns().await.map_err(at(Stage::Dns))?;
+        let vpcsc = self.vpcsc().await.map_err(at(Stage::Perimeter))?;
         let (g, d, v) = tokio::join!(
             gke.destroy_plan(&config.gke),
             dns.destroy_plan(&config.dns),
             vpcsc.destroy_plan(&config.vpcsc),
         );
-        stages.push((
-            "cluster and network",
-            g.map_err(|e| read("cluster")(e.to_string()))?,
-        ));
-        stages.push(("dns", d.map_err(|e| read("dns")(e.to_string()))?));
-        stages.push((
-            "perimeter",
-            v.map_err(|e| read("perimeter")(e.to_string()))?,
-        ));
+        stages.push(("cluster and network", g.map_err(at(Stage::Cluster))?));
+        stages.push(("dns", d.map_err(at(Stage::Dns))?));
+        stages.push(("perimeter", v.map_err(at(Stage::Perimeter))?));
         Ok(WorkflowPlan {
             stages,
             images: IMAGES_KEPT.to_string(),
@@ -192,21 +188,18 @@ impl Kfsec {
         options: DestroyOptions,
     ) -> Result<WorkflowReport, WorkflowError> {
         let start = Instant::now();
-        let gke = self.gke().await.map_err(setup)?;
-        let dns = self.dns().await.map_err(setup)?;
-        let vpcsc = self.vpcsc().await.map_err(setup)?;
+        let gke = self.gke().await.map_err(at(Stage::Cluster))?;
+        let dns = self.dns().await.map_err(at(Stage::Dns))?;
+        let vpcsc = self.vpcsc().await.map_err(at(Stage::Perimeter))?;
         let docs = match &config.workload {
-            Some(w) => Some(crate::workload::documents(w).map_err(|e| setup(e.to_string()))?),
+            Some(w) => Some(crate::workload::documents(w).map_err(at(Stage::Workload))?),
             None => None,
         };
         // Read once: the Kubernetes stages run before the cluster stage can remove it.
-        let cluster_exists =
-            self.cluster_exists(config)
-                .await
-                .map_err(|message| WorkflowError::Read {
-                    stage: "cluster",
-                    message,
-                })?;
+        let cluster_exists = self
+            .cluster_exists(config)
+            .await
+            .map_err(at(Stage::Cluster))?;
         let (gke, dns, vpcsc, docs) = (&gke, &dns, &vpcsc, &docs);
         let mut steps = Vec::new();
         if let Some(spec) = &config.ingress {
@@ -220,7 +213,7 @@ impl Kfsec {
                             return destroyed(Report::new());
                         }
                         let handle = ingress_for_destroy(self, config).await?;
-                        destroyed(handle.destroy(spec).await.map_err(|e| e.to_string())?)
+                        destroyed(handle.destroy(spec).await?)
                     }
                     .boxed()
                 },
@@ -241,12 +234,12 @@ impl Kfsec {
                         if !cluster_exists {
                             return destroyed(Report::new());
                         }
-                        let kube = self.kube(config).await.map_err(|e| e.to_string())?;
+                        let kube = self.kube(config).await?;
                         let w = Workload::new(kube)
                             .with_progress(self.progress.clone())
                             .with_policies(self.conn.policies().clone())
                             .with_other_namespaces(ingress_namespaces(config));
-                        destroyed(w.destroy(docs, &[]).await.map_err(|e| e.to_string())?)
+                        destroyed(w.destroy(docs, &[]).await?)
                     }
                     .boxed()
                 },
@@ -264,40 +257,19 @@ impl Kfsec {
             "cluster",
             "the private GKE cluster, then the nodes' roles and service account",
             cluster_needs,
-            move || {
-                async move {
-                    destroyed(
-                        gke.destroy_cluster(&config.gke)
-                            .await
-                            .map_err(|e| e.to_string())?,
-                    )
-                }
-                .boxed()
-            },
+            move || async move { destroyed(gke.destroy_cluster(&config.gke).await?) }.boxed(),
         ));
         steps.push(Step::new(
             "dns",
             "kfsec's record sets and private zones",
             &[],
-            move || {
-                async move { destroyed(dns.destroy(&config.dns).await.map_err(|e| e.to_string())?) }
-                    .boxed()
-            },
+            move || async move { destroyed(dns.destroy(&config.dns).await?) }.boxed(),
         ));
         steps.push(Step::new(
             "network",
             "firewall rules, route, subnet and network",
             &["cluster", "dns"],
-            move || {
-                async move {
-                    destroyed(
-                        gke.destroy_network(&config.gke)
-                            .await
-                            .map_err(|e| e.to_string())?,
-                    )
-                }
-                .boxed()
-            },
+            move || async move { destroyed(gke.destroy_network(&config.gke).await?) }.boxed(),
         ));
         steps.push(Step::new(
             "perimeter",
@@ -305,7 +277,7 @@ impl Kfsec {
             &["network"],
             move || {
                 async move {
-                    destroyed(vpcsc.destroy(&config.vpcsc).await.map_err(|e| e.to_string())?)
+                    destroyed(vpcsc.destroy(&config.vpcsc).await?)
                 }
                 .boxed()
             },

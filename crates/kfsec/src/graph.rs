@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
+use crate::error::StageError;
+
 /// What a step returns when it succeeds: a one-line summary and its report lines.
 #[derive(Debug, Clone, Default)]
 pub struct StepOutput {
@@ -21,7 +23,7 @@ pub struct StepOutput {
     pub report: kfsec_core::Report,
 }
 
-type Run<'a> = Box<dyn FnOnce() -> BoxFuture<'a, Result<StepOutput, String>> + Send + 'a>;
+type Run<'a> = Box<dyn FnOnce() -> BoxFuture<'a, Result<StepOutput, StageError>> + Send + 'a>;
 
 /// One step: an id, a title for people, the ids it needs, and the work.
 pub struct Step<'a> {
@@ -52,7 +54,7 @@ impl<'a> Step<'a> {
         run: F,
     ) -> Self
     where
-        F: FnOnce() -> BoxFuture<'a, Result<StepOutput, String>> + Send + 'a,
+        F: FnOnce() -> BoxFuture<'a, Result<StepOutput, StageError>> + Send + 'a,
     {
         Self {
             id,
@@ -74,7 +76,7 @@ pub enum StepState {
     },
     /// It failed.
     Failed {
-        /// The error, with what to do next.
+        /// The error, with what to do next (the typed error is [`StepResult::error`]).
         error: String,
     },
     /// It did not run.
@@ -101,18 +103,46 @@ pub struct StepResult {
     /// What it did.
     #[serde(skip)]
     pub report: kfsec_core::Report,
+    /// Why it failed, typed (the crate's own error, to match on), when it failed.
+    #[serde(skip)]
+    pub error: Option<std::sync::Arc<StageError>>,
+}
+
+/// A graph of steps that cannot run: a bug in the code that built it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// Two steps have the same id.
+    #[error("two steps share the id {0}")]
+    DuplicateId(&'static str),
+    /// A step needs an id that is not a step.
+    #[error("step {step} needs {need}, which is not a step")]
+    UnknownNeed {
+        /// The step.
+        step: &'static str,
+        /// What it needs.
+        need: &'static str,
+    },
+    /// The needs form a cycle.
+    #[error("the steps' needs form a cycle through {0}")]
+    Cycle(&'static str),
 }
 
 /// Checks that every need names a step and that there is no cycle.
-pub fn check(steps: &[Step<'_>]) -> Result<(), String> {
-    let ids: BTreeSet<&str> = steps.iter().map(|s| s.id).collect();
-    if ids.len() != steps.len() {
-        return Err("two steps share an id".into());
+pub fn check(steps: &[Step<'_>]) -> Result<(), GraphError> {
+    let mut ids: BTreeSet<&str> = BTreeSet::new();
+    for s in steps {
+        if !ids.insert(s.id) {
+            return Err(GraphError::DuplicateId(s.id));
+        }
     }
     for s in steps {
         for n in &s.needs {
             if !ids.contains(n) {
-                return Err(format!("step {} needs {n}, which is not a step", s.id));
+                return Err(GraphError::UnknownNeed {
+                    step: s.id,
+                    need: n,
+                });
             }
         }
     }
@@ -125,7 +155,12 @@ pub fn check(steps: &[Step<'_>]) -> Result<(), String> {
             .map(|s| s.id)
             .collect();
         if ready.is_empty() {
-            return Err("the steps' needs form a cycle".into());
+            let stuck = steps
+                .iter()
+                .map(|s| s.id)
+                .find(|id| !done.contains(id))
+                .unwrap_or_default();
+            return Err(GraphError::Cycle(stuck));
         }
         done.extend(ready);
     }
@@ -137,7 +172,7 @@ pub fn check(steps: &[Step<'_>]) -> Result<(), String> {
 pub async fn run<'a>(
     steps: Vec<Step<'a>>,
     on_event: impl FnMut(&str, Option<&StepState>),
-) -> Result<Vec<StepResult>, String> {
+) -> Result<Vec<StepResult>, GraphError> {
     run_with(steps, usize::MAX, on_event).await
 }
 
@@ -147,7 +182,7 @@ pub async fn run_with<'a>(
     steps: Vec<Step<'a>>,
     parallel: usize,
     mut on_event: impl FnMut(&str, Option<&StepState>),
-) -> Result<Vec<StepResult>, String> {
+) -> Result<Vec<StepResult>, GraphError> {
     check(&steps)?;
     let start = Instant::now();
     let order: Vec<&'static str> = steps.iter().map(|s| s.id).collect();
@@ -192,6 +227,7 @@ pub async fn run_with<'a>(
                             state,
                             span: None,
                             report: kfsec_core::Report::new(),
+                            error: None,
                         },
                     );
                     pending.remove(id);
@@ -216,14 +252,21 @@ pub async fn run_with<'a>(
         let Some((id, began, outcome)) = running.next().await else {
             break;
         };
-        let (state, report) = match outcome {
+        let (state, report, error) = match outcome {
             Ok(out) => (
                 StepState::Done {
                     summary: out.summary,
                 },
                 out.report,
+                None,
             ),
-            Err(error) => (StepState::Failed { error }, kfsec_core::Report::new()),
+            Err(error) => (
+                StepState::Failed {
+                    error: error.to_string(),
+                },
+                kfsec_core::Report::new(),
+                Some(std::sync::Arc::new(error)),
+            ),
         };
         on_event(id, Some(&state));
         results.insert(
@@ -235,6 +278,7 @@ pub async fn run_with<'a>(
                 state,
                 span: Some((began, start.elapsed())),
                 report,
+                error,
             },
         );
     }
@@ -268,7 +312,10 @@ mod tests {
                         ..StepOutput::default()
                     })
                 } else {
-                    Err(format!("{id} broke"))
+                    Err(StageError::Failed {
+                        resource: id.to_string(),
+                        message: "broke".into(),
+                    })
                 }
             }
             .boxed()
@@ -300,7 +347,7 @@ mod tests {
                 (
                     "b",
                     StepState::Failed {
-                        error: "b broke".into()
+                        error: "b: broke".into()
                     }
                 ),
                 (
@@ -323,6 +370,12 @@ mod tests {
                 ),
             ]
         );
+        // The failed step keeps its typed error; the others have none.
+        assert!(matches!(
+            results[1].error.as_deref(),
+            Some(StageError::Failed { resource, .. }) if resource == "b"
+        ));
+        assert!(results.iter().filter(|r| r.error.is_some()).count() == 1);
         let log = log.lock().unwrap().clone();
         // a and b overlapped: both started before either ended.
         assert_eq!(&log[..2], ["start a", "start b"]);
@@ -354,11 +407,17 @@ mod tests {
     fn unknown_needs_and_cycles_are_refused() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let unknown = vec![step("a", &["zz"], 0, true, log.clone())];
-        assert!(check(&unknown).unwrap_err().contains("zz"));
+        assert_eq!(
+            check(&unknown).unwrap_err(),
+            GraphError::UnknownNeed {
+                step: "a",
+                need: "zz"
+            }
+        );
         let cycle = vec![
             step("a", &["b"], 0, true, log.clone()),
             step("b", &["a"], 0, true, log),
         ];
-        assert!(check(&cycle).unwrap_err().contains("cycle"));
+        assert_eq!(check(&cycle).unwrap_err(), GraphError::Cycle("a"));
     }
 }

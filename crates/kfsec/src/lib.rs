@@ -5,6 +5,8 @@ pub mod config;
 #[cfg(feature = "workflow")]
 pub mod destroy;
 #[cfg(feature = "workflow")]
+pub mod error;
+#[cfg(feature = "workflow")]
 pub mod graph;
 #[cfg(feature = "workflow")]
 pub mod workflow;
@@ -27,6 +29,8 @@ pub use kfsec_vpcsc as vpcsc;
 pub use config::{Config, WorkloadSpec};
 #[cfg(feature = "workflow")]
 pub use destroy::DestroyOptions;
+#[cfg(feature = "workflow")]
+pub use error::{Stage, StageError};
 #[cfg(feature = "workflow")]
 pub use workflow::{
     ApplyOptions, ClusterAccessError, Kfsec, WorkflowError, WorkflowPlan, WorkflowReport,

@@ -20,34 +20,56 @@ use futures::FutureExt as _;
 use kfsec_core::{Connection, Finding, Plan, Progress, Severity};
 
 use crate::config::Config;
+use crate::error::{Stage, StageError};
 use crate::graph::{Step, StepOutput, StepResult, StepState};
 use crate::workload::Workload;
 
-/// What the workflow can fail with before it starts.
+/// What the workflow can fail with before it starts (a failed step of `apply` is in its
+/// report instead: [`StepResult::error`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkflowError {
-    /// A concern's handle could not be built (its message says which API).
-    #[error("{0}")]
-    Setup(String),
-    /// Reading live state failed.
-    #[error("{stage}: {message}")]
-    Read {
+    /// A stage could not be read or set up: its handle could not be built, its live state
+    /// could not be read, or (the preflight) what must be confirmed before the first write
+    /// could not be read. The crate's error is kept whole.
+    #[error("{stage}: {source}{}", stage.hint())]
+    Stage {
         /// The stage.
-        stage: &'static str,
-        /// The error.
-        message: String,
+        stage: Stage,
+        /// Why, typed.
+        #[source]
+        source: StageError,
     },
     /// The preflight ([`Kfsec::preflight`]) found problems: nothing was written.
     #[error("nothing was changed: {0}fix the config (or the files it names) and run apply again")]
     Refused(kfsec_core::ValidationErrors),
-    /// The preflight could not read what it must confirm before the first write (an endpoint
-    /// unreachable, a timeout, an answer that is not the API's): the config may be fine, and
-    /// nothing was written.
-    #[error(
-        "nothing was changed: the preflight could not read what it confirms before the first write: {0}\nrun apply again once the endpoint answers"
-    )]
-    Unconfirmed(String),
+}
+
+impl WorkflowError {
+    /// The stage that failed (`None`: the config was refused).
+    pub fn stage(&self) -> Option<Stage> {
+        match self {
+            Self::Stage { stage, .. } => Some(*stage),
+            Self::Refused(_) => None,
+        }
+    }
+
+    /// What kind of failure it is ([`StageError::kind`]; `InvalidArgument` for a refused
+    /// config).
+    pub fn kind(&self) -> kfsec_core::ErrorKind {
+        match self {
+            Self::Stage { source, .. } => source.kind(),
+            Self::Refused(_) => kfsec_core::ErrorKind::InvalidArgument,
+        }
+    }
+}
+
+/// The error of `stage` from a crate's error: `.map_err(at(Stage::Dns))`.
+pub(crate) fn at<E: Into<StageError>>(stage: Stage) -> impl FnOnce(E) -> WorkflowError {
+    move |e| WorkflowError::Stage {
+        stage,
+        source: e.into(),
+    }
 }
 
 /// Why [`Kfsec::kube`] could not make a client for the cluster's Kubernetes API.
@@ -62,6 +84,16 @@ pub enum ClusterAccessError {
     /// kubeconfig).
     #[error(transparent)]
     Kube(#[from] kfsec_kube::KubeError),
+}
+
+impl ClusterAccessError {
+    /// What kind of failure it is: GKE's or the Kubernetes client's.
+    pub fn kind(&self) -> kfsec_core::ErrorKind {
+        match self {
+            Self::Gke(e) => e.kind(),
+            Self::Kube(e) => e.kind(),
+        }
+    }
 }
 
 /// How `apply` runs.
@@ -206,10 +238,6 @@ impl std::fmt::Debug for Kfsec {
     }
 }
 
-pub(crate) fn setup(e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError::Setup(e.to_string())
-}
-
 /// A read (a concern's `plan`, `observe` or `verify`), retried as the concern's own steps are:
 /// 429, 5xx and no answer start it again.
 pub(crate) async fn retried<T, E, Fut>(
@@ -217,14 +245,12 @@ pub(crate) async fn retried<T, E, Fut>(
     what: &str,
     decide: impl Fn(&E) -> kfsec_core::RetryDecision,
     f: impl FnMut() -> Fut,
-) -> Result<T, String>
+) -> Result<T, E>
 where
     E: std::fmt::Display,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    kfsec_core::retry::step(&kfsec.progress, kfsec.conn.policies(), what, decide, f)
-        .await
-        .map_err(|e| e.to_string())
+    kfsec_core::retry::step(&kfsec.progress, kfsec.conn.policies(), what, decide, f).await
 }
 
 /// What the preflight's reads of the perimeter's prerequisites found wrong.
@@ -232,11 +258,15 @@ enum Prerequisites {
     /// The config's field and the problem with it.
     Problem(String, String),
     /// The reads got no usable answer (unreachable, timed out, not the API's answer).
-    Unread(String),
+    Unread(kfsec_vpcsc::VpcscError),
 }
 
 /// [`retried`] for VPC Service Controls.
-async fn vpcsc_read<T, Fut>(kfsec: &Kfsec, what: &str, f: impl FnMut() -> Fut) -> Result<T, String>
+async fn vpcsc_read<T, Fut>(
+    kfsec: &Kfsec,
+    what: &str,
+    f: impl FnMut() -> Fut,
+) -> Result<T, kfsec_vpcsc::VpcscError>
 where
     Fut: std::future::Future<Output = Result<T, kfsec_vpcsc::VpcscError>>,
 {
@@ -248,7 +278,7 @@ async fn enforced(
     kfsec: &Kfsec,
     vpcsc: &kfsec_vpcsc::Vpcsc,
     spec: &kfsec_vpcsc::Spec,
-) -> Result<bool, String> {
+) -> Result<bool, kfsec_vpcsc::VpcscError> {
     let observed = vpcsc_read(kfsec, "read the perimeter", || vpcsc.observe(spec)).await?;
     Ok(observed
         .perimeter
@@ -272,7 +302,7 @@ pub(crate) async fn run_stages(
         Some(StepState::Skipped { .. }) => {}
     })
     .await
-    .map_err(WorkflowError::Setup)
+    .map_err(at(Stage::Graph))
 }
 
 /// The stable code of the finding that the mirror's destination is outside the perimeter.
@@ -322,11 +352,12 @@ fn output(report: kfsec_core::Report) -> StepOutput {
 }
 
 /// The report's first failure, as a step error.
-pub(crate) fn first_failure(report: &kfsec_core::Report) -> Result<(), String> {
+pub(crate) fn first_failure(report: &kfsec_core::Report) -> Result<(), StageError> {
     match report.entries.iter().find_map(|e| match &e.outcome {
-        kfsec_core::Outcome::Failed { error } => {
-            Some(format!("{} {}: {error}", e.resource.kind, e.resource.name))
-        }
+        kfsec_core::Outcome::Failed { error } => Some(StageError::Failed {
+            resource: format!("{} {}", e.resource.kind, e.resource.name),
+            message: error.clone(),
+        }),
         _ => None,
     }) {
         Some(failed) => Err(failed),
@@ -335,7 +366,7 @@ pub(crate) fn first_failure(report: &kfsec_core::Report) -> Result<(), String> {
 }
 
 /// The step's error, or the report's first failure.
-fn checked(report: kfsec_core::Report) -> Result<StepOutput, String> {
+fn checked(report: kfsec_core::Report) -> Result<StepOutput, StageError> {
     first_failure(&report)?;
     Ok(output(report))
 }
@@ -356,32 +387,34 @@ impl Kfsec {
         self
     }
 
-    pub(crate) async fn vpcsc(&self) -> Result<kfsec_vpcsc::Vpcsc, String> {
+    pub(crate) async fn vpcsc(&self) -> Result<kfsec_vpcsc::Vpcsc, kfsec_vpcsc::VpcscError> {
         Ok(kfsec_vpcsc::Vpcsc::new(&self.conn)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .with_progress(self.progress.clone()))
     }
 
-    pub(crate) async fn gke(&self) -> Result<kfsec_gkeprivate::GkePrivate, String> {
+    pub(crate) async fn gke(
+        &self,
+    ) -> Result<kfsec_gkeprivate::GkePrivate, kfsec_gkeprivate::GkeError> {
         Ok(kfsec_gkeprivate::GkePrivate::new(&self.conn)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .with_progress(self.progress.clone()))
     }
 
-    pub(crate) async fn dns(&self) -> Result<kfsec_privatedns::PrivateDns, String> {
+    pub(crate) async fn dns(
+        &self,
+    ) -> Result<kfsec_privatedns::PrivateDns, kfsec_privatedns::DnsError> {
         Ok(kfsec_privatedns::PrivateDns::new(&self.conn)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .with_progress(self.progress.clone()))
     }
 
-    async fn mirror(&self, config: &Config) -> Result<kfsec_imagemirror::ImageMirror, String> {
-        config.images.validate().map_err(|e| e.to_string())?;
-        Ok(kfsec_imagemirror::ImageMirror::new(&self.conn)
-            .map_err(|e| e.to_string())?
-            .with_progress(self.progress.clone()))
+    async fn mirror(
+        &self,
+        config: &Config,
+    ) -> Result<kfsec_imagemirror::ImageMirror, kfsec_imagemirror::MirrorError> {
+        config.images.validate()?;
+        Ok(kfsec_imagemirror::ImageMirror::new(&self.conn)?.with_progress(self.progress.clone()))
     }
 
     /// The cluster's Kubernetes API: the emulator's, or the GKE cluster's (its endpoint and
@@ -401,11 +434,10 @@ impl Kfsec {
     pub(crate) async fn ingress(
         &self,
         config: &Config,
-    ) -> Result<kfsec_iapingress::IapIngress, String> {
+    ) -> Result<kfsec_iapingress::IapIngress, StageError> {
         Ok(kfsec_iapingress::IapIngress::new(&self.conn)
-            .await
-            .map_err(|e| e.to_string())?
-            .with_kube(self.kube(config).await.map_err(|e| e.to_string())?)
+            .await?
+            .with_kube(self.kube(config).await?)
             .with_progress(self.progress.clone())
             .with_backend_maker(crate::workload::backend_maker(config)))
     }
@@ -413,15 +445,11 @@ impl Kfsec {
     /// What `apply` would change, stage by stage (reads only). The workload and the ingress
     /// are planned only once the cluster exists.
     pub async fn plan(&self, config: &Config) -> Result<WorkflowPlan, WorkflowError> {
-        let read =
-            |stage: &'static str| move |message: String| WorkflowError::Read { stage, message };
-        let vpcsc = self.vpcsc().await.map_err(setup)?;
-        let gke = self.gke().await.map_err(setup)?;
-        let dns = self.dns().await.map_err(setup)?;
-        let mirror = self.mirror(config).await.map_err(setup)?;
-        let wanted = mirror
-            .wanted(&config.images)
-            .map_err(|e| setup(e.to_string()))?;
+        let vpcsc = self.vpcsc().await.map_err(at(Stage::Perimeter))?;
+        let gke = self.gke().await.map_err(at(Stage::Cluster))?;
+        let dns = self.dns().await.map_err(at(Stage::Dns))?;
+        let mirror = self.mirror(config).await.map_err(at(Stage::Images))?;
+        let wanted = mirror.wanted(&config.images).map_err(at(Stage::Images))?;
         // Each read is a step: progress says what plan is waiting on, and why it retries.
         let (p1, p2, p3, images) = tokio::join!(
             vpcsc_read(self, "read the perimeter", || vpcsc.plan(&config.vpcsc)),
@@ -440,9 +468,9 @@ impl Kfsec {
             mirror.plan_wanted(&config.images, &wanted),
         );
         let mut stages = vec![
-            ("perimeter", p1.map_err(read("perimeter"))?.plan),
-            ("network and cluster", p2.map_err(read("cluster"))?.plan),
-            ("dns", p3.map_err(read("dns"))?.plan),
+            ("perimeter", p1.map_err(at(Stage::Perimeter))?.plan),
+            ("network and cluster", p2.map_err(at(Stage::Cluster))?.plan),
+            ("dns", p3.map_err(at(Stage::Dns))?.plan),
         ];
         let cluster_exists = gke.cluster(&config.gke).await.is_ok();
         let mut pending = Vec::new();
@@ -455,12 +483,12 @@ impl Kfsec {
             // document against the cluster.
             let mirrors = mirror.resolve(&config.images, &wanted).await;
             let docs = crate::workload::prepare(workload, &mirrors, &config.images.fields())
-                .map_err(|e| read("workload")(e.to_string()))?;
-            let kube = self.kube(config).await.map_err(setup)?;
+                .map_err(at(Stage::Workload))?;
+            let kube = self.kube(config).await.map_err(at(Stage::Workload))?;
             let plan = Workload::new(kube)
                 .plan(&docs)
                 .await
-                .map_err(|e| read("workload")(e.to_string()))?;
+                .map_err(at(Stage::Workload))?;
             stages.push(("workload", plan));
         } else if config.workload.is_some() {
             pending.push(format!(
@@ -476,11 +504,8 @@ impl Kfsec {
         }
         if let Some(ingress) = &config.ingress {
             if cluster_exists {
-                let handle = self.ingress(config).await.map_err(setup)?;
-                let plan = handle
-                    .plan(ingress)
-                    .await
-                    .map_err(|e| read("ingress")(e.to_string()))?;
+                let handle = self.ingress(config).await.map_err(at(Stage::Ingress))?;
+                let plan = handle.plan(ingress).await.map_err(at(Stage::Ingress))?;
                 stages.push(("ingress", plan.plan));
             } else {
                 pending.push(format!(
@@ -614,7 +639,7 @@ impl Kfsec {
             errors.is_empty(),
         );
         match (wanted, unconfirmed) {
-            (Some(_), Some(e)) if errors.is_empty() => Err(WorkflowError::Unconfirmed(e)),
+            (Some(_), Some(e)) if errors.is_empty() => Err(at(Stage::Preflight)(e)),
             (Some(w), None) if errors.is_empty() => Ok(w),
             (_, unconfirmed) => {
                 if let Some(e) = unconfirmed {
@@ -653,7 +678,7 @@ impl Kfsec {
             )
         {
             // Nothing here says the config is wrong: the reads did not get an answer.
-            return Some(Prerequisites::Unread(e.to_string()));
+            return Some(Prerequisites::Unread(e));
         }
         let field = match &e {
             V::OrganizationNotFound(_) | V::OrganizationAmbiguous { .. } => "organization",
@@ -729,7 +754,8 @@ impl Kfsec {
                     }
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
             out.extend(page.items.into_iter().filter_map(|r| r.name));
             match page.next_page_token {
                 Some(t) if !t.is_empty() => token = t,
@@ -797,7 +823,8 @@ impl Kfsec {
                 }
             },
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         Ok(found.name)
     }
 
@@ -810,10 +837,10 @@ impl Kfsec {
         options: ApplyOptions,
     ) -> Result<WorkflowReport, WorkflowError> {
         let start = Instant::now();
-        let vpcsc = self.vpcsc().await.map_err(setup)?;
-        let gke = self.gke().await.map_err(setup)?;
-        let dns = self.dns().await.map_err(setup)?;
-        let mirror = self.mirror(config).await.map_err(setup)?;
+        let vpcsc = self.vpcsc().await.map_err(at(Stage::Perimeter))?;
+        let gke = self.gke().await.map_err(at(Stage::Cluster))?;
+        let dns = self.dns().await.map_err(at(Stage::Dns))?;
+        let mirror = self.mirror(config).await.map_err(at(Stage::Images))?;
         let wanted = self.preflight(config).await?;
         let want_enforced = !options.dry_run_only
             && (options.enforce
@@ -847,7 +874,7 @@ impl Kfsec {
                         };
                         let plan =
                             vpcsc_read(self, "plan the perimeter", || vpcsc.plan(spec)).await?;
-                        checked(vpcsc.apply(&plan).await.map_err(|e| e.to_string())?)
+                        checked(vpcsc.apply(&plan).await?)
                     }
                     .boxed()
                 },
@@ -865,7 +892,7 @@ impl Kfsec {
                             || gke.plan(&config.gke),
                         )
                         .await?;
-                        let report = gke.apply_network(&plan).await.map_err(|e| e.to_string())?;
+                        let report = gke.apply_network(&plan).await?;
                         *gke_plan
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan);
@@ -887,7 +914,7 @@ impl Kfsec {
                             || dns.plan(&config.dns),
                         )
                         .await?;
-                        checked(dns.apply(&plan).await.map_err(|e| e.to_string())?)
+                        checked(dns.apply(&plan).await?)
                     }
                     .boxed()
                 },
@@ -902,8 +929,9 @@ impl Kfsec {
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .clone();
-                        let plan = plan.ok_or("the network step made no plan")?;
-                        checked(gke.apply_cluster(&plan).await.map_err(|e| e.to_string())?)
+                        let plan =
+                            plan.ok_or(StageError::Internal("the network step made no plan"))?;
+                        checked(gke.apply_cluster(&plan).await?)
                     }
                     .boxed()
                 },
@@ -914,10 +942,7 @@ impl Kfsec {
                 &[],
                 move || {
                     async move {
-                        let report = mirror
-                            .mirror(&config.images, wanted)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let report = mirror.mirror(&config.images, wanted).await?;
                         let failed = report.failures();
                         let n = report.images.len();
                         let text = report.render_text();
@@ -944,7 +969,11 @@ impl Kfsec {
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report);
                         if failed > 0 {
-                            return Err(format!("{failed} of {n} images failed:\n{text}"));
+                            return Err(StageError::ImagesFailed {
+                                failed,
+                                total: n,
+                                report: text,
+                            });
                         }
                         Ok(StepOutput {
                             summary: format!("all {n} mirrored and pinned by digest"),
@@ -966,18 +995,17 @@ impl Kfsec {
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .clone();
-                        let report = report.ok_or("the images step left no report")?;
+                        let report =
+                            report.ok_or(StageError::Internal("the images step left no report"))?;
                         let docs =
-                            crate::workload::prepare(workload, &report, &config.images.fields())
-                                .map_err(|e| e.to_string())?;
-                        let kube = self.kube(config).await.map_err(|e| e.to_string())?;
+                            crate::workload::prepare(workload, &report, &config.images.fields())?;
+                        let kube = self.kube(config).await?;
                         let w = Workload::new(kube)
                             .with_progress(self.progress.clone())
                             .with_policies(self.conn.policies().clone());
                         let applied = w
                             .apply(&docs, Duration::from_secs(workload.wait_seconds))
-                            .await
-                            .map_err(|e| e.to_string())?;
+                            .await?;
                         let mut out = output(applied);
                         out.summary = format!("{} documents: {}", docs.len(), out.summary);
                         Ok(out)
@@ -999,8 +1027,8 @@ impl Kfsec {
                 move || {
                     async move {
                         let handle = self.ingress(config).await?;
-                        let plan = handle.plan(ingress_spec).await.map_err(|e| e.to_string())?;
-                        checked(handle.apply(&plan).await.map_err(|e| e.to_string())?)
+                        let plan = handle.plan(ingress_spec).await?;
+                        checked(handle.apply(&plan).await?)
                     }
                     .boxed()
                 },
@@ -1023,11 +1051,8 @@ impl Kfsec {
                                     vpcsc.enforce_blockers(dry_run_spec)
                                 })
                                 .await?;
-                            if let Some(f) = blockers.first() {
-                                return Err(format!(
-                                    "not enforced: verify found {} ({}): {}",
-                                    f.code, f.resource, f.message
-                                ));
+                            if !blockers.is_empty() {
+                                return Err(StageError::NotEnforced { blockers });
                             }
                         }
                         let mut enforced = config.vpcsc.clone();
@@ -1036,7 +1061,7 @@ impl Kfsec {
                             vpcsc.plan(&enforced)
                         })
                         .await?;
-                        checked(vpcsc.apply(&plan).await.map_err(|e| e.to_string())?)
+                        checked(vpcsc.apply(&plan).await?)
                     }
                     .boxed()
                 },
@@ -1056,15 +1081,11 @@ impl Kfsec {
     /// no registry-to-registry copy). Runnable as it is, with gcloud pointed at the same
     /// project.
     pub async fn export_gcloud(&self, config: &Config) -> Result<String, WorkflowError> {
-        let read =
-            |stage: &'static str| move |message: String| WorkflowError::Read { stage, message };
-        let vpcsc = self.vpcsc().await.map_err(setup)?;
-        let gke = self.gke().await.map_err(setup)?;
-        let dns = self.dns().await.map_err(setup)?;
-        let mirror = self.mirror(config).await.map_err(setup)?;
-        let wanted = mirror
-            .wanted(&config.images)
-            .map_err(|e| setup(e.to_string()))?;
+        let vpcsc = self.vpcsc().await.map_err(at(Stage::Perimeter))?;
+        let gke = self.gke().await.map_err(at(Stage::Cluster))?;
+        let dns = self.dns().await.map_err(at(Stage::Dns))?;
+        let mirror = self.mirror(config).await.map_err(at(Stage::Images))?;
+        let wanted = mirror.wanted(&config.images).map_err(at(Stage::Images))?;
         let mut out = format!(
             "#!/usr/bin/env bash\n# Generated by kfsec: the Google-side steps for project {} (deployment {}) as gcloud\n# commands, in the order a script must run them. Run with gcloud configured for the project.\nset -euo pipefail\n",
             config.project, config.deployment
@@ -1084,22 +1105,19 @@ impl Kfsec {
                 vpcsc
                     .plan(&config.vpcsc)
                     .await
-                    .map_err(|e| read("perimeter")(e.to_string()))?
+                    .map_err(at(Stage::Perimeter))?
                     .plan,
             ),
             (
                 "Network, firewall rules, the nodes' service account and the private cluster",
                 gke.plan(&config.gke)
                     .await
-                    .map_err(|e| read("cluster")(e.to_string()))?
+                    .map_err(at(Stage::Cluster))?
                     .plan,
             ),
             (
                 "Private DNS to the restricted VIP",
-                dns.plan(&config.dns)
-                    .await
-                    .map_err(|e| read("dns")(e.to_string()))?
-                    .plan,
+                dns.plan(&config.dns).await.map_err(at(Stage::Dns))?.plan,
             ),
         ];
         for (title, plan) in stages {
@@ -1127,16 +1145,11 @@ impl Kfsec {
             "# Generated by kfsec: the Kubernetes side, for `kubectl apply --server-side -f`.\n",
         );
         if let Some(workload) = &config.workload {
-            let mirror = self.mirror(config).await.map_err(setup)?;
-            let wanted = mirror
-                .wanted(&config.images)
-                .map_err(|e| setup(e.to_string()))?;
+            let mirror = self.mirror(config).await.map_err(at(Stage::Images))?;
+            let wanted = mirror.wanted(&config.images).map_err(at(Stage::Images))?;
             let mirrors = mirror.resolve(&config.images, &wanted).await;
             let docs = crate::workload::prepare(workload, &mirrors, &config.images.fields())
-                .map_err(|e| WorkflowError::Read {
-                    stage: "workload",
-                    message: e.to_string(),
-                })?;
+                .map_err(at(Stage::Workload))?;
             for d in docs {
                 out.push_str(&format!("---\n# from {}\n", d.file));
                 out.push_str(&yaml_serde::to_string(&d.object).unwrap_or_default());
@@ -1153,41 +1166,32 @@ impl Kfsec {
         &self,
         config: &Config,
     ) -> Result<Vec<(&'static str, Vec<Finding>)>, WorkflowError> {
-        let read =
-            |stage: &'static str| move |message: String| WorkflowError::Read { stage, message };
-        let vpcsc = self.vpcsc().await.map_err(setup)?;
-        let gke = self.gke().await.map_err(setup)?;
-        let dns = self.dns().await.map_err(setup)?;
+        let vpcsc = self.vpcsc().await.map_err(at(Stage::Perimeter))?;
+        let gke = self.gke().await.map_err(at(Stage::Cluster))?;
+        let dns = self.dns().await.map_err(at(Stage::Dns))?;
         let mut out = vec![
             (
                 "perimeter",
                 vpcsc
                     .verify(&config.vpcsc)
                     .await
-                    .map_err(|e| read("perimeter")(e.to_string()))?,
+                    .map_err(at(Stage::Perimeter))?,
             ),
             (
                 "network and cluster",
-                gke.verify(&config.gke)
-                    .await
-                    .map_err(|e| read("cluster")(e.to_string()))?,
+                gke.verify(&config.gke).await.map_err(at(Stage::Cluster))?,
             ),
             (
                 "dns",
-                dns.verify(&config.dns)
-                    .await
-                    .map_err(|e| read("dns")(e.to_string()))?,
+                dns.verify(&config.dns).await.map_err(at(Stage::Dns))?,
             ),
         ];
         out.push(("images", images_findings(config)));
         if let Some(spec) = &config.ingress {
-            let handle = self.ingress(config).await.map_err(setup)?;
+            let handle = self.ingress(config).await.map_err(at(Stage::Ingress))?;
             out.push((
                 "ingress",
-                handle
-                    .verify(spec)
-                    .await
-                    .map_err(|e| read("ingress")(e.to_string()))?,
+                handle.verify(spec).await.map_err(at(Stage::Ingress))?,
             ));
         }
         Ok(out)

@@ -104,6 +104,29 @@ impl KubeError {
         }
     }
 
+    /// What kind of failure it is: the HTTP status as the Google crates' kinds
+    /// (401 `Unauthenticated`, 403 `PermissionDenied`, 404 and a kind not served `NotFound`,
+    /// 409 `Conflict`, 400 and 422 `InvalidArgument`, 429 `RateLimited`, 5xx `Unavailable`),
+    /// no answer `Unreachable`, no cluster `FailedPrecondition`.
+    pub fn kind(&self) -> kfsec_core::ErrorKind {
+        use kfsec_core::ErrorKind as K;
+        match self {
+            Self::NoAnswer { .. } => K::Unreachable,
+            Self::NoCluster(_) => K::FailedPrecondition,
+            Self::NotServed { .. } => K::NotFound,
+            Self::Api { code, .. } => match code {
+                401 => K::Unauthenticated,
+                403 => K::PermissionDenied,
+                404 => K::NotFound,
+                409 => K::Conflict,
+                400 | 422 => K::InvalidArgument,
+                429 => K::RateLimited,
+                500..=599 => K::Unavailable,
+                _ => K::Other,
+            },
+        }
+    }
+
     /// Whether trying again may succeed by itself: no answer, or a [`transient_status`].
     /// (A 409 is not counted: whether a conflict is worth a retry from a fresh read is the
     /// caller's call.)
@@ -131,6 +154,24 @@ pub fn transient_status(code: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_follow_the_status() {
+        use kfsec_core::ErrorKind as K;
+        let api = |code| KubeError::Api {
+            what: "read".into(),
+            code,
+            message: String::new(),
+        };
+        assert_eq!(api(401).kind(), K::Unauthenticated);
+        assert_eq!(api(403).kind(), K::PermissionDenied);
+        assert_eq!(api(404).kind(), K::NotFound);
+        assert_eq!(api(503).kind(), K::Unavailable);
+        assert_eq!(
+            KubeError::NoCluster(String::new()).kind(),
+            K::FailedPrecondition
+        );
+    }
 
     #[test]
     fn codes_and_transience() {

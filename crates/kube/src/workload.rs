@@ -385,6 +385,17 @@ fn unknown_kind(doc: &Document) -> String {
 }
 
 impl WorkloadError {
+    /// What kind of failure it is: a Kubernetes request's ([`KubeError::kind`]); a manifest
+    /// that cannot be applied `InvalidArgument`; images without a mirror, objects not
+    /// established, gone or not available in time `FailedPrecondition`.
+    pub fn kind(&self) -> kfsec_core::ErrorKind {
+        match self {
+            Self::Kubernetes(e) => e.kind(),
+            Self::Manifest { .. } => kfsec_core::ErrorKind::InvalidArgument,
+            _ => kfsec_core::ErrorKind::FailedPrecondition,
+        }
+    }
+
     /// Retry transient errors ([`WorkloadError::is_transient`]), stop on the rest.
     pub fn retry_decision(&self) -> RetryDecision {
         if self.is_transient() {
