@@ -497,6 +497,8 @@ pub struct ImageMirror {
     copier: Mutex<Option<(CopierKey, Copier)>>,
     tune: Option<CopierTune>,
     pub(crate) kube: Option<kube::Client>,
+    /// The namespaces whose pods verify checks (`None`: every namespace).
+    pub(crate) pod_namespaces: Option<Vec<String>>,
     progress: Progress,
 }
 
@@ -558,6 +560,7 @@ impl ImageMirror {
             copier: Mutex::new(None),
             tune: None,
             kube: None,
+            pod_namespaces: None,
             progress: Progress::none(),
         }
     }
@@ -583,6 +586,14 @@ impl ImageMirror {
     /// a mirror pinned by digest.
     pub fn with_kube(mut self, kube: kube::Client) -> Self {
         self.kube = Some(kube);
+        self
+    }
+
+    /// Checks the pods of these namespaces only (by default: every namespace). A platform's
+    /// own namespaces are what its manifests deploy; a GKE cluster's system namespaces
+    /// (`kube-system`, `gke-managed-*`) run Google's images, which the restricted VIP serves.
+    pub fn with_pod_namespaces(mut self, namespaces: Vec<String>) -> Self {
+        self.pod_namespaces = Some(namespaces);
         self
     }
 

@@ -23,7 +23,8 @@ impl ImageMirror {
     /// - `images.destination_outside_perimeter` (HIGH): the spec accepts a destination
     ///   outside the perimeter;
     /// - with [`ImageMirror::with_kube`], `images.pod_not_mirrored` (HIGH): a container,
-    ///   init container or ephemeral container of a pod (any namespace) runs an image that is
+    ///   init container or ephemeral container of a pod (of every namespace, or of those
+    ///   [`ImageMirror::with_pod_namespaces`] names) runs an image that is
     ///   not in the destination registry pinned by digest (`...@sha256:`).
     ///
     /// A mirror registry that cannot be read (a 401, an unreachable registry) is an error,
@@ -107,13 +108,30 @@ impl ImageMirror {
         kube: &kube::Client,
         destination: &Destination,
     ) -> Result<Vec<Finding>, MirrorError> {
-        let pods: kube::Api<Pod> = kube::Api::all(kube.clone());
         let params = kube::api::ListParams::default();
-        let list = kfsec_kube::retry_read(&self.clients.policies, || pods.list(&params))
-            .await
-            .map_err(|e| kfsec_kube::KubeError::new("list the pods of every namespace", e))?;
+        let mut all = Vec::new();
+        let scopes: Vec<Option<&str>> = match &self.pod_namespaces {
+            None => vec![None],
+            Some(namespaces) => namespaces.iter().map(|n| Some(n.as_str())).collect(),
+        };
+        for scope in scopes {
+            let (pods, what): (kube::Api<Pod>, String) = match scope {
+                None => (
+                    kube::Api::all(kube.clone()),
+                    "list the pods of every namespace".into(),
+                ),
+                Some(ns) => (
+                    kube::Api::namespaced(kube.clone(), ns),
+                    format!("list the pods of namespace {ns}"),
+                ),
+            };
+            let list = kfsec_kube::retry_read(&self.clients.policies, || pods.list(&params))
+                .await
+                .map_err(|e| kfsec_kube::KubeError::new(what, e))?;
+            all.extend(list.items);
+        }
         let mut findings = Vec::new();
-        for pod in list.items {
+        for pod in all {
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
             let Some(spec) = pod.spec else { continue };

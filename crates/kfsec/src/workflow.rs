@@ -305,6 +305,23 @@ pub(crate) async fn run_stages(
     .map_err(at(Stage::Graph))
 }
 
+/// Adds the namespaces `docs` make or put objects in to `namespaces` (once each).
+fn add_namespaces(namespaces: &mut Vec<String>, docs: &[crate::workload::Document]) {
+    for d in docs {
+        let meta = &d.object["metadata"];
+        let ns = if d.object["kind"] == "Namespace" {
+            meta["name"].as_str()
+        } else {
+            meta["namespace"].as_str()
+        };
+        if let Some(ns) = ns
+            && !namespaces.iter().any(|x| x == ns)
+        {
+            namespaces.push(ns.to_string());
+        }
+    }
+}
+
 /// The stable code of the finding that the mirror's destination is outside the perimeter.
 pub const DESTINATION_OUTSIDE_PERIMETER: &str = "images.destination_outside_perimeter";
 
@@ -1161,7 +1178,11 @@ impl Kfsec {
         Ok(out)
     }
 
-    /// Every concern's findings about the live state, by stage.
+    /// Every concern's findings about the live state, by stage: the perimeter, the network
+    /// and cluster, the zones, the images (every mirror exists at its source's digest, and
+    /// once the cluster exists, every pod of the workload's and the entrance's namespaces
+    /// runs a mirror pinned by digest), the workload (every object of its manifests is
+    /// there as written, every Deployment available) and the entrance. Reads only.
     pub async fn verify(
         &self,
         config: &Config,
@@ -1186,7 +1207,66 @@ impl Kfsec {
                 dns.verify(&config.dns).await.map_err(at(Stage::Dns))?,
             ),
         ];
-        out.push(("images", images_findings(config)));
+        let cluster_exists = gke.cluster(&config.gke).await.is_ok();
+        let kube = if cluster_exists {
+            Some(self.kube(config).await.map_err(at(Stage::Workload))?)
+        } else {
+            None
+        };
+        let mirror = self.mirror(config).await.map_err(at(Stage::Images))?;
+        // The workload's documents, pinned to the mirrors as apply writes them.
+        let mut workload_findings = Vec::new();
+        let mut namespaces: Vec<String> = config
+            .ingress
+            .iter()
+            .map(|i| i.ingress.namespace.clone())
+            .collect();
+        if let Some(workload) = &config.workload {
+            let wanted = mirror.wanted(&config.images).map_err(at(Stage::Images))?;
+            let mirrors = mirror.resolve(&config.images, &wanted).await;
+            let prepared = crate::workload::prepare(workload, &mirrors, &config.images.fields());
+            workload_findings = match (kube.clone(), prepared) {
+                (Some(kube), Ok(docs)) => {
+                    add_namespaces(&mut namespaces, &docs);
+                    Workload::new(kube)
+                        .with_policies(self.conn.policies().clone())
+                        .verify(&docs)
+                        .await
+                        .map_err(at(Stage::Workload))?
+                }
+                (None, _) => vec![Finding::new(
+                    Severity::Medium,
+                    "workload.not_checked",
+                    config.gke.cluster.name.clone(),
+                    format!(
+                        "the workload was not checked: the cluster {} does not exist",
+                        config.gke.cluster.name
+                    ),
+                    "run apply",
+                )],
+                (Some(_), Err(e)) => vec![Finding::new(
+                    Severity::Medium,
+                    "workload.not_checked",
+                    "workload".to_string(),
+                    format!("the workload was not checked: {e}"),
+                    "run apply once every image is mirrored",
+                )],
+            };
+        }
+        let mirror = match kube {
+            Some(kube) => mirror.with_kube(kube).with_pod_namespaces(namespaces),
+            None => mirror,
+        };
+        out.push((
+            "images",
+            mirror
+                .verify(&config.images)
+                .await
+                .map_err(at(Stage::Images))?,
+        ));
+        if config.workload.is_some() {
+            out.push(("workload", workload_findings));
+        }
         if let Some(spec) = &config.ingress {
             let handle = self.ingress(config).await.map_err(at(Stage::Ingress))?;
             out.push((

@@ -1128,8 +1128,13 @@ impl Workload {
             })
             .map(|(d, _)| d)
             .collect();
-        let states: Vec<(&Document, bool)> = futures::stream::iter(present)
+        // The futures made first, then polled: a closure making them inside the stream is not
+        // general enough for the future to be Send.
+        let reads: Vec<_> = present
+            .into_iter()
             .map(|d| async move { self.available(d).await.map(|a| (d, a)) })
+            .collect();
+        let states: Vec<(&Document, bool)> = futures::stream::iter(reads)
             .buffered(AT_ONCE)
             .try_collect()
             .await?;

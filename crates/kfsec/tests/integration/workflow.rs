@@ -152,4 +152,89 @@ async fn apply_runs_every_stage_then_a_second_apply_sends_nothing() {
         "{}",
         plan.render_text()
     );
+
+    // Verify sees what drifted, stage by stage: a pod of the platform's namespace running an
+    // image from outside the perimeter (the mirror's check) and a Deployment deleted (the
+    // workload's check).
+    let stages: Vec<&str> = findings.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        stages,
+        [
+            "perimeter",
+            "network and cluster",
+            "dns",
+            "images",
+            "workload",
+            "ingress"
+        ]
+    );
+    let kube = kfsec.kube(&config).await.unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(kube.clone(), "kubeflow");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "debug", "namespace": "kubeflow"},
+        "spec": {"containers": [{"name": "shell", "image": "docker.io/library/busybox:1.36"}]}
+    }))
+    .unwrap();
+    pods.create(&Default::default(), &pod).await.unwrap();
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(kube, "kubeflow");
+    deployments
+        .delete("ml-pipeline-ui", &Default::default())
+        .await
+        .unwrap();
+    let since = emu.requests().len();
+    let findings = kfsec.verify(&config).await.unwrap();
+    assert_eq!(mutating(&emu, since), Vec::<String>::new());
+    let codes: Vec<(&str, &str, &str)> = findings
+        .iter()
+        .flat_map(|(stage, f)| {
+            f.iter()
+                .map(move |f| (*stage, f.code.as_str(), f.resource.as_str()))
+        })
+        .filter(|(_, code, _)| code.starts_with("images.") || code.starts_with("workload."))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("images", "images.pod_not_mirrored", "kubeflow/debug"),
+            (
+                "workload",
+                "workload.object_missing",
+                "Deployment kubeflow/ml-pipeline-ui"
+            )
+        ],
+        "{findings:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_keeps_its_typed_error() {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let mut config = config();
+    config
+        .images
+        .images
+        .sources
+        .push("quay.io/nobody/missing:v1".into());
+    let kfsec = Kfsec::new(&connection(&emu));
+    let report = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    let images = report.step("images").unwrap();
+    assert!(
+        matches!(images.state, StepState::Failed { .. }),
+        "{}",
+        report.render_text()
+    );
+    let error = images.error.as_deref().unwrap();
+    assert!(
+        matches!(error, kfsec::StageError::ImagesFailed { failed: 1, .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), kfsec_core::ErrorKind::FailedPrecondition);
+    // What needs the images did not run, and has no error of its own.
+    let workload = report.step("workload").unwrap();
+    assert!(matches!(workload.state, StepState::Skipped { .. }));
+    assert!(workload.error.is_none());
 }
