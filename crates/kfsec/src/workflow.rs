@@ -544,7 +544,7 @@ impl Kfsec {
     ///
     /// - every manifest source (`workload.manifests`, `workload.kustomize`, `images.manifests`,
     ///   `images.kustomize`; kustomize directories rendered) read and checked as Kubernetes
-    ///   ([`crate::config::check_kubernetes`]), and every image reference in them parsed; a
+    ///   ([`kfsec_kube::check_kubernetes`]), and every image reference in them parsed; a
     ///   problem here is refused before any request, and the reads below come once the files
     ///   are right;
     /// - the perimeter's prerequisites read: the organization exists and is unique, the project
@@ -589,8 +589,9 @@ impl Kfsec {
         let checked = sources.iter().map(|(field, source)| {
             let problems = match source.read() {
                 Err(e) => vec![e.message],
-                Ok(text) => crate::config::check_kubernetes(&text)
+                Ok(text) => kfsec_kube::check_kubernetes(&text)
                     .err()
+                    .map(|e| e.problems)
                     .unwrap_or_default(),
             };
             (field.clone(), source.name(), problems)

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod check;
 mod client;
 pub mod error;
 mod namespace;
@@ -7,6 +8,7 @@ pub mod objects;
 mod retry;
 pub mod workload;
 
+pub use check::{NotKubernetes, check_kubernetes};
 pub use client::{client, kube_client};
 pub use error::{KubeError, transient_status};
 pub use namespace::{name_leftovers, namespace_is_empty, namespace_leftovers};
