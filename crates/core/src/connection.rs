@@ -84,6 +84,23 @@ pub enum ConnectionError {
     },
 }
 
+impl ConnectionError {
+    /// What kind of failure it is: credentials missing or refused `Unauthenticated`; an
+    /// endpoints file that cannot be read or lacks an API `InvalidArgument` (the caller's
+    /// setup); a client the SDK would not build `Other`. Every crate's error reports this
+    /// kind for its `Connection` variant.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Self::NoCredentials { .. } | Self::Credentials { .. } => K::Unauthenticated,
+            Self::ReadEndpoints { .. }
+            | Self::ParseEndpoints { .. }
+            | Self::MissingEndpoint { .. } => K::InvalidArgument,
+            Self::Build { .. } => K::Other,
+        }
+    }
+}
+
 /// API base URLs keyed by gcloud's API names (`accesscontextmanager`, `serviceusage`,
 /// `cloudresourcemanager`, `dns`, ...), as in the emulator's endpoints file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -87,7 +87,8 @@ impl GkeError {
     /// - [`Kubeconfig`](Self::Kubeconfig) (a local file): [`ErrorKind::Other`].
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Invalid(_) | Self::Connection(_) => ErrorKind::InvalidArgument,
+            Self::Invalid(_) => ErrorKind::InvalidArgument,
+            Self::Connection(e) => e.kind(),
             Self::Cloud(e) => e.kind(),
             Self::OperationTimeout { .. } => ErrorKind::Timeout,
             Self::LegacyNetwork(_) | Self::NodeServiceAccountMissing(_) | Self::NotReady(_) => {

@@ -141,7 +141,8 @@ impl IngressError {
     /// - [`Tls`](Self::Tls) and [`Write`](Self::Write) (local failures): [`ErrorKind::Other`].
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Invalid(_) | Self::Connection(_) => ErrorKind::InvalidArgument,
+            Self::Invalid(_) => ErrorKind::InvalidArgument,
+            Self::Connection(e) => e.kind(),
             Self::Cloud(e) => e.kind(),
             Self::Kubernetes { code, .. } => kind_of_status(*code),
             Self::NoCluster(_) => ErrorKind::Unreachable,

@@ -81,7 +81,7 @@ impl CloudBuildError {
     /// What kind of failure it is (see [`crate::MirrorError::kind`]).
     pub fn kind(&self) -> kfsec_core::ErrorKind {
         match self {
-            Self::Connection(_) => kfsec_core::ErrorKind::FailedPrecondition,
+            Self::Connection(e) => e.kind(),
             Self::Call { source, .. } => kfsec_core::ErrorKind::of(source),
             Self::Deadline { .. } => kfsec_core::ErrorKind::Timeout,
             Self::Protocol(_) => kfsec_core::ErrorKind::BadResponse,

@@ -157,25 +157,12 @@ impl MirrorError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid(_) | Self::Manifest(_) | Self::Reference(_) => ErrorKind::InvalidArgument,
-            Self::Connection(e) => match e {
-                ConnectionError::NoCredentials { .. } | ConnectionError::Credentials { .. } => {
-                    ErrorKind::Unauthenticated
-                }
-                ConnectionError::Build { .. } => ErrorKind::Other,
-                _ => ErrorKind::FailedPrecondition,
-            },
+            Self::Connection(e) => e.kind(),
             Self::Registry { kind, .. } => *kind,
             Self::CloudBuild(e) => e.kind(),
             Self::Credentials(_) => ErrorKind::Unauthenticated,
             Self::Input(_) => ErrorKind::FailedPrecondition,
-            Self::Kube(e) => match e {
-                kfsec_kube::KubeError::Api { code, .. } => {
-                    status_kind(StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY))
-                }
-                kfsec_kube::KubeError::NotServed { .. } => ErrorKind::NotFound,
-                kfsec_kube::KubeError::NoAnswer { .. } => ErrorKind::Unavailable,
-                _ => ErrorKind::FailedPrecondition,
-            },
+            Self::Kube(e) => e.kind(),
         }
     }
 

@@ -74,7 +74,7 @@ impl DnsError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid(_) => ErrorKind::InvalidArgument,
-            Self::Connection(e) => connection_kind(e),
+            Self::Connection(e) => e.kind(),
             Self::Cloud(e) => e.kind(),
             Self::ZoneForAnotherName { .. } | Self::PublicZone(_) => ErrorKind::FailedPrecondition,
             Self::ChangePending { .. } => ErrorKind::Timeout,
@@ -95,19 +95,6 @@ impl DnsError {
             Self::Cloud(e) => e.retry_decision(),
             _ => kfsec_core::RetryDecision::Stop,
         }
-    }
-}
-
-/// The kind of a failure to build the clients.
-fn connection_kind(e: &ConnectionError) -> ErrorKind {
-    match e {
-        ConnectionError::NoCredentials { .. } | ConnectionError::Credentials { .. } => {
-            ErrorKind::Unauthenticated
-        }
-        ConnectionError::ReadEndpoints { .. }
-        | ConnectionError::ParseEndpoints { .. }
-        | ConnectionError::MissingEndpoint { .. } => ErrorKind::InvalidArgument,
-        _ => ErrorKind::Other,
     }
 }
 

@@ -86,7 +86,7 @@ impl VpcscError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid(_) | Self::OrganizationAmbiguous { .. } => ErrorKind::InvalidArgument,
-            Self::Connection(e) => connection_kind(e),
+            Self::Connection(e) => e.kind(),
             Self::Cloud(e) => e.kind(),
             Self::OrganizationNotFound(_) | Self::PolicyNotFound(_) => ErrorKind::NotFound,
             Self::ProjectOutsideOrganization { .. } => ErrorKind::FailedPrecondition,
@@ -102,19 +102,6 @@ impl VpcscError {
             Self::Coalesced(e) => e.cause(),
             other => other,
         }
-    }
-}
-
-/// The kind of a failure to build the clients.
-fn connection_kind(e: &ConnectionError) -> ErrorKind {
-    match e {
-        ConnectionError::NoCredentials { .. } | ConnectionError::Credentials { .. } => {
-            ErrorKind::Unauthenticated
-        }
-        ConnectionError::ReadEndpoints { .. }
-        | ConnectionError::ParseEndpoints { .. }
-        | ConnectionError::MissingEndpoint { .. } => ErrorKind::InvalidArgument,
-        _ => ErrorKind::Other,
     }
 }
 
