@@ -47,10 +47,18 @@ impl Stage {
         }
     }
 
-    /// What to add after the error: the preflight writes nothing, so running again is safe.
+    /// What to say before the error: the preflight writes nothing.
+    pub(crate) fn prefix(self) -> &'static str {
+        match self {
+            Self::Preflight => "nothing was changed: ",
+            _ => "",
+        }
+    }
+
+    /// What to add after the error: running again is safe.
     pub(crate) fn hint(self) -> &'static str {
         match self {
-            Self::Preflight => "\nnothing was changed: run apply again once the endpoint answers",
+            Self::Preflight => "\nrun apply again once the endpoint answers",
             _ => "",
         }
     }

@@ -32,7 +32,7 @@ pub enum WorkflowError {
     /// A stage could not be read or set up: its handle could not be built, its live state
     /// could not be read, or (the preflight) what must be confirmed before the first write
     /// could not be read. The crate's error is kept whole.
-    #[error("{stage}: {source}{}", stage.hint())]
+    #[error("{stage}: {}{source}{}", stage.prefix(), stage.hint())]
     Stage {
         /// The stage.
         stage: Stage,
