@@ -18,7 +18,8 @@ use google_cloud_identity_accesscontextmanager_v1::model::{
 };
 use kfsec_core::{Cidr, IdError, Member, ProjectNumber};
 
-use crate::handle::Observed;
+use crate::desired::{PerimeterEdit, desired_level, perimeter_name};
+use crate::handle::{Observed, VpcscPlan};
 use crate::spec::Mode;
 
 /// The access level name or resource that any request matches, in ingress sources and
@@ -280,6 +281,38 @@ impl Observed {
         let config = perimeter_config(self.perimeter.as_ref()?, mode)?;
         let levels: Vec<AccessLevel> = self.levels.values().flatten().cloned().collect();
         Some(evaluate(config, &levels, attempt))
+    }
+}
+
+impl VpcscPlan {
+    /// Evaluates `attempt` against the perimeter and levels as applying this plan would leave
+    /// them (the live state with the spec merged in, in the spec's mode): "once applied, would
+    /// this call be allowed?". Levels the live perimeter lists but the spec does not name are
+    /// not known to the plan, and the decision's notes say so when they matter.
+    pub fn evaluate(&self, attempt: &AccessAttempt) -> Decision {
+        let vpcsc = &self.spec.vpcsc;
+        let policy = self.observed.policy.as_ref().map_or_else(
+            || "accessPolicies/${POLICY}".to_string(),
+            |p| p.name.clone(),
+        );
+        let live_level = |name: &str| self.observed.levels.get(name).cloned().flatten();
+        let levels: Vec<AccessLevel> = vpcsc
+            .levels()
+            .map(|l| desired_level(&policy, l, live_level(&l.name).as_ref()))
+            .collect();
+        let level_names: Vec<String> = vpcsc.levels().map(|l| l.name.clone()).collect();
+        let edit = PerimeterEdit::from_spec(
+            &policy,
+            &vpcsc.perimeter,
+            &self.observed.project_resource,
+            &level_names,
+        );
+        let name = perimeter_name(&policy, &vpcsc.perimeter.name);
+        let desired = edit.apply_to(&name, self.observed.perimeter.as_ref());
+        let config = perimeter_config(&desired, vpcsc.perimeter.mode)
+            .cloned()
+            .unwrap_or_default();
+        evaluate(&config, &levels, attempt)
     }
 }
 

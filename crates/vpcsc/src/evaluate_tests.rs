@@ -717,6 +717,40 @@ fn dry_run_reads_the_spec_and_enforced_the_status() {
     assert_eq!(none.evaluate(Mode::Enforced, &a), None);
 }
 
+#[test]
+fn a_plan_answers_for_the_state_it_would_leave() {
+    use crate::spec::{AccessLevelSpec, PerimeterSpec, Spec};
+
+    let spec = Spec::new(
+        "kf-dev".parse().unwrap(),
+        "example.com".parse().unwrap(),
+        PerimeterSpec::new("KubeflowZone").with_restricted_services([STORAGE]),
+    )
+    .with_access_level(
+        AccessLevelSpec::new("kubeflow").with_members([member("user:alice@example.com")]),
+    );
+    // Nothing exists yet: the plan creates the policy, the level and the perimeter.
+    let plan = VpcscPlan {
+        spec,
+        observed: Observed {
+            organization: "organizations/123456789".parse().unwrap(),
+            project_resource: "projects/111".into(),
+            policy: None,
+            enabled_services: Default::default(),
+            levels: Default::default(),
+            perimeter: None,
+        },
+        plan: kfsec_core::Plan::new(),
+    };
+    let alice = plan.evaluate(&attempt("user:alice@example.com"));
+    assert!(alice.allowed, "{}", alice.explain());
+    assert!(
+        matches!(alice.reason, Reason::AccessLevel(ref l) if l.ends_with("/accessLevels/kubeflow"))
+    );
+    let bob = plan.evaluate(&attempt("user:bob@example.com"));
+    assert_eq!(bob.reason, denied(ViolationReason::NoMatchingAccessLevel));
+}
+
 // ---- invariants over generated perimeters ---------------------------------------------------
 
 /// splitmix64: small, deterministic, good enough to spread cases.
