@@ -50,6 +50,9 @@ pub struct AccessAttempt {
     pub caller_ip: Option<IpAddr>,
     /// The caller's VPC network
     /// (`//compute.googleapis.com/projects/PROJECT/global/networks/NAME`), when it calls from one.
+    /// Perimeters and rules name a network either by this name or by its project's number,
+    /// which cannot be derived from the name offline: give the project too
+    /// ([`AccessAttempt::with_source_project`]) for rules that name the project.
     pub caller_network: Option<String>,
     /// The project the call comes from (a workload's project), for calls from inside a
     /// perimeter to outside it and for ingress sources that name a project.
