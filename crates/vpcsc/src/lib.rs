@@ -3,6 +3,7 @@
 mod desired;
 mod destroy;
 pub mod error;
+mod evaluate;
 mod gcloud;
 mod handle;
 pub mod spec;
@@ -13,6 +14,9 @@ mod wire_tests;
 
 pub use desired::PerimeterEdit;
 pub use error::VpcscError;
+pub use evaluate::{
+    AccessAttempt, Decision, MatchedRule, Reason, ViolationReason, evaluate, perimeter_config,
+};
 pub use handle::{Clients, Observed, PerimeterOutcome, Vpcsc, VpcscPlan};
 pub use spec::{
     AccessLevelSpec, ApiOperation, Combining, DEFAULT_SERVICES, EgressFrom, EgressPolicy,
