@@ -12,6 +12,7 @@ mod gcloud_config;
 mod iam;
 mod iap;
 mod kubernetes;
+mod logging;
 mod registry;
 mod resourcemanager;
 mod server;
@@ -50,6 +51,7 @@ const APIS: &[(&str, Handler)] = &[
     (container::API, Handler::Google(container::dispatch)),
     (cloudbuild::API, Handler::Google(cloudbuild::dispatch)),
     (iap::API, Handler::Google(iap::dispatch)),
+    (logging::API, Handler::Google(logging::dispatch)),
     (kubernetes::API, Handler::Kubernetes(kubernetes::dispatch)),
     (registry::API, Handler::Registry(registry::dispatch)),
 ];
@@ -99,14 +101,15 @@ impl RequestRecord {
 
 /// Whether a request with this method and path only reads. GET and HEAD, and the reads
 /// Google's APIs take as POST: `:getIamPolicy`, `:testIamPermissions`, `:getAncestry`,
-/// Resource Manager's `organizations:search`, and waiting on an operation (Compute's
-/// `operations/NAME/wait`, `:wait`).
+/// Resource Manager's `organizations:search`, Cloud Logging's `entries:list`, and waiting on an
+/// operation (Compute's `operations/NAME/wait`, `:wait`).
 ///
 /// ```
 /// use kfsec_emulator::is_read;
 /// assert!(is_read("GET", "/compute/v1/projects/kf-dev/global/networks/kf-net"));
 /// assert!(is_read("POST", "/v1/projects/kf-dev:getIamPolicy"));
 /// assert!(!is_read("POST", "/v1/projects/kf-dev:setIamPolicy"));
+/// assert!(is_read("POST", "/v2/entries:list"));
 /// assert!(!is_read("PATCH", "/v1/accessPolicies/1/servicePerimeters/KubeflowZone"));
 /// ```
 pub fn is_read(method: &str, path: &str) -> bool {
@@ -123,6 +126,7 @@ pub fn is_read(method: &str, path: &str) -> bool {
             .iter()
             .any(|end| path.ends_with(end))
                 || path.ends_with("/organizations:search")
+                || path.ends_with("/entries:list")
         }
         _ => false,
     }
