@@ -100,6 +100,21 @@ async fn handler(
                 .into_response(),
             }
         }
+        (Method::POST, "/access-attempts") => {
+            let v: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return ApiError::invalid_argument(format!(
+                        "Invalid JSON payload received. {e}"
+                    ))
+                    .into_response();
+                }
+            };
+            match crate::vpcsc::evaluate(&mut shared.state(), &v) {
+                Ok(v) => axum::Json(v).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
         (Method::POST, "/logging/age") => {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let Some(seconds) = v.get("seconds").and_then(Value::as_u64) else {

@@ -19,6 +19,7 @@ mod server;
 mod serviceusage;
 mod sha256;
 mod state;
+mod vpcsc;
 mod wire;
 
 use std::collections::BTreeMap;
