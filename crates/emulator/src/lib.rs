@@ -301,6 +301,21 @@ impl Emulator {
             });
     }
 
+    /// Evaluates attempted calls against the live service perimeters and writes the Policy
+    /// Denied entries Google would, as the admin API's `POST access-attempts` does: `attempts`
+    /// is that call's JSON list. Answers its `{"decisions": [...]}`, or Google's error body
+    /// (`{"error": {...}}`) when an attempt is malformed.
+    pub fn access_attempts(&self, attempts: &serde_json::Value) -> serde_json::Value {
+        let mut st = self.shared.state();
+        crate::vpcsc::evaluate(&mut st, attempts).unwrap_or_else(|e| e.body())
+    }
+
+    /// Moves every stored log entry's timestamp `seconds` into the past, as the admin API's
+    /// `POST logging/age` does.
+    pub fn age_log(&self, seconds: u64) {
+        self.shared.state().logging.age(seconds);
+    }
+
     /// Sets the fault rate (`0.0..=1.0`, clamped) and reseeds the fault generator.
     pub fn set_faults(&self, rate: f64, seed: u64) {
         *self.shared.faults() = Faults::new(rate, seed);

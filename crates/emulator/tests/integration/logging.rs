@@ -488,6 +488,18 @@ async fn perimeter_writes_log_admin_activity_and_aging_moves_them() {
     assert!(after < before.as_str(), "{after} {before}");
     let (status, _) = admin(&em, "logging/age", json!({"seconds": -1})).await;
     assert_eq!(status, 400);
+    // The same from the library.
+    em.age_log(60);
+    let older = read_all(&em, "organizations/123456789", "", 50).await;
+    assert!(older[1]["timestamp"].as_str().unwrap() < after, "{older:?}");
+    let decided = em.access_attempts(&json!([attempt(
+        "user:carol@example.com",
+        "198.51.100.1",
+        "google.storage.objects.get"
+    )]));
+    assert_eq!(decided["decisions"][0]["allowed"], false, "{decided}");
+    let bad = em.access_attempts(&json!([{"principal": "carol"}]));
+    assert_eq!(bad["error"]["status"], "INVALID_ARGUMENT", "{bad}");
 }
 
 #[tokio::test]
