@@ -84,8 +84,143 @@ fn not_found_route(req: &ApiRequest) -> ApiError {
     ))
 }
 
-/// Handles one request.
+/// Handles one request; a write that succeeded also writes its admin-activity audit entry.
 pub(crate) fn dispatch(st: &mut State, env: &Env, req: &ApiRequest) -> ApiResult<Value> {
+    let answer = route(st, env, req)?;
+    if let Some((policy_id, method, resource, request)) = audited(req) {
+        let org = st
+            .policies
+            .get(&policy_id)
+            .map(|p| p.parent.clone())
+            .unwrap_or_default();
+        if !org.is_empty() {
+            crate::logging::admin_activity(st, &org, method, &resource, request);
+        }
+    }
+    Ok(answer)
+}
+
+/// The audit record of a write: policy id, the method name Google logs (without
+/// `google.identity.accesscontextmanager.v1.AccessContextManager.`), the resource name and
+/// the request as Google's `request` field shows it (`@type`, the object as sent, the mask).
+fn audited(req: &ApiRequest) -> Option<(String, &'static str, String, Value)> {
+    let parts = req.parts();
+    let m = &req.method;
+    let request = |kind: &str, fields: Value| -> Value {
+        let mut v = fields;
+        v["@type"] = json!(format!("{TYPE_PREFIX}{kind}Request"));
+        v
+    };
+    let mask = req.param("updateMask").unwrap_or("").to_string();
+    let body = req.body.clone();
+    let (p, method, resource, req_json) = match (parts.as_slice(), req.verb()) {
+        (["v1", "accessPolicies", p, "accessLevels"], "") if m == Method::POST => {
+            let parent = format!("accessPolicies/{p}");
+            let name = req.body_str("name").to_string();
+            (
+                *p,
+                "CreateAccessLevel",
+                name,
+                request(
+                    "CreateAccessLevel",
+                    json!({"parent": parent, "accessLevel": body}),
+                ),
+            )
+        }
+        (["v1", "accessPolicies", p, "accessLevels"], "replaceAll") if m == Method::POST => {
+            let parent = format!("accessPolicies/{p}");
+            let mut r = body;
+            r["parent"] = json!(parent);
+            (
+                *p,
+                "ReplaceAccessLevels",
+                parent,
+                request("ReplaceAccessLevels", r),
+            )
+        }
+        (["v1", "accessPolicies", p, "accessLevels", l], "") if m == Method::PATCH => {
+            let name = format!("accessPolicies/{p}/accessLevels/{l}");
+            (
+                *p,
+                "UpdateAccessLevel",
+                name,
+                request(
+                    "UpdateAccessLevel",
+                    json!({"accessLevel": body, "updateMask": mask}),
+                ),
+            )
+        }
+        (["v1", "accessPolicies", p, "accessLevels", l], "") if m == Method::DELETE => {
+            let name = format!("accessPolicies/{p}/accessLevels/{l}");
+            (
+                *p,
+                "DeleteAccessLevel",
+                name.clone(),
+                request("DeleteAccessLevel", json!({"name": name})),
+            )
+        }
+        (["v1", "accessPolicies", p, "servicePerimeters"], "") if m == Method::POST => {
+            let parent = format!("accessPolicies/{p}");
+            let name = req.body_str("name").to_string();
+            (
+                *p,
+                "CreateServicePerimeter",
+                name,
+                request(
+                    "CreateServicePerimeter",
+                    json!({"parent": parent, "servicePerimeter": body}),
+                ),
+            )
+        }
+        (["v1", "accessPolicies", p, "servicePerimeters"], "replaceAll") if m == Method::POST => {
+            let parent = format!("accessPolicies/{p}");
+            let mut r = body;
+            r["parent"] = json!(parent);
+            (
+                *p,
+                "ReplaceServicePerimeters",
+                parent,
+                request("ReplaceServicePerimeters", r),
+            )
+        }
+        (["v1", "accessPolicies", p, "servicePerimeters"], "commit") if m == Method::POST => {
+            let parent = format!("accessPolicies/{p}");
+            let mut r = body;
+            r["parent"] = json!(parent);
+            (
+                *p,
+                "CommitServicePerimeters",
+                parent,
+                request("CommitServicePerimeters", r),
+            )
+        }
+        (["v1", "accessPolicies", p, "servicePerimeters", n], "") if m == Method::PATCH => {
+            let name = format!("accessPolicies/{p}/servicePerimeters/{n}");
+            (
+                *p,
+                "UpdateServicePerimeter",
+                name,
+                request(
+                    "UpdateServicePerimeter",
+                    json!({"servicePerimeter": body, "updateMask": mask}),
+                ),
+            )
+        }
+        (["v1", "accessPolicies", p, "servicePerimeters", n], "") if m == Method::DELETE => {
+            let name = format!("accessPolicies/{p}/servicePerimeters/{n}");
+            (
+                *p,
+                "DeleteServicePerimeter",
+                name.clone(),
+                request("DeleteServicePerimeter", json!({"name": name})),
+            )
+        }
+        _ => return None,
+    };
+    Some((p.to_string(), method, resource, req_json))
+}
+
+fn route(st: &mut State, env: &Env, req: &ApiRequest) -> ApiResult<Value> {
     let parts = req.parts();
     let m = &req.method;
     match (parts.as_slice(), req.verb()) {

@@ -30,6 +30,7 @@ pub(crate) fn state_json(st: &State, kube: &crate::kubernetes::KubeState) -> Val
         crate::registry::API: crate::registry::state_json(st),
         crate::iap::API: crate::iap::state_json(st),
         crate::kubernetes::API: crate::kubernetes::state_json(kube),
+        crate::logging::API: crate::logging::state_json(st),
     })
 }
 
@@ -40,6 +41,11 @@ async fn handler(
     body: Bytes,
 ) -> Response {
     let path = uri.path().trim_end_matches('/');
+    // The admin API is served at the root of its endpoint; `/admin/...` is accepted too.
+    let path = path
+        .strip_prefix("/admin")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path);
     match (method, path) {
         (Method::GET, "/state") => {
             let mut st = shared.state();
@@ -93,6 +99,34 @@ async fn handler(
                 ))
                 .into_response(),
             }
+        }
+        (Method::POST, "/access-attempts") => {
+            let v: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return ApiError::invalid_argument(format!(
+                        "Invalid JSON payload received. {e}"
+                    ))
+                    .into_response();
+                }
+            };
+            match crate::vpcsc::evaluate(&mut shared.state(), &v) {
+                Ok(v) => axum::Json(v).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        (Method::POST, "/logging/age") => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let Some(seconds) = v.get("seconds").and_then(Value::as_u64) else {
+                return ApiError::invalid_argument(
+                    "Invalid logging age: send {\"seconds\": N} with N a non-negative integer.",
+                )
+                .into_response();
+            };
+            let mut st = shared.state();
+            st.logging.age(seconds);
+            axum::Json(json!({"seconds": seconds, "entries": st.logging.entries.len()}))
+                .into_response()
         }
         (m, p) => {
             ApiError::not_found(format!("Method {m} not found for admin path {p}.")).into_response()

@@ -52,11 +52,14 @@ mod tests {
         e.insert("iam".to_string(), "http://127.0.0.1:3/".to_string());
         e.insert("registry".to_string(), "http://127.0.0.1:4/".to_string());
         e.insert("kubernetes".to_string(), "http://127.0.0.1:5/".to_string());
+        e.insert("logging".to_string(), "http://127.0.0.1:6/".to_string());
         let text = config_text(&e);
         assert!(!text.contains("registry"));
         assert!(!text.contains("kubernetes"));
         assert!(text.contains("serviceusage = http://127.0.0.1:2/\n"));
         assert!(text.contains("iam = http://127.0.0.1:3/\n"));
+        // `gcloud logging read` goes to the emulator too.
+        assert!(text.contains("logging = http://127.0.0.1:6/\n"));
         assert!(!text.contains("admin"));
         assert!(text.contains("disable_credentials = True"));
         assert!(text.contains("project = kf-dev"));

@@ -12,12 +12,14 @@ mod gcloud_config;
 mod iam;
 mod iap;
 mod kubernetes;
+mod logging;
 mod registry;
 mod resourcemanager;
 mod server;
 mod serviceusage;
 mod sha256;
 mod state;
+mod vpcsc;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -50,6 +52,7 @@ const APIS: &[(&str, Handler)] = &[
     (container::API, Handler::Google(container::dispatch)),
     (cloudbuild::API, Handler::Google(cloudbuild::dispatch)),
     (iap::API, Handler::Google(iap::dispatch)),
+    (logging::API, Handler::Google(logging::dispatch)),
     (kubernetes::API, Handler::Kubernetes(kubernetes::dispatch)),
     (registry::API, Handler::Registry(registry::dispatch)),
 ];
@@ -99,14 +102,15 @@ impl RequestRecord {
 
 /// Whether a request with this method and path only reads. GET and HEAD, and the reads
 /// Google's APIs take as POST: `:getIamPolicy`, `:testIamPermissions`, `:getAncestry`,
-/// Resource Manager's `organizations:search`, and waiting on an operation (Compute's
-/// `operations/NAME/wait`, `:wait`).
+/// Resource Manager's `organizations:search`, Cloud Logging's `entries:list`, and waiting on an
+/// operation (Compute's `operations/NAME/wait`, `:wait`).
 ///
 /// ```
 /// use kfsec_emulator::is_read;
 /// assert!(is_read("GET", "/compute/v1/projects/kf-dev/global/networks/kf-net"));
 /// assert!(is_read("POST", "/v1/projects/kf-dev:getIamPolicy"));
 /// assert!(!is_read("POST", "/v1/projects/kf-dev:setIamPolicy"));
+/// assert!(is_read("POST", "/v2/entries:list"));
 /// assert!(!is_read("PATCH", "/v1/accessPolicies/1/servicePerimeters/KubeflowZone"));
 /// ```
 pub fn is_read(method: &str, path: &str) -> bool {
@@ -123,6 +127,7 @@ pub fn is_read(method: &str, path: &str) -> bool {
             .iter()
             .any(|end| path.ends_with(end))
                 || path.ends_with("/organizations:search")
+                || path.ends_with("/entries:list")
         }
         _ => false,
     }
@@ -294,6 +299,21 @@ impl Emulator {
                 message: message.to_string(),
                 remaining: count,
             });
+    }
+
+    /// Evaluates attempted calls against the live service perimeters and writes the Policy
+    /// Denied entries Google would, as the admin API's `POST access-attempts` does: `attempts`
+    /// is that call's JSON list. Answers its `{"decisions": [...]}`, or Google's error body
+    /// (`{"error": {...}}`) when an attempt is malformed.
+    pub fn access_attempts(&self, attempts: &serde_json::Value) -> serde_json::Value {
+        let mut st = self.shared.state();
+        crate::vpcsc::evaluate(&mut st, attempts).unwrap_or_else(|e| e.body())
+    }
+
+    /// Moves every stored log entry's timestamp `seconds` into the past, as the admin API's
+    /// `POST logging/age` does.
+    pub fn age_log(&self, seconds: u64) {
+        self.shared.state().logging.age(seconds);
     }
 
     /// Sets the fault rate (`0.0..=1.0`, clamped) and reseeds the fault generator.

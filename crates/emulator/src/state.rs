@@ -144,6 +144,8 @@ pub(crate) struct State {
     pub(crate) cloudbuild: crate::cloudbuild::CloudBuildState,
     /// IAP policies and settings.
     pub(crate) iap: crate::iap::IapState,
+    /// Cloud Logging entries (audit entries the emulator writes).
+    pub(crate) logging: crate::logging::LoggingState,
 }
 
 impl State {
@@ -177,6 +179,7 @@ impl State {
             registry: crate::registry::RegistryState::seed(),
             cloudbuild: crate::cloudbuild::CloudBuildState::default(),
             iap: crate::iap::IapState::default(),
+            logging: crate::logging::LoggingState::default(),
         }
     }
 

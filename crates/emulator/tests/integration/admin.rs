@@ -24,7 +24,7 @@ async fn state_requests_reset_and_faults() {
         }
     };
 
-    assert_eq!(em.endpoints().len(), 12);
+    assert_eq!(em.endpoints().len(), 13);
     for api in [
         "accesscontextmanager",
         "serviceusage",
@@ -37,6 +37,7 @@ async fn state_requests_reset_and_faults() {
         "registry",
         "iap",
         "kubernetes",
+        "logging",
         "admin",
     ] {
         assert!(em.endpoint(api).unwrap().starts_with("http://127.0.0.1:"));

@@ -1,6 +1,6 @@
 //! Integration tests of the emulator over loopback HTTP: wire behaviour, admin API, faults,
 //! long-running operations, etags, the binary, the real gcloud CLI, Cloud DNS, Compute Engine,
-//! GKE, IAM, Cloud Build, and the OCI registry (with the real skopeo).
+//! GKE, IAM, Cloud Build, Cloud Logging and the OCI registry (with the real skopeo).
 
 mod admin;
 mod binary;
@@ -15,6 +15,7 @@ mod iam;
 mod iap;
 mod kubeflow_fixture;
 mod kubernetes;
+mod logging;
 mod lro;
 mod registry;
 mod wire;
