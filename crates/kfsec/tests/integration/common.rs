@@ -90,6 +90,8 @@ pub(crate) fn resources(emu: &Emulator) -> Value {
     let mut state = emu.state();
     if let Value::Object(map) = &mut state {
         map.remove("cloudbuild");
+        // The audit log is history, not state: a retried or cancelled write logs again.
+        map.remove("logging");
         if let Some(Value::Object(c)) = map.get_mut("container") {
             c.remove("operations");
         }
