@@ -585,6 +585,31 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn windows_read_as_gcloud_freshness_and_refuse_the_rest_with_the_fix() {
+        for (text, secs, shown) in [
+            ("90s", 90, "90s"),
+            ("30m", 1800, "30m"),
+            ("12h", 43_200, "12h"),
+            ("7d", 604_800, "7d"),
+            ("2w", 1_209_600, "14d"),
+            ("0", 0, "0"),
+            ("0d", 0, "0"),
+        ] {
+            let w: Window = text.parse().unwrap();
+            assert_eq!(w.duration().as_secs(), secs, "{text}");
+            assert_eq!(w.to_string(), shown);
+        }
+        for bad in ["", "7", "d", "7 days", "-1d", "1.5h", "7D", "７d", "99999d"] {
+            let err = bad.parse::<Window>().unwrap_err();
+            assert_eq!(err.kind, "duration", "{bad}");
+            let msg = err.to_string();
+            assert!(msg.contains("7d") || msg.contains("3650d"), "{bad}: {msg}");
+        }
+        let w: Window = serde_json::from_value(serde_json::json!("7d")).unwrap();
+        assert_eq!(serde_json::to_value(w).unwrap(), serde_json::json!("7d"));
+    }
+
+    #[test]
     fn project_ids() {
         assert!("kf-dev".parse::<ProjectId>().is_ok());
         let err = "KF".parse::<ProjectId>().unwrap_err();
@@ -722,5 +747,95 @@ mod tests {
             let cidr: Cidr = net.to_string().parse().unwrap();
             prop_assert_eq!(cidr.to_string().parse::<Cidr>().unwrap(), cidr);
         }
+    }
+}
+
+/// A length of time written as a whole number and a unit, as gcloud's `--freshness` takes it:
+/// `90s`, `30m`, `12h`, `7d`, `2w` (`0` alone means none). Used for time windows (`--since 7d`)
+/// and waiting periods (`dry_run_for: 7d`).
+///
+/// ```
+/// use kfsec_core::Window;
+/// let week: Window = "7d".parse().unwrap();
+/// assert_eq!(week.duration().as_secs(), 7 * 24 * 3600);
+/// assert_eq!(week.to_string(), "7d");
+/// assert!("7 days".parse::<Window>().unwrap_err().to_string().contains("7d"));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Window(std::time::Duration);
+
+impl Window {
+    /// The window of `duration` (whole seconds are kept).
+    pub fn new(duration: std::time::Duration) -> Self {
+        Self(std::time::Duration::from_secs(duration.as_secs()))
+    }
+
+    /// Its length.
+    pub fn duration(self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl FromStr for Window {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        const FIX: &str = "write a whole number and a unit: 90s, 30m, 12h, 7d or 2w (0 for none)";
+        let t = s.trim();
+        if t == "0" {
+            return Ok(Self(std::time::Duration::ZERO));
+        }
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let unit_secs = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(IdError::new("duration", s, FIX)),
+        };
+        let n: u64 = number
+            .parse()
+            .map_err(|_| IdError::new("duration", s, FIX))?;
+        // Cloud Logging keeps audit entries at most 400 days; anything longer is a typo.
+        if n.saturating_mul(unit_secs) > 3650 * 86_400 {
+            return Err(IdError::new("duration", s, "at most 10 years (3650d)"));
+        }
+        Ok(Self(std::time::Duration::from_secs(n * unit_secs)))
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        if secs == 0 {
+            return f.write_str("0");
+        }
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+            if secs.is_multiple_of(size) {
+                return write!(f, "{}{unit}", secs / size);
+            }
+        }
+        write!(f, "{secs}s")
+    }
+}
+
+impl fmt::Debug for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Window({self})")
+    }
+}
+
+impl TryFrom<String> for Window {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<Window> for String {
+    fn from(w: Window) -> String {
+        w.to_string()
     }
 }

@@ -21,7 +21,7 @@ pub use error::{CloudError, ErrorKind, ResultExt};
 pub use finding::{Finding, Severity};
 pub use id::{
     Cidr, DeploymentName, IdError, Member, OrganizationId, OrganizationRef, ProjectId,
-    ProjectNumber, Region, Zone,
+    ProjectNumber, Region, Window, Zone,
 };
 pub use plan::{Action, Change, FieldDiff, Plan, ResourceRef};
 pub use progress::{Progress, ProgressEvent};

@@ -147,6 +147,18 @@ impl ViolationReason {
             Self::ServiceNotAllowedFromVpc => "SERVICE_NOT_ALLOWED_FROM_VPC",
         }
     }
+
+    /// The reason Google's name stands for; `None` for a name the evaluator does not model.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::NoMatchingAccessLevel,
+            Self::ResourcesNotInSameServicePerimeter,
+            Self::NetworkNotInSameServicePerimeter,
+            Self::ServiceNotAllowedFromVpc,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
 }
 
 impl fmt::Display for ViolationReason {

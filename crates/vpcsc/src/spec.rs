@@ -20,7 +20,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use kfsec_core::{Cidr, Member, OrganizationRef, ProjectId, ValidationErrors};
+use kfsec_core::{Cidr, Member, OrganizationRef, ProjectId, ValidationErrors, Window};
 use serde::{Deserialize, Serialize};
 
 /// Services the whole kfsec workflow needs, enabled by default.
@@ -143,6 +143,111 @@ pub struct VpcscSpec {
     /// More access levels.
     #[serde(default)]
     pub access_levels: Vec<AccessLevelSpec>,
+    /// How the perimeter goes from dry run to enforced (default: seven days of dry run).
+    #[serde(default)]
+    pub rollout: Rollout,
+}
+
+/// How long a perimeter stays in dry run before it is enforced, and which dry-run denials are
+/// meant. Default: seven days, no expected denials.
+///
+/// ```yaml
+/// rollout:
+///   dry_run_for: 7d
+///   expected_denials:
+///     - principal: user:contractor@example.net
+///       why: contractors work on their own copies
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Rollout {
+    /// How long the perimeter must have been in dry run (read from Google's admin-activity
+    /// log) before `apply` enforces it: `7d` by default, `0` to enforce at once when the logs
+    /// are clean.
+    pub dry_run_for: Window,
+    /// Dry-run denials that are meant: a group of Policy Denied entries matching one is
+    /// explained, and does not hold the perimeter in dry run.
+    pub expected_denials: Vec<ExpectedDenial>,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            dry_run_for: Window::new(std::time::Duration::from_secs(7 * 86_400)),
+            expected_denials: Vec::new(),
+        }
+    }
+}
+
+impl Rollout {
+    /// Sets [`Rollout::dry_run_for`].
+    #[must_use]
+    pub fn with_dry_run_for(mut self, dry_run_for: Window) -> Self {
+        self.dry_run_for = dry_run_for;
+        self
+    }
+
+    /// Sets [`Rollout::expected_denials`].
+    #[must_use]
+    pub fn with_expected_denials(
+        mut self,
+        denials: impl IntoIterator<Item = ExpectedDenial>,
+    ) -> Self {
+        self.expected_denials = denials.into_iter().collect();
+        self
+    }
+}
+
+/// Denied requests that are meant to be denied: those of `principal` (any when absent) to
+/// `service` (any) and `method` (any). At least one of the three must be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ExpectedDenial {
+    /// Who (`user:EMAIL`, `serviceAccount:EMAIL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Member>,
+    /// The API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Why, for the next reader.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub why: String,
+}
+
+impl ExpectedDenial {
+    /// Every denial of `principal`.
+    pub fn of(principal: Member) -> Self {
+        Self {
+            principal: Some(principal),
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`ExpectedDenial::service`].
+    #[must_use]
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// Sets [`ExpectedDenial::method`].
+    #[must_use]
+    pub fn with_method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+
+    /// Sets [`ExpectedDenial::why`].
+    #[must_use]
+    pub fn with_why(mut self, why: impl Into<String>) -> Self {
+        self.why = why.into();
+        self
+    }
 }
 
 fn default_services() -> Vec<String> {
@@ -159,6 +264,7 @@ impl VpcscSpec {
             perimeter,
             access_level: None,
             access_levels: Vec::new(),
+            rollout: Rollout::default(),
         }
     }
 
@@ -194,6 +300,13 @@ impl VpcscSpec {
     #[must_use]
     pub fn with_access_levels(mut self, levels: impl IntoIterator<Item = AccessLevelSpec>) -> Self {
         self.access_levels = levels.into_iter().collect();
+        self
+    }
+
+    /// Sets [`VpcscSpec::rollout`].
+    #[must_use]
+    pub fn with_rollout(mut self, rollout: Rollout) -> Self {
+        self.rollout = rollout;
         self
     }
 }
@@ -839,6 +952,14 @@ impl Spec {
         }
         if v.services.len() > 200 {
             errors.push("vpcsc.services", "at most 200 services");
+        }
+        for (i, e) in v.rollout.expected_denials.iter().enumerate() {
+            if e.principal.is_none() && e.service.is_none() && e.method.is_none() {
+                errors.push(
+                    format!("vpcsc.rollout.expected_denials[{i}]"),
+                    "name a principal, a service or a method: an empty entry would explain every denial",
+                );
+            }
         }
         let p = &v.perimeter;
         if let Err(e) = check_short_name(&p.name) {
