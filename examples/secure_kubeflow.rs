@@ -3,7 +3,10 @@
 //! ```text
 //! cargo run --example secure-kubeflow                       # embedded emulator: apply, verify, summary
 //! cargo run --example secure-kubeflow -- plan [--format text|json|script]
-//! cargo run --example secure-kubeflow -- apply [--enforce | --dry-run-only]
+//! cargo run --example secure-kubeflow -- apply [--enforce | --dry-run-only] [--enforce-now]
+//! cargo run --example secure-kubeflow -- violations [--since 7d] [--entries dry-run] [--json]
+//! cargo run --example secure-kubeflow -- check --principal user:bob@example.com \
+//!     --service bigquery.googleapis.com --method bigquery.tables.getData [--ip 198.51.100.7]
 //! cargo run --example secure-kubeflow -- verify             # exit 3 on high-severity findings
 //! cargo run --example secure-kubeflow -- export gcloud      # the Google-side steps as a bash script
 //! cargo run --example secure-kubeflow -- export manifests   # the Kubernetes side, images pinned
@@ -16,7 +19,10 @@
 //! (services, access policy, access level, the perimeter in dry run first), the network, private
 //! DNS to the restricted VIP, the private GKE cluster, every image mirrored and pinned by digest,
 //! the workload deployed with those images, the IAP-protected ingress, and last the perimeter
-//! enforced once verify finds nothing high. Independent branches run at the same time; a failed
+//! enforced once verify finds nothing high, it has been in dry run for
+//! `vpcsc.rollout.dry_run_for` (read from Google's admin-activity log) and Google's dry-run
+//! logs hold no denial the config does not explain (`violations` lists them and proposes
+//! fixes). Independent branches run at the same time; a failed
 //! step stops only what depends on it, and the summary says what ran and what did not.
 
 // Each example uses part of the shared module.
@@ -55,6 +61,46 @@ enum Command {
         /// Leave the perimeter in dry run, to read its logs before enforcing.
         #[arg(long)]
         dry_run_only: bool,
+        /// Enforce without waiting for `vpcsc.rollout.dry_run_for` or for every dry-run
+        /// denial to be explained (the summary names what was overridden).
+        #[arg(long, conflicts_with = "dry_run_only")]
+        enforce_now: bool,
+    },
+    /// The perimeter's denied requests (Google's Policy Denied audit entries) over a window,
+    /// grouped by who, from where, what and on what; which the config explains; and the
+    /// smallest checked fix for each other group, as config and as gcloud. Reads only.
+    Violations {
+        /// How far back: a whole number and a unit, 90s, 30m, 12h, 7d, 2w.
+        #[arg(long, default_value = "7d")]
+        since: kfsec_core::Window,
+        /// Which entries: dry-run ones (what enforcing would deny), enforced ones, or both.
+        #[arg(long, value_enum, default_value_t = Entries::All)]
+        entries: Entries,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Would this call be allowed? By the live perimeter (enforced and dry run) and by the
+    /// config once applied and enforced, with the rule that decides. Reads only.
+    Check {
+        /// Who calls: user:EMAIL or serviceAccount:EMAIL.
+        #[arg(long, value_parser = principal)]
+        principal: kfsec_core::Member,
+        /// The API, such as bigquery.googleapis.com.
+        #[arg(long)]
+        service: String,
+        /// The method, such as bigquery.tables.getData.
+        #[arg(long)]
+        method: String,
+        /// The caller's public address.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// The project the call comes from (projects/NUMBER), for calls between projects.
+        #[arg(long, value_name = "PROJECT")]
+        from_project: Option<kfsec_core::ProjectNumber>,
+        /// The project called (projects/NUMBER; default: the config's project).
+        #[arg(long, value_name = "PROJECT")]
+        target: Option<kfsec_core::ProjectNumber>,
     },
     /// Every finding about the live state; exit 3 when one is high.
     Verify,
@@ -79,6 +125,21 @@ enum Command {
 enum Export {
     Gcloud,
     Manifests,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Entries {
+    /// Both.
+    All,
+    /// What the dry-run configuration would deny.
+    DryRun,
+    /// What the enforced configuration denied.
+    Enforced,
+}
+
+/// `--principal`: refuses a bare email before anything is read, with the two spellings.
+fn principal(text: &str) -> Result<kfsec_core::Member, String> {
+    kfsec::vpcsc::AccessAttempt::parse_principal(text).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,7 +204,13 @@ async fn main() -> anyhow::Result<()> {
     let what = match &cli.command {
         None | Some(Command::Apply { .. }) => Interrupted::Writes("apply"),
         Some(Command::Destroy { .. }) => Interrupted::Writes("destroy"),
-        Some(Command::Plan { .. } | Command::Verify | Command::Export { .. }) => Interrupted::Reads,
+        Some(
+            Command::Plan { .. }
+            | Command::Verify
+            | Command::Export { .. }
+            | Command::Violations { .. }
+            | Command::Check { .. },
+        ) => Interrupted::Reads,
     };
     or_interrupted(what, run(cli)).await
 }
@@ -160,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.clone().unwrap_or(Command::Apply {
         enforce: false,
         dry_run_only: false,
+        enforce_now: false,
     });
     match command {
         Command::Plan { format } => {
@@ -197,11 +265,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Destroy { yes } => return destroy(&kfsec, &config, yes).await,
+        Command::Violations {
+            since,
+            entries,
+            json,
+        } => {
+            let which = match entries {
+                Entries::All => kfsec::vpcsc::Which::All,
+                Entries::DryRun => kfsec::vpcsc::Which::DryRun,
+                Entries::Enforced => kfsec::vpcsc::Which::Enforced,
+            };
+            let found = kfsec.violations(&config, since, which).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                print!("{}", found.render_text());
+            }
+            return Ok(());
+        }
+        Command::Check {
+            principal,
+            service,
+            method,
+            ip,
+            from_project,
+            target,
+        } => {
+            let target = match target {
+                Some(t) => t,
+                None => kfsec.config_project_number(&config).await?,
+            };
+            let mut attempt = kfsec::vpcsc::AccessAttempt::new(principal, service, method, target);
+            if let Some(ip) = ip {
+                attempt = attempt.with_caller_ip(ip);
+            }
+            if let Some(p) = from_project {
+                attempt = attempt.with_source_project(p);
+            }
+            print!("{}", kfsec.check(&config, attempt).await?.render_text());
+            return Ok(());
+        }
         Command::Apply { .. } => {}
     }
     let Command::Apply {
         enforce,
         dry_run_only,
+        enforce_now,
     } = command
     else {
         unreachable!()
@@ -220,6 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ApplyOptions {
                 enforce,
                 dry_run_only,
+                enforce_now,
                 ..ApplyOptions::default()
             },
         )
@@ -274,7 +384,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .find(|s| !matches!(s.state, StepState::Done { .. }))
         {
             incomplete = true;
+            let held = s.error.as_deref().and_then(|e| match e {
+                kfsec::StageError::DryRunHeld { missing, .. } => Some(missing.clone()),
+                _ => None,
+            });
             match &s.state {
+                StepState::Failed { .. } if held.is_some() => format!(
+                    "in place in dry run, NOT enforced yet: {}",
+                    held.unwrap_or_default()
+                ),
                 StepState::Failed { .. } => format!("FAILED at {}: see Steps above", s.id),
                 StepState::Skipped { reason } => format!("not run: {reason}"),
                 StepState::Done { .. } => unreachable!(),

@@ -120,6 +120,16 @@ pub enum StageError {
         /// The findings that block enforcement (their codes are stable).
         blockers: Vec<Finding>,
     },
+    /// The perimeter was left in dry run: it has not been in dry run for
+    /// `vpcsc.rollout.dry_run_for`, or its dry-run logs hold denials the config does not
+    /// explain. Nothing is wrong; `apply` again later (or with `enforce_now`).
+    #[error("left in dry run, not enforced yet: {missing}")]
+    DryRunHeld {
+        /// What is missing, in words: when to come back, and the unexplained groups.
+        missing: String,
+        /// The evidence read.
+        rollout: Box<crate::rollout::Rollout>,
+    },
     /// A step that this one builds on left nothing to build on: a bug in kfsec.
     #[error("{0}: this is a bug in kfsec, please report it")]
     Internal(&'static str),
@@ -149,9 +159,10 @@ impl StageError {
             Self::Ingress(e) => e.kind(),
             Self::Workload(e) => e.kind(),
             Self::ClusterAccess(e) => e.kind(),
-            Self::ImagesFailed { .. } | Self::Failed { .. } | Self::NotEnforced { .. } => {
-                ErrorKind::FailedPrecondition
-            }
+            Self::ImagesFailed { .. }
+            | Self::Failed { .. }
+            | Self::NotEnforced { .. }
+            | Self::DryRunHeld { .. } => ErrorKind::FailedPrecondition,
             Self::Internal(_) | Self::Graph(_) => ErrorKind::Other,
         }
     }

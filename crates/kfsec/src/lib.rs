@@ -9,6 +9,8 @@ pub mod error;
 #[cfg(feature = "workflow")]
 pub mod graph;
 #[cfg(feature = "workflow")]
+pub mod rollout;
+#[cfg(feature = "workflow")]
 pub mod workflow;
 #[cfg(feature = "workflow")]
 pub mod workload;
@@ -31,6 +33,8 @@ pub use config::{Config, WorkloadSpec};
 pub use destroy::DestroyOptions;
 #[cfg(feature = "workflow")]
 pub use error::{Stage, StageError};
+#[cfg(feature = "workflow")]
+pub use rollout::{CheckAnswer, Rollout, Violations};
 #[cfg(feature = "workflow")]
 pub use workflow::{
     ApplyOptions, ClusterAccessError, Kfsec, WorkflowError, WorkflowPlan, WorkflowReport,

@@ -107,6 +107,10 @@ pub struct ApplyOptions {
     /// Run the steps one after another, in the guide's order, instead of every independent
     /// branch at once (to measure what the graph saves).
     pub sequential: bool,
+    /// Enforce even when the perimeter has not been in dry run for `vpcsc.rollout.dry_run_for`
+    /// or the dry-run logs hold denials the config does not explain; the enforce step's
+    /// summary names what was overridden.
+    pub enforce_now: bool,
 }
 
 /// The result of `apply`: every step, in graph order, and the time it all took.
@@ -874,7 +878,10 @@ impl Kfsec {
         };
         // The steps borrow all of this; they run before this function returns.
         let (vpcsc, gke, dns, mirror, wanted) = (&vpcsc, &gke, &dns, &mirror, &wanted);
+        // What `--enforce-now` overrode, for the enforce step's summary.
+        let overridden: Mutex<Option<String>> = Mutex::new(None);
         let (gke_plan, mirrors, dry_run_spec) = (&gke_plan, &mirrors, &dry_run_spec);
+        let overridden = &overridden;
 
         let mut steps = vec![
             Step::new(
@@ -1055,7 +1062,7 @@ impl Kfsec {
         if want_enforced {
             steps.push(Step::new(
                 "enforce",
-                "the perimeter enforced, once verify finds nothing high in dry run",
+                "the perimeter enforced, once verify finds nothing high, it has been in dry run for vpcsc.rollout.dry_run_for and every dry-run denial is explained",
                 &["perimeter", "images", "dns"],
                 move || {
                     async move {
@@ -1072,6 +1079,24 @@ impl Kfsec {
                             if !blockers.is_empty() {
                                 return Err(StageError::NotEnforced { blockers });
                             }
+                            // The evidence: long enough in dry run, and every dry-run denial
+                            // since explained by the config.
+                            let rollout = vpcsc_read(self, "read the dry run's audit logs", || {
+                                self.rollout_with(config)
+                            })
+                            .await?;
+                            if !rollout.may_enforce() {
+                                if !options.enforce_now {
+                                    return Err(StageError::DryRunHeld {
+                                        missing: rollout.what_is_missing(),
+                                        rollout: Box::new(rollout),
+                                    });
+                                }
+                                let missing = rollout.what_is_missing();
+                                tracing::warn!(%missing, "enforcing now, as --enforce-now asks");
+                                *overridden.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                    Some(missing);
+                            }
                         }
                         let mut enforced = config.vpcsc.clone();
                         enforced.vpcsc.perimeter.mode = kfsec_vpcsc::Mode::Enforced;
@@ -1079,7 +1104,18 @@ impl Kfsec {
                             vpcsc.plan(&enforced)
                         })
                         .await?;
-                        checked(vpcsc.apply(&plan).await?)
+                        let mut out = checked(vpcsc.apply(&plan).await?)?;
+                        let overridden = overridden
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .take();
+                        if let Some(missing) = overridden {
+                            out.summary = format!(
+                                "{}; ENFORCED EARLY (--enforce-now): {missing}",
+                                out.summary
+                            );
+                        }
+                        Ok(out)
                     }
                     .boxed()
                 },

@@ -14,7 +14,7 @@ use crate::evaluate::{AccessAttempt, Decision};
 use crate::handle::VpcscPlan;
 use crate::spec::{
     AccessLevelSpec, ApiOperation, EgressFrom, EgressPolicy, ExpectedDenial, IngressFrom,
-    IngressPolicy, RuleTo, Spec,
+    IngressPolicy, RuleTo, Spec, VpcscSpec,
 };
 
 /// How many distinct caller addresses a group keeps (the count is exact; the list is a
@@ -213,6 +213,18 @@ impl ViolationReport {
             .map(|(i, g)| (g.key.clone(), i))
             .collect();
         self
+    }
+
+    /// Keeps the groups `keep` says yes to (and counts only their entries).
+    pub fn retain(&mut self, keep: impl Fn(&ViolationGroup) -> bool) {
+        self.groups.retain(|g| keep(g));
+        self.entries = self.groups.iter().map(|g| g.count).sum();
+        self.index = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.key.clone(), i))
+            .collect();
     }
 
     /// The dry-run groups: what enforcing would deny.
@@ -438,28 +450,7 @@ impl VpcscPlan {
     /// The spec with `fix` added.
     pub fn spec_with(&self, fix: &Fix) -> Spec {
         let mut spec = self.spec.clone();
-        let v = &mut spec.vpcsc;
-        match fix {
-            Fix::AccessLevelMember { level, member } => {
-                let existing = v
-                    .access_level
-                    .iter_mut()
-                    .chain(v.access_levels.iter_mut())
-                    .find(|l| &l.name == level);
-                match existing {
-                    Some(l) => {
-                        if !l.members.contains(member) {
-                            l.members.push(member.clone());
-                        }
-                    }
-                    None => v
-                        .access_levels
-                        .push(AccessLevelSpec::new(level.clone()).with_members([member.clone()])),
-                }
-            }
-            Fix::Ingress(rule) => v.perimeter.ingress_policies.push(rule.clone()),
-            Fix::Egress(rule) => v.perimeter.egress_policies.push(rule.clone()),
-        }
+        fix.apply_to(&mut spec.vpcsc);
         spec
     }
 
@@ -485,7 +476,7 @@ impl VpcscPlan {
                 allows_logged = false;
                 checks.push(format!("still denied: {}: {}", g.describe(), d.explain()));
             }
-            for (what, wider) in widenings(&attempt, g) {
+            for (what, wider) in widenings(&fix, &attempt, g) {
                 let before = self.evaluate(&wider);
                 let after: Decision = fixed.evaluate(&wider);
                 if after.allowed && !before.allowed {
@@ -498,11 +489,14 @@ impl VpcscPlan {
             checks.insert(0, format!("allows the {entries} logged request(s)"));
         }
         if nothing_wider {
-            checks.push(
-                "another identity, another project or another method stays denied".to_string(),
-            );
+            checks.push(match fix {
+                Fix::AccessLevelMember { .. } => {
+                    "another identity stays denied (the member may call every restricted service, as an access level grants)".to_string()
+                }
+                _ => "another identity, another project or another method stays denied".to_string(),
+            });
         }
-        let yaml = fix_yaml(&fix);
+        let yaml = fix_yaml(&fixed.spec.vpcsc, &fix);
         let gcloud = fix_gcloud(&fixed, &fix);
         ProposedFix {
             fix,
@@ -521,13 +515,22 @@ fn is_project(s: &str) -> bool {
     s.parse::<ProjectNumber>().is_ok()
 }
 
-/// Calls just beyond a group's: another identity, another target project, another method.
-fn widenings(attempt: &AccessAttempt, g: &ViolationGroup) -> Vec<(String, AccessAttempt)> {
+/// Calls just beyond a group's that the fix must not allow: another identity; for a rule,
+/// also another target project and another method. (A person added to an access level may
+/// call any restricted service: that is what an access level says, and the fix says so.)
+fn widenings(
+    fix: &Fix,
+    attempt: &AccessAttempt,
+    g: &ViolationGroup,
+) -> Vec<(String, AccessAttempt)> {
     let mut out = Vec::new();
     if let Ok(other) = "user:someone-else@kfsec.invalid".parse::<Member>() {
         let mut a = attempt.clone();
         a.principal = other;
         out.push(("another identity".to_string(), a));
+    }
+    if matches!(fix, Fix::AccessLevelMember { .. }) {
+        return out;
     }
     let mut a = attempt.clone();
     a.target = ProjectNumber::new(attempt.target.get().wrapping_add(1));
@@ -540,13 +543,10 @@ fn widenings(attempt: &AccessAttempt, g: &ViolationGroup) -> Vec<(String, Access
 
 #[derive(Serialize)]
 struct YamlLevel<'a> {
-    access_levels: Vec<YamlLevelEntry<'a>>,
-}
-
-#[derive(Serialize)]
-struct YamlLevelEntry<'a> {
-    name: &'a str,
-    members: Vec<&'a Member>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_level: Option<&'a AccessLevelSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_levels: Option<Vec<&'a AccessLevelSpec>>,
 }
 
 #[derive(Serialize)]
@@ -562,15 +562,22 @@ struct YamlRules<'a> {
     egress_policies: Option<Vec<&'a EgressPolicy>>,
 }
 
-/// The lines to add under `vpcsc:` in the config.
-fn fix_yaml(fix: &Fix) -> String {
+/// The lines to add under `vpcsc:` in the config (`fixed`: the section with the fix in it;
+/// a level is shown whole, with its new member, under the key the config has it).
+fn fix_yaml(fixed: &VpcscSpec, fix: &Fix) -> String {
     let text = match fix {
-        Fix::AccessLevelMember { level, member } => yaml_serde::to_string(&YamlLevel {
-            access_levels: vec![YamlLevelEntry {
-                name: level,
-                members: vec![member],
-            }],
-        }),
+        Fix::AccessLevelMember { level, .. } => {
+            let single = fixed.access_level.as_ref().filter(|l| &l.name == level);
+            let listed = fixed.access_levels.iter().find(|l| &l.name == level);
+            yaml_serde::to_string(&YamlLevel {
+                access_level: single,
+                access_levels: if single.is_none() {
+                    listed.map(|l| vec![l])
+                } else {
+                    None
+                },
+            })
+        }
         Fix::Ingress(rule) => yaml_serde::to_string(&YamlPerimeter {
             perimeter: YamlRules {
                 ingress_policies: Some(vec![rule]),
@@ -675,6 +682,34 @@ fn rule_to_json(to: &RuleTo) -> serde_json::Value {
             "methodSelectors": o.methods.iter().map(|m| serde_json::json!({"method": m})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
+}
+
+impl Fix {
+    /// Adds the fix to a `vpcsc` section, as a person would edit the config: the member to the
+    /// level (created when the section has no level of that name), the rule to the perimeter.
+    pub fn apply_to(&self, vpcsc: &mut VpcscSpec) {
+        match self {
+            Fix::AccessLevelMember { level, member } => {
+                let existing = vpcsc
+                    .access_level
+                    .iter_mut()
+                    .chain(vpcsc.access_levels.iter_mut())
+                    .find(|l| &l.name == level);
+                match existing {
+                    Some(l) => {
+                        if !l.members.contains(member) {
+                            l.members.push(member.clone());
+                        }
+                    }
+                    None => vpcsc
+                        .access_levels
+                        .push(AccessLevelSpec::new(level.clone()).with_members([member.clone()])),
+                }
+            }
+            Fix::Ingress(rule) => vpcsc.perimeter.ingress_policies.push(rule.clone()),
+            Fix::Egress(rule) => vpcsc.perimeter.egress_policies.push(rule.clone()),
+        }
+    }
 }
 
 impl ExpectedDenial {

@@ -171,6 +171,13 @@ pub struct Rollout {
     pub expected_denials: Vec<ExpectedDenial>,
 }
 
+impl Combining {
+    /// Whether it is [`Combining::And`], the default (left out when a level is written out).
+    pub fn is_and(&self) -> bool {
+        *self == Self::And
+    }
+}
+
 impl Default for Rollout {
     fn default() -> Self {
         Self {
@@ -523,12 +530,16 @@ impl ApiOperation {
 #[non_exhaustive]
 pub struct IngressFrom {
     /// Access levels (short names or full names, `*` for any) that requests may come through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access_levels: Vec<String>,
     /// Resources (`projects/NUMBER`) that requests may come from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
     /// Identities allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<Member>,
     /// A class of identities instead of a list.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_type: Option<IdentityType>,
 }
 
@@ -622,8 +633,10 @@ impl IngressPolicy {
 #[non_exhaustive]
 pub struct EgressFrom {
     /// Identities allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<Member>,
     /// A class of identities instead of a list.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_type: Option<IdentityType>,
 }
 
@@ -683,28 +696,28 @@ pub struct AccessLevelSpec {
     /// Short name: a letter, then letters, digits and `_` (no hyphens), at most 50.
     pub name: String,
     /// Title (default: the name).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Users and service accounts (`group:` is not accepted by access levels).
     #[serde(default)]
     pub members: Vec<Member>,
     /// Source IP ranges.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip_subnetworks: Vec<Cidr>,
     /// ISO 3166 alpha-2 region codes (`US`, `DE`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
     /// Other levels (short names) that must also be satisfied.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_levels: Vec<String>,
     /// Negate the condition.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub negate: bool,
     /// AND (default) or OR.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Combining::is_and")]
     pub combining: Combining,
     /// When true, the lists become exactly the spec; default false merges with live entries.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
 }
 

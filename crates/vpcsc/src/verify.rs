@@ -117,7 +117,7 @@ pub(crate) fn findings(spec: &Spec, observed: &Observed) -> Vec<Finding> {
                 DRY_RUN_ONLY,
                 &name,
                 format!("{} ({}) is inside the perimeter in dry run only: violations are logged, not blocked", spec.project, observed.project_resource),
-                format!("when the dry-run logs are clean, enforce it: set mode: enforced and apply, or `gcloud access-context-manager perimeters dry-run enforce {} --policy={}`", spec.vpcsc.perimeter.name, policy.name.trim_start_matches("accessPolicies/")),
+                format!("with mode: enforced, apply enforces it once it has been in dry run for vpcsc.rollout.dry_run_for ({}) and every dry-run denial is explained (`secure-kubeflow violations` lists them and the fixes); by hand: `gcloud access-context-manager perimeters dry-run enforce {} --policy={}`", spec.vpcsc.rollout.dry_run_for, spec.vpcsc.perimeter.name, policy.name.trim_start_matches("accessPolicies/")),
             ));
         } else {
             out.push(Finding::new(

@@ -8,6 +8,7 @@ mod faults;
 mod gcloud;
 mod kubeflow;
 mod refuse;
+mod rollout;
 mod waits;
 mod workflow;
 mod workload;
