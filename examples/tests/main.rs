@@ -416,4 +416,129 @@ mod secure_kubeflow {
             );
         }
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn violations_and_check_explain_the_dry_run_and_refuse_bad_input_before_any_request() {
+        let (emu, _dir, endpoints) = running_emulator(EmulatorOptions::default()).await;
+        let applied = run(
+            "secure-kubeflow",
+            &["apply", "--dry-run-only", "--endpoints", &endpoints],
+        )
+        .await;
+        // In dry run, verify's findings are high (violations are logged, not blocked): exit 3.
+        assert_eq!(applied.status.code(), Some(3), "{:?}", text(&applied));
+        emu.access_attempts(&serde_json::json!([
+            {"principal": "user:bob@example.com", "caller_ip": "198.51.100.7",
+             "service": "bigquery.googleapis.com", "method": "bigquery.tables.getData",
+             "target_project": "projects/123456789012"},
+            {"principal": "user:bob@example.com", "caller_ip": "198.51.100.7",
+             "service": "bigquery.googleapis.com", "method": "bigquery.tables.getData",
+             "target_project": "projects/123456789012"}
+        ]));
+
+        let since = emu.requests().len();
+        let out = run(
+            "secure-kubeflow",
+            &["violations", "--since", "1h", "--endpoints", &endpoints],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("dry-run x2  ingress bob@example.com internet -> bigquery.googleapis.com bigquery.tables.getData"), "{stdout}");
+        assert!(stdout.contains("UNEXPLAINED"), "{stdout}");
+        assert!(stdout.contains("fix 1: access-level member"), "{stdout}");
+        assert!(stdout.contains("- user:bob@example.com"), "{stdout}");
+        assert!(
+            stdout.contains("gcloud access-context-manager levels update kubeflow"),
+            "{stdout}"
+        );
+        assert_eq!(mutating(&emu, since), Vec::<String>::new(), "reads only");
+
+        let out = run(
+            "secure-kubeflow",
+            &["violations", "--json", "--endpoints", &endpoints],
+        )
+        .await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(json["report"]["groups"][0]["count"], 2, "{stdout}");
+        assert_eq!(json["report"]["since"], "7d");
+        assert_eq!(json["explanation"]["fixes"][0]["allows_logged"], true);
+
+        let check = |who: &'static str| {
+            let endpoints = endpoints.clone();
+            async move {
+                run(
+                    "secure-kubeflow",
+                    &[
+                        "check",
+                        "--principal",
+                        who,
+                        "--service",
+                        "bigquery.googleapis.com",
+                        "--method",
+                        "bigquery.tables.getData",
+                        "--ip",
+                        "198.51.100.7",
+                        "--endpoints",
+                        &endpoints,
+                    ],
+                )
+                .await
+            }
+        };
+        let out = check("user:bob@example.com").await;
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("the config, once applied and enforced: DENIED"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("NO_MATCHING_ACCESS_LEVEL"), "{stdout}");
+        assert!(
+            stdout.contains("the live enforced configuration: none yet"),
+            "{stdout}"
+        );
+        let out = check("user:alice@example.com").await;
+        let (stdout, _) = text(&out);
+        assert!(
+            stdout.contains("the config, once applied and enforced: ALLOWED"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("kubeflow"),
+            "the level that grants it: {stdout}"
+        );
+
+        // Bad input: refused with the fix, before any request.
+        let since = emu.requests().len();
+        for (args, wanted) in [
+            (
+                vec!["violations", "--since", "7 days"],
+                "90s, 30m, 12h, 7d or 2w",
+            ),
+            (vec!["violations", "--since", "1.5h"], "7d"),
+            (
+                vec![
+                    "check",
+                    "--principal",
+                    "bob@example.com",
+                    "--service",
+                    "s",
+                    "--method",
+                    "m",
+                ],
+                "user:bob@example.com",
+            ),
+        ] {
+            let mut args = args.clone();
+            args.extend(["--endpoints", &endpoints]);
+            let out = run("secure-kubeflow", &args).await;
+            let (stdout, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}\n{stderr}");
+            assert!(stderr.contains(wanted), "{args:?}: {stderr}");
+        }
+        assert_eq!(emu.requests().len(), since, "nothing was sent");
+    }
 }

@@ -166,13 +166,20 @@ impl CheckAnswer {
             "  the config, once applied and enforced: {}",
             line(&self.config)
         );
-        match (&self.enforced, &self.dry_run) {
-            (Some(e), Some(d)) => {
-                let _ = writeln!(out, "  the live enforced configuration: {}", line(e));
-                let _ = writeln!(out, "  the live dry-run configuration: {}", line(d));
-            }
-            _ => out.push_str("  no live perimeter yet\n"),
-        }
+        let _ = writeln!(
+            out,
+            "  the live enforced configuration: {}",
+            self.enforced
+                .as_ref()
+                .map_or_else(|| "none yet (nothing is enforced)".to_string(), line)
+        );
+        let _ = writeln!(
+            out,
+            "  the live dry-run configuration: {}",
+            self.dry_run
+                .as_ref()
+                .map_or_else(|| "none (no perimeter yet)".to_string(), line)
+        );
         for note in &self.config.notes {
             let _ = writeln!(out, "  note: {note}");
         }
