@@ -205,7 +205,9 @@ fn operations_match(to: &Value, ctx: &Ctx<'_>) -> bool {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        selectors.is_empty()
+        // `serviceName: "*"` allows every method; a named service allows only the methods its
+        // selectors name (`*` for all of them): with no selector, none.
+        service == "*"
             || selectors.iter().any(|s| {
                 s.get("method")
                     .and_then(Value::as_str)
@@ -608,6 +610,49 @@ mod tests {
         assert!(!vpc_accessible(&on, false, "pubsub.googleapis.com"));
         let none = json!({"vpcAccessibleServices": {"enableRestriction": true}});
         assert!(!vpc_accessible(&none, true, "storage.googleapis.com"));
+    }
+
+    #[test]
+    fn an_operation_without_method_selectors_allows_no_method() {
+        let attempt: Attempt = serde_json::from_value(json!({
+            "principal": "user:alice@example.com",
+            "service": "storage.googleapis.com",
+            "method": "google.storage.objects.get",
+            "target_project": "projects/1",
+        }))
+        .unwrap();
+        let ctx = Ctx {
+            attempt: &attempt,
+            email: "alice@example.com",
+            is_user: true,
+            target: Proj {
+                number: "1".into(),
+                id: "p".into(),
+            },
+            source: None,
+        };
+        let to = |ops: Value| json!({ "operations": ops });
+        let storage = |selectors: Value| json!([{"serviceName": "storage.googleapis.com", "methodSelectors": selectors}]);
+        assert!(!operations_match(&to(storage(json!([]))), &ctx));
+        assert!(!operations_match(
+            &to(json!([{"serviceName": "storage.googleapis.com"}])),
+            &ctx
+        ));
+        assert!(operations_match(
+            &to(storage(json!([{"method": "*"}]))),
+            &ctx
+        ));
+        assert!(operations_match(
+            &to(storage(json!([{"method": "google.storage.objects.get"}]))),
+            &ctx
+        ));
+        assert!(!operations_match(
+            &to(storage(
+                json!([{"method": "google.storage.objects.create"}])
+            )),
+            &ctx
+        ));
+        assert!(operations_match(&to(json!([{"serviceName": "*"}])), &ctx));
     }
 
     #[test]
