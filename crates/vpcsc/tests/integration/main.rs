@@ -3,6 +3,7 @@
 
 mod common;
 mod concurrency;
+mod differential;
 mod faults;
 mod flows;
 mod gcloud;
