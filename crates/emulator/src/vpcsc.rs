@@ -205,7 +205,9 @@ fn operations_match(to: &Value, ctx: &Ctx<'_>) -> bool {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        selectors.is_empty()
+        // `serviceName: "*"` allows every method; a named service allows only the methods its
+        // selectors name (`*` for all of them): with no selector, none.
+        service == "*"
             || selectors.iter().any(|s| {
                 s.get("method")
                     .and_then(Value::as_str)
@@ -269,6 +271,21 @@ fn egress_allowed(config: &Value, ctx: &Ctx<'_>) -> bool {
     })
 }
 
+/// Whether a call from inside the perimeter may reach `service` under its VPC accessible
+/// services: always when `enableRestriction` is off; else only a service `allowedServices`
+/// lists by name, or any restricted service when it lists `RESTRICTED-SERVICES`.
+fn vpc_accessible(config: &Value, restricted: bool, service: &str) -> bool {
+    let Some(vpc) = config.get("vpcAccessibleServices") else {
+        return true;
+    };
+    if vpc.get("enableRestriction").and_then(Value::as_bool) != Some(true) {
+        return true;
+    }
+    strs(vpc.get("allowedServices"))
+        .iter()
+        .any(|s| *s == service || (*s == "RESTRICTED-SERVICES" && restricted))
+}
+
 /// The configuration of `perimeter` evaluated in `mode`, `None` when it has none there (no
 /// dry-run evaluation without an explicit spec: the implicit spec equals `status` and Google
 /// logs nothing for it).
@@ -297,11 +314,13 @@ fn evaluate_perimeter(
     if !target_in && !source_in {
         return None;
     }
-    let restricted = strs(config.get("restrictedServices"));
-    if !restricted
+    let restricted = strs(config.get("restrictedServices"))
         .iter()
-        .any(|s| *s == "*" || *s == ctx.attempt.service)
-    {
+        .any(|s| *s == "*" || *s == ctx.attempt.service);
+    if source_in && !vpc_accessible(config, restricted, &ctx.attempt.service) {
+        return Some(("SERVICE_NOT_ALLOWED_FROM_VPC", false));
+    }
+    if !restricted {
         return None;
     }
     if target_in && source_in {
@@ -575,6 +594,65 @@ mod tests {
         assert!(ip_in_cidr("2001:db8::1", "2001:db8::/32"));
         assert!(!ip_in_cidr("2001:db8::1", "10.0.0.0/8"));
         assert!(!ip_in_cidr("nope", "10.0.0.0/8"));
+    }
+
+    #[test]
+    fn vpc_accessible_services_limit_calls_from_inside() {
+        let off = json!({"vpcAccessibleServices": {"allowedServices": []}});
+        assert!(vpc_accessible(&off, false, "pubsub.googleapis.com"));
+        assert!(vpc_accessible(&json!({}), true, "pubsub.googleapis.com"));
+        let on = json!({"vpcAccessibleServices": {
+            "enableRestriction": true,
+            "allowedServices": ["RESTRICTED-SERVICES", "compute.googleapis.com"],
+        }});
+        assert!(vpc_accessible(&on, false, "compute.googleapis.com"));
+        assert!(vpc_accessible(&on, true, "storage.googleapis.com"));
+        assert!(!vpc_accessible(&on, false, "pubsub.googleapis.com"));
+        let none = json!({"vpcAccessibleServices": {"enableRestriction": true}});
+        assert!(!vpc_accessible(&none, true, "storage.googleapis.com"));
+    }
+
+    #[test]
+    fn an_operation_without_method_selectors_allows_no_method() {
+        let attempt: Attempt = serde_json::from_value(json!({
+            "principal": "user:alice@example.com",
+            "service": "storage.googleapis.com",
+            "method": "google.storage.objects.get",
+            "target_project": "projects/1",
+        }))
+        .unwrap();
+        let ctx = Ctx {
+            attempt: &attempt,
+            email: "alice@example.com",
+            is_user: true,
+            target: Proj {
+                number: "1".into(),
+                id: "p".into(),
+            },
+            source: None,
+        };
+        let to = |ops: Value| json!({ "operations": ops });
+        let storage = |selectors: Value| json!([{"serviceName": "storage.googleapis.com", "methodSelectors": selectors}]);
+        assert!(!operations_match(&to(storage(json!([]))), &ctx));
+        assert!(!operations_match(
+            &to(json!([{"serviceName": "storage.googleapis.com"}])),
+            &ctx
+        ));
+        assert!(operations_match(
+            &to(storage(json!([{"method": "*"}]))),
+            &ctx
+        ));
+        assert!(operations_match(
+            &to(storage(json!([{"method": "google.storage.objects.get"}]))),
+            &ctx
+        ));
+        assert!(!operations_match(
+            &to(storage(
+                json!([{"method": "google.storage.objects.create"}])
+            )),
+            &ctx
+        ));
+        assert!(operations_match(&to(json!([{"serviceName": "*"}])), &ctx));
     }
 
     #[test]

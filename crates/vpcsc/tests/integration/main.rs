@@ -4,6 +4,7 @@
 mod audit;
 mod common;
 mod concurrency;
+mod differential;
 mod faults;
 mod flows;
 mod gcloud;
