@@ -529,7 +529,7 @@ impl AuditLog {
         )
     }
 
-    /// Reads every entry the query selects and groups them ([`ViolationReport`]); memory
+    /// Reads every entry the query selects and groups them ([`ViolationReport`](crate::ViolationReport)); memory
     /// grows with the number of groups, not of entries.
     pub async fn report(
         &self,
