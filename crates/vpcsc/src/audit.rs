@@ -486,6 +486,11 @@ impl AuditLog {
 
     /// The raw pages of entries (empty when the query is invalid: [`AuditLog::violations`]
     /// reports that).
+    ///
+    /// The next page is fetched while the caller parses the current one: on the first poll a
+    /// task drives the paginator and hands each page over a channel of one, so at most three
+    /// pages are alive (the one parsed, the one waiting, the one arriving). The task stops
+    /// after the first error (sent as the last item) and when the stream is dropped.
     fn pages(
         &self,
         query: &ViolationQuery,
@@ -501,30 +506,19 @@ impl AuditLog {
         let progress = self.progress.clone();
         let paginator = valid.then(|| builder.by_page());
         futures::stream::unfold(
-            (paginator, 0usize, 0usize),
-            move |(paginator, pages, entries)| {
-                let progress = progress.clone();
-                async move {
-                    let mut paginator = paginator?;
-                    match paginator.next().await? {
-                        Ok(page) => {
-                            let entries = entries + page.entries.len();
-                            progress.emit(kfsec_core::ProgressEvent::Items {
-                                step: "read Policy Denied entries".to_string(),
-                                done: entries,
-                                total: entries,
-                            });
-                            Some((Ok(page.entries), (Some(paginator), pages + 1, entries)))
-                        }
-                        Err(e) => Some((
-                            Err(VpcscError::Cloud(kfsec_core::CloudError::new(
-                                format!("read the Policy Denied entries (page {})", pages + 1),
-                                e,
-                            ))),
-                            (None, pages, entries),
-                        )),
+            Prefetch::NotStarted(paginator.map(|p| (p, progress))),
+            |state| async move {
+                let (mut rx, task) = match state {
+                    Prefetch::NotStarted(None) => return None,
+                    Prefetch::NotStarted(Some((paginator, progress))) => {
+                        let (tx, rx) = tokio::sync::mpsc::channel(1);
+                        let task = tokio::spawn(read_pages(paginator, progress, tx));
+                        (rx, AbortOnDrop(task))
                     }
-                }
+                    Prefetch::Running(rx, task) => (rx, task),
+                };
+                let page = rx.recv().await?;
+                Some((page, Prefetch::Running(rx, task)))
             },
         )
     }
@@ -591,6 +585,62 @@ impl AuditLog {
             }
         }
         Ok(start)
+    }
+}
+
+/// The state of [`AuditLog::pages`]: the paginator before the first poll, then the channel
+/// its task fills.
+enum Prefetch<P> {
+    NotStarted(Option<(P, Progress)>),
+    Running(
+        tokio::sync::mpsc::Receiver<Result<Vec<LogEntry>, VpcscError>>,
+        AbortOnDrop,
+    ),
+}
+
+/// Stops the page task when the stream that reads it is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads every page into `tx`, reporting progress; stops after the first error (sent) or when
+/// the reader is gone.
+async fn read_pages<P>(
+    mut paginator: P,
+    progress: Progress,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<LogEntry>, VpcscError>>,
+) where
+    P: google_cloud_gax::paginator::Paginator<
+            google_cloud_logging_v2::model::ListLogEntriesResponse,
+            google_cloud_logging_v2::Error,
+        >,
+{
+    let (mut pages, mut entries) = (0usize, 0usize);
+    while let Some(page) = paginator.next().await {
+        let item = match page {
+            Ok(page) => {
+                pages += 1;
+                entries += page.entries.len();
+                progress.emit(kfsec_core::ProgressEvent::Items {
+                    step: "read Policy Denied entries".to_string(),
+                    done: entries,
+                    total: entries,
+                });
+                Ok(page.entries)
+            }
+            Err(e) => Err(VpcscError::Cloud(kfsec_core::CloudError::new(
+                format!("read the Policy Denied entries (page {})", pages + 1),
+                e,
+            ))),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
     }
 }
 
