@@ -607,6 +607,11 @@ mod tests {
         }
         let w: Window = serde_json::from_value(serde_json::json!("7d")).unwrap();
         assert_eq!(serde_json::to_value(w).unwrap(), serde_json::json!("7d"));
+        // YAML's `dry_run_for: 0` is a number; any other bare number lacks its unit.
+        let zero: Window = serde_json::from_value(serde_json::json!(0)).unwrap();
+        assert_eq!(zero.duration().as_secs(), 0);
+        let err = serde_json::from_value::<Window>(serde_json::json!(7)).unwrap_err();
+        assert!(err.to_string().contains("7d"), "{err}");
     }
 
     #[test]
@@ -762,8 +767,26 @@ mod tests {
 /// assert!("7 days".parse::<Window>().unwrap_err().to_string().contains("7d"));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "WindowText", into = "String")]
 pub struct Window(std::time::Duration);
+
+/// A window as YAML may hold it: text (`7d`), or the bare number `0`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WindowText {
+    Text(String),
+    Number(u64),
+}
+
+impl TryFrom<WindowText> for Window {
+    type Error = IdError;
+    fn try_from(w: WindowText) -> Result<Self, IdError> {
+        match w {
+            WindowText::Text(s) => s.parse(),
+            WindowText::Number(n) => n.to_string().parse(),
+        }
+    }
+}
 
 impl Window {
     /// The window of `duration` (whole seconds are kept).
