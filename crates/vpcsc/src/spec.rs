@@ -975,6 +975,37 @@ impl Spec {
             }
         }
         let p = &v.perimeter;
+        let rules = p
+            .ingress_policies
+            .iter()
+            .map(|r| &r.to)
+            .enumerate()
+            .map(|(i, to)| (format!("vpcsc.perimeter.ingress_policies[{i}]"), to))
+            .chain(
+                p.egress_policies
+                    .iter()
+                    .map(|r| &r.to)
+                    .enumerate()
+                    .map(|(i, to)| (format!("vpcsc.perimeter.egress_policies[{i}]"), to)),
+            );
+        for (at, to) in rules {
+            for (j, op) in to.operations.iter().enumerate() {
+                if op.service_name.is_empty() {
+                    errors.push(
+                        format!("{at}.to.operations[{j}].service_name"),
+                        "name the API (storage.googleapis.com), or \"*\" for every service",
+                    );
+                } else if op.service_name != "*" && op.methods.is_empty() {
+                    errors.push(
+                        format!("{at}.to.operations[{j}].methods"),
+                        format!(
+                            "list the methods of {} this rule allows, or [\"*\"] for all of them: an empty list allows none",
+                            op.service_name
+                        ),
+                    );
+                }
+            }
+        }
         if let Err(e) = check_short_name(&p.name) {
             errors.push("vpcsc.perimeter.name", e);
         }
@@ -1090,6 +1121,32 @@ vpcsc:
     name: kubeflow
     members: [user:alice@example.com]
 "#;
+
+    #[test]
+    fn a_rule_operation_without_methods_and_an_empty_expected_denial_are_refused_with_the_fix() {
+        let text = GOOD.replace(
+            "    restricted_services: [storage.googleapis.com]\n",
+            "    restricted_services: [storage.googleapis.com]\n    egress_policies:\n      - from: {identities: [\"serviceAccount:a@kf-dev.iam.gserviceaccount.com\"]}\n        to: {resources: [projects/2], operations: [{service_name: storage.googleapis.com}, {service_name: \"*\"}]}\n  rollout:\n    dry_run_for: 7d\n    expected_denials: [{why: nothing named}]\n",
+        );
+        let err = spec(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("vpcsc.perimeter.egress_policies[0].to.operations[0].methods")
+                && err.contains("[\"*\"] for all of them"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("operations[1]"),
+            "\"*\" needs no methods: {err}"
+        );
+        assert!(err.contains("vpcsc.rollout.expected_denials[0]"), "{err}");
+        assert!(!err.contains("dry_run_for"), "{err}");
+        let bad_window = GOOD.to_string() + "  rollout: {dry_run_for: 7 days}\n";
+        let err = spec(&bad_window).unwrap_err().to_string();
+        assert!(
+            err.contains("vpcsc.rollout.dry_run_for") && err.contains("7d"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn accepts_the_example() {
