@@ -305,6 +305,15 @@ impl VpcscPlan {
     /// this call be allowed?". Levels the live perimeter lists but the spec does not name are
     /// not known to the plan, and the decision's notes say so when they matter.
     pub fn evaluate(&self, attempt: &AccessAttempt) -> Decision {
+        let (desired, levels) = self.desired();
+        let config = perimeter_config(&desired, self.spec.vpcsc.perimeter.mode)
+            .cloned()
+            .unwrap_or_default();
+        evaluate(&config, &levels, attempt)
+    }
+
+    /// The perimeter and the spec's levels as applying this plan would leave them.
+    pub(crate) fn desired(&self) -> (ServicePerimeter, Vec<AccessLevel>) {
         let vpcsc = &self.spec.vpcsc;
         let policy = self.observed.policy.as_ref().map_or_else(
             || "accessPolicies/${POLICY}".to_string(),
@@ -323,11 +332,10 @@ impl VpcscPlan {
             &level_names,
         );
         let name = perimeter_name(&policy, &vpcsc.perimeter.name);
-        let desired = edit.apply_to(&name, self.observed.perimeter.as_ref());
-        let config = perimeter_config(&desired, vpcsc.perimeter.mode)
-            .cloned()
-            .unwrap_or_default();
-        evaluate(&config, &levels, attempt)
+        (
+            edit.apply_to(&name, self.observed.perimeter.as_ref()),
+            levels,
+        )
     }
 }
 

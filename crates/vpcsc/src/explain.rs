@@ -206,12 +206,7 @@ impl ViolationReport {
                 })
                 .then_with(|| a.key.cmp(&b.key))
         });
-        self.index = self
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.key.clone(), i))
-            .collect();
+        self.reindex();
         self
     }
 
@@ -219,6 +214,11 @@ impl ViolationReport {
     pub fn retain(&mut self, keep: impl Fn(&ViolationGroup) -> bool) {
         self.groups.retain(|g| keep(g));
         self.entries = self.groups.iter().map(|g| g.count).sum();
+        self.reindex();
+    }
+
+    /// Rebuilds the key-to-group index after the groups moved.
+    fn reindex(&mut self) {
         self.index = self
             .groups
             .iter()
@@ -599,8 +599,11 @@ fn fix_yaml(fixed: &VpcscSpec, fix: &Fix) -> String {
     out
 }
 
-/// The fix as gcloud commands against the dry-run spec (`gcloud access-context-manager
-/// perimeters dry-run update`, `levels update`), with rule files written by heredoc.
+/// The fix as gcloud commands against the perimeter's dry-run spec (`gcloud
+/// access-context-manager perimeters dry-run update`) or the level (`levels update`). The
+/// files they read hold the whole list as the config with the fix would leave it (what others
+/// added included), since `--set-ingress-policies`, `--set-egress-policies` and
+/// `--basic-level-spec` replace what is there.
 fn fix_gcloud(fixed: &VpcscPlan, fix: &Fix) -> String {
     let policy = fixed
         .observed
@@ -608,80 +611,66 @@ fn fix_gcloud(fixed: &VpcscPlan, fix: &Fix) -> String {
         .as_ref()
         .map_or_else(|| "${POLICY}".to_string(), |p| short(&p.name).to_string());
     let perimeter = &fixed.spec.vpcsc.perimeter.name;
+    let (desired, levels) = fixed.desired();
+    let config = crate::evaluate::perimeter_config(&desired, fixed.spec.vpcsc.perimeter.mode)
+        .cloned()
+        .unwrap_or_default();
+    let yaml = |v: serde_json::Value| yaml_serde::to_string(&enum_names(v)).unwrap_or_default();
     match fix {
-        Fix::AccessLevelMember { level, member } => {
-            let members: Vec<String> = fixed
-                .spec
-                .vpcsc
-                .access_level
+        Fix::AccessLevelMember { level, .. } => {
+            let conditions = levels
                 .iter()
-                .chain(fixed.spec.vpcsc.access_levels.iter())
-                .find(|l| &l.name == level)
-                .map(|l| l.members.iter().map(ToString::to_string).collect())
-                .unwrap_or_else(|| vec![member.to_string()]);
+                .find(|l| short(&l.name) == level.as_str())
+                .and_then(|l| l.basic())
+                .map(|b| serde_json::to_value(&b.conditions).unwrap_or_default())
+                .unwrap_or_default();
             format!(
-                "cat > level-{level}.yaml <<'EOF'\n- members:\n{}EOF\ngcloud access-context-manager levels update {level} --policy={policy} --basic-level-spec=level-{level}.yaml\n",
-                members
-                    .iter()
-                    .map(|m| format!("  - {m}\n"))
-                    .collect::<String>()
+                "cat > level-{level}.yaml <<'EOF'\n{}EOF\ngcloud access-context-manager levels update {level} --policy={policy} --basic-level-spec=level-{level}.yaml\n",
+                yaml(conditions)
             )
         }
-        Fix::Ingress(rule) => {
-            let body = serde_json::json!([{
-                "ingressFrom": rule_from_json(&rule.from.identities, Some(&rule.from)),
-                "ingressTo": rule_to_json(&rule.to),
-            }]);
-            format!(
-                "cat > ingress-{perimeter}.yaml <<'EOF'\n{}EOF\ngcloud access-context-manager perimeters dry-run update {perimeter} --policy={policy} --set-ingress-policies=ingress-{perimeter}.yaml\n# --set-ingress-policies replaces the list: the file must hold every ingress rule the perimeter keeps\n",
-                yaml_serde::to_string(&body).unwrap_or_default()
-            )
-        }
-        Fix::Egress(rule) => {
-            let body = serde_json::json!([{
-                "egressFrom": rule_from_json(&rule.from.identities, None),
-                "egressTo": rule_to_json(&rule.to),
-            }]);
-            format!(
-                "cat > egress-{perimeter}.yaml <<'EOF'\n{}EOF\ngcloud access-context-manager perimeters dry-run update {perimeter} --policy={policy} --set-egress-policies=egress-{perimeter}.yaml\n# --set-egress-policies replaces the list: the file must hold every egress rule the perimeter keeps\n",
-                yaml_serde::to_string(&body).unwrap_or_default()
-            )
-        }
+        Fix::Ingress(_) => format!(
+            "cat > ingress-{perimeter}.yaml <<'EOF'\n{}EOF\ngcloud access-context-manager perimeters dry-run update {perimeter} --policy={policy} --set-ingress-policies=ingress-{perimeter}.yaml\n",
+            yaml(serde_json::to_value(&config.ingress_policies).unwrap_or_default())
+        ),
+        Fix::Egress(_) => format!(
+            "cat > egress-{perimeter}.yaml <<'EOF'\n{}EOF\ngcloud access-context-manager perimeters dry-run update {perimeter} --policy={policy} --set-egress-policies=egress-{perimeter}.yaml\n",
+            yaml(serde_json::to_value(&config.egress_policies).unwrap_or_default())
+        ),
+    }
+}
+
+/// The SDK writes enums as numbers (its requests ask `enum-encoding=int`); gcloud's files take
+/// names.
+fn enum_names(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), &v) {
+                        ("identityType", Value::Number(n)) => Value::String(
+                            match n.as_i64() {
+                                Some(1) => "ANY_IDENTITY",
+                                Some(2) => "ANY_USER_ACCOUNT",
+                                Some(3) => "ANY_SERVICE_ACCOUNT",
+                                _ => "IDENTITY_TYPE_UNSPECIFIED",
+                            }
+                            .to_string(),
+                        ),
+                        _ => enum_names(v),
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(enum_names).collect()),
+        other => other,
     }
 }
 
 fn short(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
-}
-
-fn rule_from_json(identities: &[Member], ingress: Option<&IngressFrom>) -> serde_json::Value {
-    let mut from = serde_json::json!({
-        "identities": identities.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    });
-    if let Some(i) = ingress {
-        let sources: Vec<serde_json::Value> = i
-            .access_levels
-            .iter()
-            .map(|l| serde_json::json!({"accessLevel": l}))
-            .chain(
-                i.resources
-                    .iter()
-                    .map(|r| serde_json::json!({"resource": r})),
-            )
-            .collect();
-        from["sources"] = serde_json::json!(sources);
-    }
-    from
-}
-
-fn rule_to_json(to: &RuleTo) -> serde_json::Value {
-    serde_json::json!({
-        "resources": to.resources,
-        "operations": to.operations.iter().map(|o| serde_json::json!({
-            "serviceName": o.service_name,
-            "methodSelectors": o.methods.iter().map(|m| serde_json::json!({"method": m})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 impl Fix {

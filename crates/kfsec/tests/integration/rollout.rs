@@ -418,3 +418,53 @@ async fn apply_enforces_only_after_dry_run_for_and_with_every_denial_explained()
 fn kfsec_before_time() -> std::time::SystemTime {
     std::time::SystemTime::now()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fixes_as_gcloud_commands_silence_the_traffic_and_match_the_config() {
+    let emu = emulator(0, 0.0, 0).await;
+    let mut config = config();
+    config.vpcsc.vpcsc.perimeter.mode = kfsec::vpcsc::Mode::DryRun;
+    let kfsec = Kfsec::new(&connection(&emu));
+    let report = kfsec.apply(&config, ApplyOptions::default()).await.unwrap();
+    assert!(report.is_complete(), "{}", report.render_text());
+    let traffic = kubeflow_traffic();
+    drive(&emu, &traffic);
+    let found = kfsec
+        .violations(&config, "1h".parse().unwrap(), Which::DryRun)
+        .await
+        .unwrap();
+    assert_eq!(found.explanation.fixes.len(), 3, "{}", found.render_text());
+
+    // Each fix's gcloud commands, run by bash with the real gcloud against the emulator.
+    let dir = tempfile::tempdir().unwrap();
+    for f in &found.explanation.fixes {
+        let out = kfsec_test_support::run_with_gcloud(
+            &emu,
+            "bash",
+            &["-euo", "pipefail", "-c", &f.gcloud],
+            Some(dir.path()),
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            f.gcloud,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The same traffic an hour later writes no new dry-run entry.
+    emu.age_log(3600);
+    drive(&emu, &traffic);
+    let after = kfsec
+        .violations(&config, "30m".parse().unwrap(), Which::DryRun)
+        .await
+        .unwrap();
+    assert_eq!(after.report.entries, 0, "{}", after.render_text());
+    // And gcloud left the perimeter and level as the config with the fixes asks: nothing to
+    // change.
+    for f in &found.explanation.fixes {
+        f.fix.apply_to(&mut config.vpcsc.vpcsc);
+    }
+    let plan = kfsec.plan(&config).await.unwrap();
+    assert!(plan.is_empty(), "{}", plan.render_text());
+}
